@@ -1,0 +1,50 @@
+# head_capture: one-command setup, demo and tests. Everything lands in .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Debian libraries the wheels link against (open3d needs libusb, OpenGL users need libgl1).
+APT_PACKAGES := libusb-1.0-0 libgl1
+DEMO_DIR ?= demo_out
+
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+
+.PHONY: setup system-deps test lint demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt setup.py package.xml
+	@$(MAKE) --no-print-directory system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+		echo "missing Debian packages (run as root: apt-get install $$missing)"; exit 1; \
+	fi
+
+test: setup
+	$(PY) -m pytest -q test
+
+lint: setup
+	$(PY) -m pytest -q test/test_flake8.py test/test_pep257.py
+
+demo: setup
+	$(VENV)/bin/head-capture demo --out $(DEMO_DIR)
+
+bench: setup
+	$(PY) bench/keyframes.py --out bench/results/keyframes.json
+	$(PY) bench/keyframe_throughput.py --out bench/results/keyframe_throughput.json
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) build install log *.egg-info

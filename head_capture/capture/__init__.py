@@ -1,0 +1,1 @@
+"""ROS-free live capture front end: sources, sharpness, keyframes, preprocessing."""
