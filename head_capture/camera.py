@@ -1,0 +1,86 @@
+"""
+Pinhole camera intrinsics with Brown-Conrady distortion (k1, k2, p1, p2).
+
+Pixel coordinates follow OpenCV: the centre of the top-left pixel is (0, 0), so the image
+centre is ((W - 1) / 2, (H - 1) / 2). Files in the nerfstudio/COLMAP convention put that pixel
+centre at (0.5, 0.5); ``session.py`` converts at the file boundary.
+"""
+
+from dataclasses import dataclass, replace
+import math
+
+import numpy as np
+
+# A phone's main camera (about 26 mm equivalent) sees about 69 degrees across its long side.
+# Used when a stream carries no CameraInfo and the user gives no field of view.
+DEFAULT_FOV_DEG = 69.0
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Focal lengths and principal point in pixels, image size, and lens distortion."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    distortion: tuple = (0.0, 0.0, 0.0, 0.0)
+
+    def __post_init__(self):
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f'image size must be positive, got {self.width}x{self.height}')
+        if not (self.fx > 0 and self.fy > 0):
+            raise ValueError(f'focal lengths must be positive, got fx={self.fx} fy={self.fy}')
+        values = (self.fx, self.fy, self.cx, self.cy, *self.distortion)
+        if len(self.distortion) != 4 or not all(math.isfinite(v) for v in values):
+            raise ValueError('intrinsics need finite fx, fy, cx, cy and four distortion terms')
+        object.__setattr__(self, 'distortion', tuple(float(d) for d in self.distortion))
+
+    @classmethod
+    def from_fov(cls, width, height, fov_deg=DEFAULT_FOV_DEG):
+        """Return square-pixel intrinsics whose long image side spans ``fov_deg``."""
+        if not 1.0 < fov_deg < 179.0:
+            raise ValueError(f'field of view must be in (1, 179) degrees, got {fov_deg}')
+        focal = 0.5 * max(width, height) / math.tan(0.5 * math.radians(fov_deg))
+        return cls(focal, focal, 0.5 * (width - 1), 0.5 * (height - 1), int(width), int(height))
+
+    @classmethod
+    def from_matrix(cls, matrix, width, height, distortion=(0.0, 0.0, 0.0, 0.0)):
+        """Build from a 3x3 camera matrix (as in CameraInfo.k or OpenCV)."""
+        k = np.asarray(matrix, dtype=float).reshape(3, 3)
+        return cls(k[0, 0], k[1, 1], k[0, 2], k[1, 2], int(width), int(height),
+                   tuple(distortion))
+
+    @property
+    def matrix(self):
+        """Return the 3x3 camera matrix."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    @property
+    def has_distortion(self):
+        """Say whether any distortion term is non-zero."""
+        return any(d != 0.0 for d in self.distortion)
+
+    @property
+    def fov_x_deg(self):
+        """Return the horizontal field of view in degrees."""
+        return math.degrees(2.0 * math.atan(0.5 * self.width / self.fx))
+
+    def without_distortion(self):
+        """Return the same pinhole camera with the distortion terms cleared."""
+        return replace(self, distortion=(0.0, 0.0, 0.0, 0.0))
+
+    def cropped(self, x0, y0, width, height):
+        """Return the intrinsics of the window of size width x height at (x0, y0)."""
+        return replace(self, cx=self.cx - x0, cy=self.cy - y0, width=int(width),
+                       height=int(height))
+
+    def resized(self, width, height):
+        """Return the intrinsics after scaling the image to width x height."""
+        sx, sy = width / self.width, height / self.height
+        # Pixel centres sit at half-integers, so the principal point scales about -0.5.
+        return replace(self, fx=self.fx * sx, fy=self.fy * sy,
+                       cx=(self.cx + 0.5) * sx - 0.5, cy=(self.cy + 0.5) * sy - 0.5,
+                       width=int(width), height=int(height))

@@ -1,0 +1,235 @@
+"""
+Keyframe selection: sharp, well-exposed frames spread over the capture.
+
+Two selectors share one notion of "sharp enough": a frame's blur score against the median
+score of the frames around it (the same view seen a moment earlier or later), because the raw
+score depends on the scene as much as on the blur.
+
+- ``OnlineKeyframeSelector`` decides frame by frame with bounded memory, as the live node
+  needs: time is cut into slots of at least ``min_interval_s`` (and, optionally, of enough
+  image motion), and each slot yields its sharpest frame once it closes.
+- ``select_spread`` is the offline choice of "the best N frames of this video, evenly spread"
+  (the paper's 100 frames without motion blur): the sharpest frame in each of N equal spans
+  of time, dropped when even that one is blurred against its neighbourhood.
+"""
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+import cv2
+from head_capture.capture.sharpness import BLUR_METHODS, blur_score, exposure_of, working_gray
+from head_capture.capture.sources import StreamEndedEarly
+import numpy as np
+
+
+@dataclass
+class KeyframeConfig:
+    """Settings of both selectors (the ``keyframes`` section of the node config)."""
+
+    min_interval_s: float = 0.25
+    min_motion: float = 0.0
+    sharpness_ratio: float = 0.7
+    history: int = 45
+    max_keyframes: int = 0
+    method: str = 'laplacian'
+    long_side: int = 360
+
+    def __post_init__(self):
+        checks = {
+            'min_interval_s must be >= 0': self.min_interval_s >= 0.0,
+            'min_motion must be >= 0': self.min_motion >= 0.0,
+            'sharpness_ratio must be in (0, 1]': 0.0 < self.sharpness_ratio <= 1.0,
+            'history must be >= 1': self.history >= 1,
+            'max_keyframes must be >= 0 (0: no limit)': self.max_keyframes >= 0,
+            f'method must be one of {BLUR_METHODS}': self.method in BLUR_METHODS,
+            'long_side must be >= 32': self.long_side >= 32,
+        }
+        failed = [message for message, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError('invalid keyframe config: ' + '; '.join(failed))
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """A selected frame and the scores it was selected on."""
+
+    frame: object
+    sharpness: float
+    brightness: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The selector's verdict on one frame, and the keyframe a closed slot released."""
+
+    status: str
+    sharpness: float
+    keyframe: Keyframe = None
+
+
+class _MotionMeter:
+    """Global image shift between consecutive frames, as a fraction of the image diagonal."""
+
+    SIZE = (96, 54)
+
+    def __init__(self):
+        self._window = cv2.createHanningWindow(self.SIZE, cv2.CV_32F)
+        self._previous = None
+
+    def step(self, gray):
+        thumb = cv2.resize(gray, self.SIZE, interpolation=cv2.INTER_AREA)
+        previous, self._previous = self._previous, thumb
+        if previous is None:
+            return 0.0
+        (dx, dy), _ = cv2.phaseCorrelate(previous, thumb, self._window)
+        return float(np.hypot(dx, dy) / np.hypot(*self.SIZE))
+
+
+class OnlineKeyframeSelector:
+    """Per-frame keyframe decisions with bounded memory, for live streams."""
+
+    def __init__(self, config=None):
+        self.config = config or KeyframeConfig()
+        self._scores = deque(maxlen=self.config.history)
+        self._motion = _MotionMeter()
+        self._moved = 0.0
+        self._slot_start = None
+        self._candidate = None
+        self.emitted = 0
+
+    def update(self, frame):
+        """Score ``frame``; return its status and any keyframe released by a closed slot."""
+        cfg = self.config
+        gray = working_gray(frame.image, cfg.long_side)
+        self._moved += self._motion.step(gray)
+        exposure, brightness = exposure_of(gray)
+        score = blur_score(gray, cfg.method)
+        released = None
+        if self._slot_start is None:
+            self._slot_start = frame.time_s
+        elif (frame.time_s - self._slot_start >= cfg.min_interval_s
+              and self._moved >= cfg.min_motion):
+            released = self.flush()
+            self._slot_start = frame.time_s
+        if exposure != 'ok':
+            return Decision(exposure, score, released)
+        self._scores.append(score)
+        if score < cfg.sharpness_ratio * float(np.median(self._scores)):
+            return Decision('blurred', score, released)
+        if self._candidate is None or score > self._candidate.sharpness:
+            self._candidate = Keyframe(frame, score, brightness)
+        return Decision('sharp', score, released)
+
+    def flush(self):
+        """Release the best frame of the open slot (call at the end of a stream)."""
+        candidate, self._candidate = self._candidate, None
+        budget = self.config.max_keyframes
+        if candidate is None or (budget and self.emitted >= budget):
+            return None
+        self.emitted += 1
+        self._moved = 0.0
+        return candidate
+
+
+def select_spread(times, scores, usable, count, sharpness_ratio=0.7):
+    """
+    Return indices of the sharpest usable frame in each of ``count`` equal time spans.
+
+    A span's pick is dropped when its score is below ``sharpness_ratio`` times the median
+    score of the usable frames within one span either side: then the whole span was blurred
+    and no frame of it is worth keeping.
+    """
+    times, scores = np.asarray(times, float), np.asarray(scores, float)
+    usable = np.asarray(usable, bool)
+    if count < 1:
+        raise ValueError(f'count must be >= 1, got {count}')
+    if not usable.any():
+        return np.zeros(0, dtype=int)
+    edges = np.linspace(times[0], times[-1], count + 1)
+    span = np.clip(np.searchsorted(edges, times, side='right') - 1, 0, count - 1)
+    candidates = np.flatnonzero(usable)
+    order = candidates[np.lexsort((scores[candidates], span[candidates]))]
+    last_of_span = np.r_[span[order][1:] != span[order][:-1], True]
+    picks = order[last_of_span]
+    reference = _neighbourhood_median(times, scores, usable, picks, edges[1] - edges[0])
+    return picks[scores[picks] >= sharpness_ratio * reference]
+
+
+def _neighbourhood_median(times, scores, usable, picks, width):
+    """Median usable score within ``width`` seconds of each pick."""
+    lo = np.searchsorted(times, times[picks] - width, side='left')
+    hi = np.searchsorted(times, times[picks] + width, side='right')
+    masked = np.where(usable, scores, np.nan)
+    return np.array([np.nanmedian(masked[a:b]) for a, b in zip(lo, hi)])
+
+
+@dataclass
+class Selection:
+    """Keyframes chosen from a source, with what went wrong on the way (nothing is lost)."""
+
+    keyframes: list = field(default_factory=list)
+    frames_scored: int = 0
+    frames_unusable: int = 0
+    warnings: list = field(default_factory=list)
+
+
+def select_offline(source, count, config=None, progress=None):
+    """
+    Pick ``count`` sharp frames evenly spread over a replayable source (two passes).
+
+    Pass one scores every frame and keeps only the scores; pass two decodes the source again
+    and keeps the chosen frames, so memory holds ``count`` images, not the whole video.
+    ``progress`` is called once per frame read in either pass.
+    """
+    cfg = config or KeyframeConfig()
+    if not source.replayable:
+        raise ValueError('a live stream cannot be read twice; use OnlineKeyframeSelector')
+    selection = Selection()
+    rows = []
+    for frame in read_to_end(source, selection.warnings, progress):
+        gray = working_gray(frame.image, cfg.long_side)
+        exposure, brightness = exposure_of(gray)
+        rows.append((frame.index, frame.time_s, blur_score(gray, cfg.method),
+                     brightness, exposure == 'ok'))
+    if not rows:
+        return selection
+    index, times, scores, brightness, usable = (np.array(col) for col in zip(*rows))
+    selection.frames_scored = len(rows)
+    selection.frames_unusable = int((~usable.astype(bool)).sum())
+    picks = select_spread(times, scores, usable, count, cfg.sharpness_ratio)
+    wanted = dict(zip(index[picks].tolist(), picks.tolist()))
+    for frame in read_to_end(source, [], progress):
+        row = wanted.get(frame.index)
+        if row is not None:
+            selection.keyframes.append(Keyframe(frame, scores[row], brightness[row]))
+    return selection
+
+
+def select_online(source, count, config=None, progress=None):
+    """Take up to ``count`` keyframes from a live stream as the frames arrive."""
+    selector = OnlineKeyframeSelector(replace(config or KeyframeConfig(), max_keyframes=count))
+    selection = Selection()
+    for frame in read_to_end(source, selection.warnings, progress):
+        decision = selector.update(frame)
+        selection.frames_scored += 1
+        selection.frames_unusable += decision.status in ('dark', 'bright')
+        if decision.keyframe is not None:
+            selection.keyframes.append(decision.keyframe)
+        if selector.emitted >= count:
+            break
+    else:
+        last = selector.flush()
+        if last is not None:
+            selection.keyframes.append(last)
+    return selection
+
+
+def read_to_end(source, warnings, progress):
+    """Yield the source's frames; an early end becomes a warning, the frames are kept."""
+    try:
+        for frame in source:
+            if progress is not None:
+                progress()
+            yield frame
+    except StreamEndedEarly as exc:
+        warnings.append(str(exc))

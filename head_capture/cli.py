@@ -1,0 +1,131 @@
+"""``head-capture``: the command line of the offline tools."""
+
+import argparse
+from contextlib import contextmanager
+import json
+from pathlib import Path
+import sys
+import time
+
+from head_capture.capture.keyframes import KeyframeConfig
+from head_capture.capture.sources import open_source, SourceError
+from head_capture.config import ConfigError, load_node_config
+from head_capture.pipeline import extract_keyframes
+from head_capture.session import read_transforms, SessionError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+# Errors a user can fix (bad path, bad config, unreadable input): one clear line, exit 2.
+USER_ERRORS = (SourceError, ConfigError, SessionError, ValueError, FileNotFoundError)
+
+
+def main(argv=None):
+    """Run the ``head-capture`` command line."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except USER_ERRORS as exc:
+        console.print(f'[bold red]error:[/] {exc}')
+        return 2
+    except KeyboardInterrupt:
+        console.print('[yellow]interrupted[/]: everything written so far is kept')
+        return 130
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog='head-capture', description='360-degree head avatars from a phone video.')
+    commands = parser.add_subparsers(dest='command', required=True)
+
+    keyframes = commands.add_parser(
+        'keyframes', help='pick sharp, evenly spread keyframes into a session directory')
+    keyframes.add_argument('input', help='video file, image folder, rosbag2 (MCAP) or URL')
+    _add_keyframe_options(keyframes)
+    keyframes.set_defaults(run=_run_keyframes)
+
+    demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
+    demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
+    demo.set_defaults(run=_run_demo)
+    return parser
+
+
+def _add_keyframe_options(parser):
+    parser.add_argument('--out', type=Path, required=True, help='session directory to write')
+    parser.add_argument('--count', type=int, default=100, help='keyframes to keep (100)')
+    parser.add_argument('--size', type=int, default=400,
+                        help='side of the square training views in pixels (400)')
+    camera = parser.add_mutually_exclusive_group()
+    camera.add_argument('--fov', type=float,
+                        help='horizontal field of view of the source camera in degrees')
+    camera.add_argument('--intrinsics', type=Path,
+                        help='transforms.json whose camera describes the source frames')
+    parser.add_argument('--config', type=Path,
+                        help='parameters file (default: the shipped config/head_capture.yaml)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace a session already in --out')
+
+
+def _run_keyframes(args):
+    config = load_node_config(KeyframeConfig, 'keyframe_selector', args.config)
+    with open_source(args.input) as source:
+        intrinsics = read_transforms(args.intrinsics).intrinsics if args.intrinsics else None
+        expected = source.expected_frames
+        total = 2 * expected if (expected and source.replayable) else expected
+        with _progress('selecting keyframes', total) as advance:
+            report = extract_keyframes(source, args.out, args.count, args.size, intrinsics,
+                                       args.fov, config, args.overwrite, advance)
+    _print_keyframe_report(report)
+    return 0
+
+
+def _print_keyframe_report(report):
+    stats, selection = report.source_stats, report.selection
+    console.print(
+        f'[green]{len(selection.keyframes)} keyframes[/] from {selection.frames_scored} frames '
+        f'({stats.frames_corrupt} corrupt skipped, {selection.frames_unusable} badly exposed) '
+        f'-> {report.session.root / "transforms.json"}')
+    for note in report.notes:
+        console.print(f'[yellow]warning:[/] {note}')
+
+
+def _run_demo(args):
+    from head_capture.synth.sample_clip import make_sample_clip
+    from head_capture.synth.video import write_video
+
+    started = time.monotonic()
+    args.out.mkdir(parents=True, exist_ok=True)
+    clip = make_sample_clip()
+    video = args.out / 'sample_clip.mp4'
+    write_video(video, clip.frames, clip.fps)
+    console.print(f'sample capture: {video} ({len(clip.frames)} frames, '
+                  f'{len(clip.blurred)} motion-blurred)')
+    config = load_node_config(KeyframeConfig, 'keyframe_selector')
+    with open_source(video) as source, _progress('selecting keyframes', 2 * len(clip.frames)) \
+            as advance:
+        report = extract_keyframes(source, args.out / 'session', 24, 256, config=config,
+                                   overwrite=True, progress=advance)
+    chosen = [k.frame.index for k in report.selection.keyframes]
+    sharp = sorted(set(chosen) - set(clip.blurred.tolist()))
+    summary = {'keyframes': len(chosen), 'sharp_share': len(sharp) / max(1, len(chosen)),
+               'frames': len(clip.frames), 'blurred_frames': len(clip.blurred),
+               'session': str(report.session.root), 'seconds': time.monotonic() - started}
+    (args.out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+    _print_keyframe_report(report)
+    console.print(f'[bold]demo done[/] in {summary["seconds"]:.1f} s: {len(chosen)} keyframes, '
+                  f'{100 * summary["sharp_share"]:.0f}% of them unblurred; outputs in {args.out}')
+    return 0
+
+
+@contextmanager
+def _progress(description, total):
+    """Yield a callable that advances a progress bar by one frame."""
+    columns = (TextColumn('{task.description}'), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""
+The capture session directory and its nerfstudio-layout ``transforms.json``.
+
+A session is one folder: ``frames/`` (keyframes as PNG), ``masks/`` (foreground masks) and
+``transforms.json``, which lists every frame with its metadata and, once known, its pose. The
+file is what the avatar trainer reads and what nerfstudio, instant-ngp and other tools read, so
+poses are stored the way they expect: camera-to-world 4x4 in OpenGL camera axes, principal
+point with the top-left pixel centre at (0.5, 0.5). Blender-style files (``camera_angle_x``,
+file paths without extension, as in the NeRF synthetic scenes) are read as well.
+
+Every write is atomic (temporary file + rename), so a killed process or a full disk leaves the
+previous ``transforms.json`` and every finished frame intact.
+"""
+
+from dataclasses import dataclass, field
+import errno
+import json
+import math
+import os
+from pathlib import Path
+import tempfile
+
+import cv2
+from head_capture.camera import Intrinsics
+import numpy as np
+
+TRANSFORMS_FILE = 'transforms.json'
+FRAMES_DIR = 'frames'
+MASKS_DIR = 'masks'
+# Keys of transforms.json that describe the camera; everything else at the top level is kept.
+_CAMERA_KEYS = ('fl_x', 'fl_y', 'cx', 'cy', 'w', 'h', 'k1', 'k2', 'p1', 'p2', 'camera_model',
+                'camera_angle_x', 'camera_angle_y')
+_IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+
+
+class SessionError(ValueError):
+    """A session directory or transforms file that cannot be used, with the reason."""
+
+
+@dataclass
+class FrameRecord:
+    """One frame of a session: image path relative to the session, optional pose and mask."""
+
+    file_path: str
+    c2w: np.ndarray = None
+    mask_path: str = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Transforms:
+    """The content of a ``transforms.json``: one shared camera and the frames."""
+
+    intrinsics: Intrinsics
+    frames: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+
+def read_transforms(path):
+    """Read a nerfstudio or Blender-style ``transforms.json``; frame paths stay relative."""
+    path = Path(path)
+    if not path.is_file():
+        raise SessionError(f'no transforms file at {path}')
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SessionError(f'{path} is not readable JSON: {exc}') from exc
+    raw_frames = data.get('frames')
+    if not isinstance(raw_frames, list):
+        raise SessionError(f'{path} has no "frames" list')
+    frames = [_frame_from_json(path.parent, entry, n, path) for n, entry in enumerate(raw_frames)]
+    intrinsics = _intrinsics_from_json(data, path.parent, frames, path)
+    meta = {k: v for k, v in data.items() if k not in _CAMERA_KEYS and k != 'frames'}
+    return Transforms(intrinsics, frames, meta)
+
+
+def write_transforms(path, transforms):
+    """Write ``transforms`` atomically in the nerfstudio layout (OPENCV camera model)."""
+    cam = transforms.intrinsics
+    k1, k2, p1, p2 = cam.distortion
+    data = {
+        'camera_model': 'OPENCV',
+        'fl_x': cam.fx, 'fl_y': cam.fy, 'cx': cam.cx + 0.5, 'cy': cam.cy + 0.5,
+        'w': cam.width, 'h': cam.height, 'k1': k1, 'k2': k2, 'p1': p1, 'p2': p2,
+        **transforms.meta,
+        'frames': [_frame_to_json(frame) for frame in transforms.frames],
+    }
+    write_bytes_atomic(Path(path), (json.dumps(data, indent=2) + '\n').encode())
+
+
+def write_bytes_atomic(path, payload):
+    """Write ``payload`` to ``path`` through a temporary file, so readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise SessionError(f'disk full while writing {path}; earlier files are '
+                               'intact') from exc
+        raise
+
+
+def write_image_atomic(path, image):
+    """Encode an RGB (or single-channel) uint8 image as PNG and write it atomically."""
+    pixels = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode('.png', pixels)
+    if not ok:
+        raise SessionError(f'could not encode an image of shape {image.shape} for {path}')
+    write_bytes_atomic(Path(path), encoded.tobytes())
+
+
+def read_image(path):
+    """Read an image file as uint8 RGB; alpha, when present, is dropped."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise SessionError(f'cannot read image {path}')
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+
+
+class Session:
+    """A capture session directory; nothing is ever written outside ``root``."""
+
+    def __init__(self, root, transforms):
+        self.root = Path(root).resolve()
+        self.transforms = transforms
+
+    @classmethod
+    def create(cls, root, intrinsics, meta=None, overwrite=False):
+        """Start a new session in ``root``; refuse to replace one unless ``overwrite``."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise SessionError(f'{root} exists and is not a directory')
+        if (root / TRANSFORMS_FILE).exists():
+            if not overwrite:
+                raise SessionError(f'{root} already holds a session; choose another directory '
+                                   'or overwrite it explicitly')
+            for folder in (FRAMES_DIR, MASKS_DIR):
+                for image in (root / folder).glob('*.png'):
+                    image.unlink()
+        root.mkdir(parents=True, exist_ok=True)
+        session = cls(root, Transforms(intrinsics, [], dict(meta or {})))
+        session.save()
+        return session
+
+    @classmethod
+    def load(cls, root):
+        """Open an existing session directory."""
+        return cls(root, read_transforms(Path(root) / TRANSFORMS_FILE))
+
+    @property
+    def frames(self):
+        """Return the frame records in order."""
+        return self.transforms.frames
+
+    def add_frame(self, image, meta=None):
+        """Store a keyframe image and return its record (saved by the next ``save``)."""
+        cam = self.transforms.intrinsics
+        if image.shape[:2] != (cam.height, cam.width):
+            raise SessionError(f'frame of size {image.shape[1]}x{image.shape[0]} does not match '
+                               f'the session camera {cam.width}x{cam.height}')
+        relative = f'{FRAMES_DIR}/{len(self.frames):06d}.png'
+        write_image_atomic(self.root / relative, image)
+        record = FrameRecord(relative, meta=dict(meta or {}))
+        self.frames.append(record)
+        return record
+
+    def write_mask(self, index, mask):
+        """Store the foreground mask (uint8, 255 = head) of frame ``index``."""
+        relative = f'{MASKS_DIR}/{index:06d}.png'
+        write_image_atomic(self.root / relative, mask)
+        self.frames[index].mask_path = relative
+
+    def image(self, index):
+        """Load frame ``index`` as RGB uint8."""
+        return read_image(self.path_of(self.frames[index].file_path))
+
+    def path_of(self, relative):
+        """Resolve a path stored in the session; refuse one that leaves the session."""
+        return resolve_inside(self.root, relative)
+
+    def save(self):
+        """Write ``transforms.json`` atomically."""
+        write_transforms(self.root / TRANSFORMS_FILE, self.transforms)
+
+
+def resolve_inside(root, relative):
+    """Join ``relative`` to ``root`` and refuse a result outside ``root``."""
+    root = Path(root).resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root):
+        raise SessionError(f'path {relative!r} points outside the session at {root}')
+    return target
+
+
+def _frame_from_json(base, entry, number, source):
+    if not isinstance(entry, dict) or 'file_path' not in entry:
+        raise SessionError(f'{source}: frame {number} has no file_path')
+    c2w = entry.get('transform_matrix')
+    if c2w is not None:
+        c2w = np.asarray(c2w, dtype=float)
+        if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):
+            raise SessionError(f'{source}: frame {number} has a transform_matrix that is not a '
+                               'finite 4x4 matrix')
+    meta = {k: v for k, v in entry.items()
+            if k not in ('file_path', 'transform_matrix', 'mask_path')}
+    return FrameRecord(_with_image_suffix(base, entry['file_path']), c2w,
+                       entry.get('mask_path'), meta)
+
+
+def _with_image_suffix(base, file_path):
+    """Blender files name images without extension ("./train/r_0"); find the file on disk."""
+    if Path(file_path).suffix.lower() in _IMAGE_SUFFIXES or (base / file_path).exists():
+        return file_path
+    for suffix in _IMAGE_SUFFIXES:
+        if (base / (file_path + suffix)).exists():
+            return file_path + suffix
+    return file_path
+
+
+def _intrinsics_from_json(data, base, frames, source):
+    k = tuple(float(data.get(key, 0.0)) for key in ('k1', 'k2', 'p1', 'p2'))
+    if 'w' in data and 'h' in data:
+        width, height = int(data['w']), int(data['h'])
+    elif frames:
+        image = read_image(resolve_inside(base, frames[0].file_path))
+        height, width = image.shape[:2]
+    else:
+        raise SessionError(f'{source} gives no image size and has no frames to measure')
+    if 'fl_x' in data:
+        fx = float(data['fl_x'])
+        fy = float(data.get('fl_y', fx))
+    elif 'camera_angle_x' in data:
+        fx = 0.5 * width / math.tan(0.5 * float(data['camera_angle_x']))
+        fy = (0.5 * height / math.tan(0.5 * float(data['camera_angle_y']))
+              if 'camera_angle_y' in data else fx)
+    else:
+        raise SessionError(f'{source} has neither fl_x nor camera_angle_x')
+    cx = float(data.get('cx', 0.5 * width)) - 0.5
+    cy = float(data.get('cy', 0.5 * height)) - 0.5
+    try:
+        return Intrinsics(fx, fy, cx, cy, width, height, k)
+    except ValueError as exc:
+        raise SessionError(f'{source}: {exc}') from exc
+
+
+def _frame_to_json(frame):
+    entry = {'file_path': frame.file_path}
+    if frame.c2w is not None:
+        entry['transform_matrix'] = np.asarray(frame.c2w, dtype=float).tolist()
+    if frame.mask_path is not None:
+        entry['mask_path'] = frame.mask_path
+    entry.update(frame.meta)
+    return entry

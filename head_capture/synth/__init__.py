@@ -1,0 +1,1 @@
+"""Synthetic data: sample clips, camera degradations, and (later) 360-degree heads."""

@@ -1,0 +1,40 @@
+"""Intrinsics: construction, validation, and how crops and resizes move the camera."""
+
+import math
+
+from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+import numpy as np
+import pytest
+
+
+def project(cam, points):
+    uv = (cam.matrix @ points.T).T
+    return uv[:, :2] / uv[:, 2:]
+
+
+def test_from_fov_spans_the_long_side():
+    cam = Intrinsics.from_fov(1280, 720)
+    assert cam.fov_x_deg == pytest.approx(DEFAULT_FOV_DEG)
+    assert (cam.cx, cam.cy) == (639.5, 359.5)
+    portrait = Intrinsics.from_fov(720, 1280, 60.0)
+    assert 2 * math.degrees(math.atan(640 / portrait.fy)) == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize('kwargs', [
+    {'fx': -1.0}, {'width': 0}, {'cx': float('nan')}, {'distortion': (0.1, 0.0)}])
+def test_invalid_intrinsics_are_refused(kwargs):
+    values = {'fx': 500.0, 'fy': 500.0, 'cx': 320.0, 'cy': 240.0, 'width': 640,
+              'height': 480, **kwargs}
+    with pytest.raises(ValueError):
+        Intrinsics(**values)
+
+
+def test_crop_and_resize_keep_projections_consistent(rng):
+    cam = Intrinsics(800.0, 790.0, 650.2, 350.7, 1280, 720)
+    points = np.c_[rng.uniform(-0.3, 0.3, (20, 2)), rng.uniform(1.0, 3.0, 20)]
+    uv = project(cam, points)
+    cropped = cam.cropped(280, 0, 720, 720)
+    np.testing.assert_allclose(project(cropped, points), uv - [280, 0])
+    half = cropped.resized(360, 360)
+    # With pixel centres at integers, x maps to (x + 0.5) * s - 0.5.
+    np.testing.assert_allclose(project(half, points), (uv - [280, 0] + 0.5) * 0.5 - 0.5)

@@ -1,0 +1,75 @@
+"""The ``head-capture`` command line, run in-process as a user would call it."""
+
+import json
+
+from head_capture.cli import main
+from head_capture.session import read_transforms
+from head_capture.synth.video import write_video
+import pytest
+
+
+@pytest.fixture
+def clip_video(tmp_path, sample_clip):
+    path = tmp_path / 'clip.mp4'
+    write_video(path, sample_clip.frames, sample_clip.fps)
+    return path
+
+
+def test_keyframes_writes_a_session(tmp_path, clip_video, sample_clip, capsys):
+    out = tmp_path / 'session'
+    assert main(['keyframes', str(clip_video), '--out', str(out), '--count', '12',
+                 '--size', '96', '--fov', '60']) == 0
+    transforms = read_transforms(out / 'transforms.json')
+    cam = transforms.intrinsics
+    assert (cam.width, cam.height) == (96, 96)
+    # 60 degrees across the 240 px long side, cropped to 160 px and scaled to 96 px.
+    assert cam.fx == pytest.approx(120 / 0.57735 * 96 / 160, rel=1e-3)
+    assert 10 <= len(transforms.frames) <= 12
+    assert all((out / f.file_path).is_file() and f.c2w is None for f in transforms.frames)
+    sources = [f.meta['source_index'] for f in transforms.frames]
+    assert not set(sources) & set(sample_clip.blurred.tolist())
+    assert 'keyframes' in capsys.readouterr().err
+
+
+def test_keyframes_warns_when_the_fov_is_assumed(tmp_path, clip_video, capsys):
+    assert main(['keyframes', str(clip_video), '--out', str(tmp_path / 's'), '--count', '3',
+                 '--size', '32']) == 0
+    assert 'assumed a 69 degree field of view' in capsys.readouterr().err
+
+
+def test_keyframes_from_a_truncated_video_keeps_what_it_read(tmp_path, clip_video, capsys):
+    data = clip_video.read_bytes()
+    cut = tmp_path / 'cut.mp4'
+    cut.write_bytes(data[:len(data) // 2])
+    assert main(['keyframes', str(cut), '--out', str(tmp_path / 's'), '--count', '10',
+                 '--size', '32']) == 0
+    assert 'warning' in capsys.readouterr().err
+    assert len(read_transforms(tmp_path / 's' / 'transforms.json').frames) >= 3
+
+
+@pytest.mark.parametrize('args, message', [
+    (['keyframes', 'missing.mp4', '--out', 'o'], 'missing.mp4'),
+    (['keyframes', '{video}', '--out', '{tmp}/o', '--count', '0'], 'count must be'),
+    (['keyframes', '{video}', '--out', '{tmp}/o', '--config', '{tmp}/none.yaml'], 'not found'),
+])
+def test_bad_input_is_one_clear_error(tmp_path, clip_video, capsys, args, message):
+    args = [a.format(video=clip_video, tmp=tmp_path) for a in args]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_existing_session_needs_overwrite(tmp_path, clip_video, capsys):
+    out = str(tmp_path / 's')
+    base = ['keyframes', str(clip_video), '--out', out, '--count', '3', '--size', '32']
+    assert main(base) == 0
+    assert main(base) == 2
+    assert 'already holds a session' in capsys.readouterr().err
+    assert main(base + ['--overwrite']) == 0
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    assert main(['demo', '--out', str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert summary['keyframes'] >= 20 and summary['sharp_share'] >= 0.9
+    assert len(read_transforms(tmp_path / 'session' / 'transforms.json').frames) \
+        == summary['keyframes']

@@ -1,0 +1,55 @@
+"""Training-view preprocessing: undistortion, centre crop and resize, with matching cameras."""
+
+import cv2
+from head_capture.camera import Intrinsics
+from head_capture.capture.preprocess import center_square_crop, prepare_view, undistort
+import numpy as np
+import pytest
+
+
+def dot_centres(image):
+    _, _, _, centres = cv2.connectedComponentsWithStats((image[:, :, 0] > 128).astype(np.uint8))
+    return centres[1:]
+
+
+def test_undistort_straightens_a_distorted_line():
+    cam = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, (-0.3, 0.08, 0.0, 0.0))
+    # Dots on a straight line in space (y = 0.3 z), seen through the distorting lens.
+    line = np.stack([np.linspace(-0.45, 0.45, 7), np.full(7, 0.3), np.ones(7)], 1)
+    pixels, _ = cv2.projectPoints(line, np.zeros(3), np.zeros(3), cam.matrix,
+                                  np.array(cam.distortion))
+    image = np.zeros((240, 320, 3), np.uint8)
+    for u, v in pixels[:, 0]:
+        cv2.circle(image, (round(u), round(v)), 3, (255, 255, 255), -1)
+    straight, clean = undistort(image, cam)
+    assert not clean.has_distortion
+    expected_row = cam.cy + cam.fy * 0.3
+    assert np.ptp(dot_centres(image)[:, 1]) > 4.0
+    np.testing.assert_allclose(dot_centres(straight)[:, 1], expected_row, atol=0.75)
+
+
+def test_center_crop_of_landscape_and_portrait():
+    for shape in ((720, 1280, 3), (1280, 720, 3)):
+        cam = Intrinsics.from_fov(shape[1], shape[0])
+        image = np.zeros(shape, np.uint8)
+        square, cropped = center_square_crop(image, cam)
+        assert square.shape == (720, 720, 3)
+        assert (cropped.cx, cropped.cy) == (359.5, 359.5)
+
+
+def test_prepare_view_keeps_a_point_on_its_pixel():
+    cam = Intrinsics.from_fov(1280, 720, 65.0)
+    point = np.array([0.05, -0.02, 1.0])
+    image = np.zeros((720, 1280, 3), np.uint8)
+    u, v = (cam.matrix @ point)[:2]
+    cv2.circle(image, (round(u), round(v)), 6, (255, 255, 255), -1)
+    view, view_cam = prepare_view(image, cam, 400)
+    assert view.shape == (400, 400, 3) and view_cam.width == 400
+    expected = (view_cam.matrix @ point)[:2]
+    ys, xs = np.nonzero(view[:, :, 0] > 128)
+    np.testing.assert_allclose([xs.mean(), ys.mean()], expected, atol=0.5)
+
+
+def test_prepare_view_refuses_a_camera_of_another_size():
+    with pytest.raises(ValueError, match='but the camera is'):
+        prepare_view(np.zeros((100, 100, 3), np.uint8), Intrinsics.from_fov(200, 100), 64)
