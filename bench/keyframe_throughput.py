@@ -10,14 +10,13 @@ selector's cost alone (decoding is not included). Target: at least 200 frames/s 
 import argparse
 import time
 
+from common import save
 import cv2
 from head_capture.capture.keyframes import OnlineKeyframeSelector
 from head_capture.capture.sharpness import assess_frame
 from head_capture.capture.sources import Frame
 from head_capture.synth.sample_clip import textured_scene
 import numpy as np
-
-from common import save
 
 
 def timed(step, frames, repeats):

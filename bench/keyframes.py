@@ -13,6 +13,7 @@ sequence holds a pick, and the largest gap between picks against the ideal gap).
 import argparse
 from pathlib import Path
 
+from common import save
 import cv2
 from head_capture.capture.keyframes import KeyframeConfig, OnlineKeyframeSelector, select_spread
 from head_capture.capture.sharpness import assess_frame
@@ -20,8 +21,6 @@ from head_capture.capture.sources import Frame
 from head_capture.session import read_transforms, resolve_inside
 from head_capture.synth.degrade import motion_blur
 import numpy as np
-
-from common import save
 
 LEGO = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'lego_200'
 FPS = 30.0
@@ -117,8 +116,8 @@ def main():
                                        args.count)
                 row['online'] = score(run_online(frames, online_config), blurred, args.count)
                 runs.append(row)
-                print(f"blur {blur_share:.0%} bursts={bursts} seed {seed}: "
-                      f"offline {row['offline']}  online {row['online']}")
+                print(f'blur {blur_share:.0%} bursts={bursts} seed {seed}: '
+                      f'offline {row["offline"]}  online {row["online"]}')
     summary = {mode: {
         'precision_min': min(r[mode]['precision'] for r in runs),
         'precision_mean': float(np.mean([r[mode]['precision'] for r in runs])),

@@ -15,7 +15,7 @@ from head_capture.session import read_transforms, SessionError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 # Errors a user can fix (bad path, bad config, unreadable input): one clear line, exit 2.
 USER_ERRORS = (SourceError, ConfigError, SessionError, ValueError, FileNotFoundError)
 
@@ -91,7 +91,7 @@ def _print_keyframe_report(report):
 
 def _run_demo(args):
     from head_capture.synth.sample_clip import make_sample_clip
-    from head_capture.synth.video import write_video
+    from head_capture.synth.recordings import write_video
 
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def _share_roots():
     try:
         from ament_index_python.packages import get_package_share_directory
         roots.append(Path(get_package_share_directory(PACKAGE)))
-    except (ImportError, LookupError, ValueError):
+    except (ImportError, LookupError, ValueError, OSError):
         pass
     roots.append(Path(sys.prefix) / 'share' / PACKAGE)
     roots.append(Path(__file__).resolve().parent.parent)

@@ -4,7 +4,7 @@ import json
 
 from head_capture.cli import main
 from head_capture.session import read_transforms
-from head_capture.synth.video import write_video
+from head_capture.synth.recordings import write_video
 import pytest
 
 

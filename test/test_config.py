@@ -12,14 +12,15 @@ def test_shipped_parameters_build_the_keyframe_config():
 
 def test_plain_yaml_section_with_override(tmp_path):
     path = tmp_path / 'params.yaml'
-    path.write_text('keyframe_selector:\n  sharpness_ratio: 0.5\n  history: 10\n')
-    config = load_node_config(KeyframeConfig, 'keyframe_selector', path, {'history': 20})
-    assert (config.sharpness_ratio, config.history) == (0.5, 20)
+    path.write_text('keyframe_selector:\n  sharpness_ratio: 0.5\n  reference_window_s: 1\n')
+    config = load_node_config(KeyframeConfig, 'keyframe_selector', path, {'max_keyframes': 9})
+    assert (config.sharpness_ratio, config.reference_window_s) == (0.5, 1.0)
+    assert config.max_keyframes == 9
 
 
 @pytest.mark.parametrize('text, message', [
     ('keyframe_selector:\n  sharpnes_ratio: 0.5\n', 'unknown key'),
-    ('keyframe_selector:\n  history: ten\n', 'must be int'),
+    ('keyframe_selector:\n  max_keyframes: ten\n', 'must be int'),
     ('keyframe_selector:\n  sharpness_ratio: 2.0\n', 'sharpness_ratio must be in'),
     ('keyframe_selector: [1, 2\n', 'not valid YAML'),
 ])

@@ -3,7 +3,7 @@
 from head_capture.capture.keyframes import (KeyframeConfig, OnlineKeyframeSelector,
                                             select_offline, select_online, select_spread)
 from head_capture.capture.sources import Frame, open_source
-from head_capture.synth.video import write_video
+from head_capture.synth.recordings import write_video
 import numpy as np
 import pytest
 
@@ -25,8 +25,10 @@ def test_spread_drops_a_span_that_is_blurred_throughout():
     times = np.arange(30) / 30
     scores = np.full(30, 10.0)
     scores[10:20] = 2.0
-    picks = select_spread(times, scores, np.ones(30, bool), 3)
-    assert len(picks) == 2
+    picks = select_spread(times, scores, np.ones(30, bool), 3, reference_window_s=1.0)
+    # The blurred middle span gives nothing; the sharp frame farthest from the two picks
+    # (at the ends of their spans) makes up the count.
+    assert len(picks) == 3
     assert all(p < 10 or p >= 20 for p in picks)
 
 
@@ -55,12 +57,16 @@ def test_online_selector_prefers_sharp_frames(sample_clip):
 
 
 def test_online_memory_stays_bounded(sample_clip):
-    selector = OnlineKeyframeSelector(KeyframeConfig(history=20))
+    selector = OnlineKeyframeSelector(KeyframeConfig(reference_window_s=0.5))
     for repeat in range(3):
         for frame in frames_of(sample_clip):
             selector.update(Frame(frame.index + 90 * repeat, frame.time_s + 3 * repeat,
                                   frame.image))
-    assert len(selector._scores) == 20
+    assert len(selector._recent) == 16
+    fast = OnlineKeyframeSelector()
+    for n in range(2000):
+        fast.update(Frame(n, n / 1000.0, sample_clip.frames[n % 90]))
+    assert len(fast._recent) == OnlineKeyframeSelector.MAX_HISTORY
 
 
 def test_online_rejects_dark_frames_and_respects_budget(sample_clip):

@@ -1,25 +1,29 @@
 """
 Keyframe selection: sharp, well-exposed frames spread over the capture.
 
-Two selectors share one notion of "sharp enough": a frame's blur score against the median
-score of the frames around it (the same view seen a moment earlier or later), because the raw
-score depends on the scene as much as on the blur.
+Two selectors share one notion of "sharp enough": a frame's blur score against what the sharp
+frames around it score (the same view seen a moment earlier or later), because the raw score
+depends on the scene as much as on the blur.
 
 - ``OnlineKeyframeSelector`` decides frame by frame with bounded memory, as the live node
   needs: time is cut into slots of at least ``min_interval_s`` (and, optionally, of enough
   image motion), and each slot yields its sharpest frame once it closes.
 - ``select_spread`` is the offline choice of "the best N frames of this video, evenly spread"
-  (the paper's 100 frames without motion blur): the sharpest frame in each of N equal spans
-  of time, dropped when even that one is blurred against its neighbourhood.
+  (the paper's 100 frames without motion blur): the sharpest sharp frame in each of N equal
+  spans of time, with spans that are blurred throughout made up from the rest.
 """
 
 from collections import deque
 from dataclasses import dataclass, field, replace
+import warnings
 
 import cv2
 from head_capture.capture.sharpness import BLUR_METHODS, blur_score, exposure_of, working_gray
 from head_capture.capture.sources import StreamEndedEarly
 import numpy as np
+
+# What "a sharp frame here" scores: the 75th percentile of nearby scores.
+SHARP_PERCENTILE = 75.0
 
 
 @dataclass
@@ -29,7 +33,7 @@ class KeyframeConfig:
     min_interval_s: float = 0.25
     min_motion: float = 0.0
     sharpness_ratio: float = 0.7
-    history: int = 45
+    reference_window_s: float = 2.0
     max_keyframes: int = 0
     method: str = 'laplacian'
     long_side: int = 360
@@ -39,7 +43,7 @@ class KeyframeConfig:
             'min_interval_s must be >= 0': self.min_interval_s >= 0.0,
             'min_motion must be >= 0': self.min_motion >= 0.0,
             'sharpness_ratio must be in (0, 1]': 0.0 < self.sharpness_ratio <= 1.0,
-            'history must be >= 1': self.history >= 1,
+            'reference_window_s must be > 0': self.reference_window_s > 0.0,
             'max_keyframes must be >= 0 (0: no limit)': self.max_keyframes >= 0,
             f'method must be one of {BLUR_METHODS}': self.method in BLUR_METHODS,
             'long_side must be >= 32': self.long_side >= 32,
@@ -82,15 +86,20 @@ class _MotionMeter:
         if previous is None:
             return 0.0
         (dx, dy), _ = cv2.phaseCorrelate(previous, thumb, self._window)
-        return float(np.hypot(dx, dy) / np.hypot(*self.SIZE))
+        shift = float(np.hypot(dx, dy))
+        # Sub-pixel estimates of identical frames are not exactly zero: ignore below 1/4 px.
+        return shift / float(np.hypot(*self.SIZE)) if shift >= 0.25 else 0.0
 
 
 class OnlineKeyframeSelector:
     """Per-frame keyframe decisions with bounded memory, for live streams."""
 
+    # Scores kept for the reference, whatever the frame rate: 2 s at 250 frames/s.
+    MAX_HISTORY = 512
+
     def __init__(self, config=None):
         self.config = config or KeyframeConfig()
-        self._scores = deque(maxlen=self.config.history)
+        self._recent = deque(maxlen=self.MAX_HISTORY)
         self._motion = _MotionMeter()
         self._moved = 0.0
         self._slot_start = None
@@ -113,8 +122,11 @@ class OnlineKeyframeSelector:
             self._slot_start = frame.time_s
         if exposure != 'ok':
             return Decision(exposure, score, released)
-        self._scores.append(score)
-        if score < cfg.sharpness_ratio * float(np.median(self._scores)):
+        self._recent.append((frame.time_s, score))
+        while frame.time_s - self._recent[0][0] > cfg.reference_window_s:
+            self._recent.popleft()
+        reference = np.percentile([s for _, s in self._recent], SHARP_PERCENTILE)
+        if score < cfg.sharpness_ratio * reference:
             return Decision('blurred', score, released)
         if self._candidate is None or score > self._candidate.sharpness:
             self._candidate = Keyframe(frame, score, brightness)
@@ -131,36 +143,60 @@ class OnlineKeyframeSelector:
         return candidate
 
 
-def select_spread(times, scores, usable, count, sharpness_ratio=0.7):
+def select_spread(times, scores, usable, count, sharpness_ratio=0.7, reference_window_s=2.0):
     """
-    Return indices of the sharpest usable frame in each of ``count`` equal time spans.
+    Return indices of ``count`` sharp frames spread evenly over time, sharpest first.
 
-    A span's pick is dropped when its score is below ``sharpness_ratio`` times the median
-    score of the usable frames within one span either side: then the whole span was blurred
-    and no frame of it is worth keeping.
+    Each of ``count`` equal spans of time gives its sharpest sharp frame. A span with none
+    (blurred throughout) gives nothing, and the shortfall is filled with the sharp frames
+    farthest in time from those already chosen, so the picks stay spread.
     """
     times, scores = np.asarray(times, float), np.asarray(scores, float)
-    usable = np.asarray(usable, bool)
     if count < 1:
         raise ValueError(f'count must be >= 1, got {count}')
-    if not usable.any():
-        return np.zeros(0, dtype=int)
+    frame_interval = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    window = max(5, int(round(reference_window_s / max(frame_interval, 1e-6))))
+    sharp = sharp_mask(scores, usable, sharpness_ratio, window)
+    candidates = np.flatnonzero(sharp)
+    if candidates.size <= count:
+        return candidates
     edges = np.linspace(times[0], times[-1], count + 1)
     span = np.clip(np.searchsorted(edges, times, side='right') - 1, 0, count - 1)
-    candidates = np.flatnonzero(usable)
     order = candidates[np.lexsort((scores[candidates], span[candidates]))]
-    last_of_span = np.r_[span[order][1:] != span[order][:-1], True]
-    picks = order[last_of_span]
-    reference = _neighbourhood_median(times, scores, usable, picks, edges[1] - edges[0])
-    return picks[scores[picks] >= sharpness_ratio * reference]
+    picks = order[np.r_[span[order][1:] != span[order][:-1], True]]
+    return np.sort(_fill_farthest(times, candidates, picks, count))
 
 
-def _neighbourhood_median(times, scores, usable, picks, width):
-    """Median usable score within ``width`` seconds of each pick."""
-    lo = np.searchsorted(times, times[picks] - width, side='left')
-    hi = np.searchsorted(times, times[picks] + width, side='right')
-    masked = np.where(usable, scores, np.nan)
-    return np.array([np.nanmedian(masked[a:b]) for a, b in zip(lo, hi)])
+def sharp_mask(scores, usable, ratio, window):
+    """
+    Mark usable frames whose score reaches ``ratio`` of what sharp frames nearby score.
+
+    "What sharp frames score" is the 75th percentile of the usable scores in a window of
+    ``window`` frames around each frame: it stays a sharp frame's score while up to half of
+    the window is blurred, where the median would already sink. The window must span more
+    than a blur burst and less than a change of scene: about 2 s of a walk-around.
+    """
+    scores = np.asarray(scores, float)
+    usable = np.asarray(usable, bool)
+    window = min(window, len(scores))
+    padded = np.pad(np.where(usable, scores, np.nan), (window // 2, window - 1 - window // 2),
+                    constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # windows with no usable frame
+        reference = np.nanpercentile(windows, SHARP_PERCENTILE, axis=1)
+    return usable & (scores >= ratio * reference)
+
+
+def _fill_farthest(times, candidates, picks, count):
+    """Add the candidates farthest in time from the picks until there are ``count``."""
+    picks = list(picks)
+    distance = np.min(np.abs(times[candidates, None] - times[picks][None, :]), axis=1)
+    while len(picks) < count:
+        best = int(np.argmax(distance))
+        picks.append(candidates[best])
+        distance = np.minimum(distance, np.abs(times[candidates] - times[candidates[best]]))
+    return np.array(picks, dtype=int)
 
 
 @dataclass
@@ -196,7 +232,8 @@ def select_offline(source, count, config=None, progress=None):
     index, times, scores, brightness, usable = (np.array(col) for col in zip(*rows))
     selection.frames_scored = len(rows)
     selection.frames_unusable = int((~usable.astype(bool)).sum())
-    picks = select_spread(times, scores, usable, count, cfg.sharpness_ratio)
+    picks = select_spread(times, scores, usable, count, cfg.sharpness_ratio,
+                          cfg.reference_window_s)
     wanted = dict(zip(index[picks].tolist(), picks.tolist()))
     for frame in read_to_end(source, [], progress):
         row = wanted.get(frame.index)
