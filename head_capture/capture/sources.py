@@ -120,7 +120,7 @@ class VideoSource(FrameSource):
         with self._open() as container:
             stream = container.streams.video[0]
             self.fps = float(stream.average_rate) if stream.average_rate else None
-            self.expected_frames = stream.frames or self._frames_from_duration(stream)
+            self.expected_frames = stream.frames or self._frames_from_duration(stream, container)
 
     def _open(self):
         try:
@@ -132,16 +132,20 @@ class VideoSource(FrameSource):
             raise SourceOpenError(f'{self.path} holds no video stream')
         return container
 
-    def _frames_from_duration(self, stream):
-        if stream.duration is None or not self.fps:
+    def _frames_from_duration(self, stream, container):
+        if stream.duration is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            seconds = container.duration / av.time_base
+        else:
             return None
-        return int(round(float(stream.duration * stream.time_base) * self.fps))
+        return int(round(seconds * self.fps)) if self.fps else None
 
     def _frames(self):
         with self._open() as container:
             stream = container.streams.video[0]
             stream.thread_type = 'AUTO'
-            index = 0
+            index, start = 0, None
             for packet in container.demux(stream):
                 try:
                     decoded = packet.decode()
@@ -151,7 +155,9 @@ class VideoSource(FrameSource):
                     continue
                 for frame in decoded:
                     time_s = frame.time if frame.time is not None else index / (self.fps or 30.0)
-                    yield Frame(index, float(time_s), frame.to_ndarray(format='rgb24'))
+                    # Times count from the first frame: some muxers (AVI) start at one frame.
+                    start = time_s if start is None else start
+                    yield Frame(index, float(time_s - start), frame.to_ndarray(format='rgb24'))
                     index += 1
         self._check_complete('video')
 

@@ -21,26 +21,31 @@ def write_video(path, frames, fps=30, quality=20):
     count = 0
     # The index up front (as phones and web players want) also keeps a truncated file readable.
     options = {'movflags': '+faststart'} if path.suffix.lower() in ('.mp4', '.mov') else {}
+    rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode='w', options=options) as container:
         stream = None
         for image in frames:
             # yuv420p needs even sizes: drop a last odd row or column.
             image = np.ascontiguousarray(image[:image.shape[0] // 2 * 2, :image.shape[1] // 2 * 2])
             if stream is None:
-                stream = _add_stream(container, fps, image.shape[1], image.shape[0], quality)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format='rgb24')))
+                stream = _add_stream(container, rate, image.shape[1], image.shape[0], quality)
+            frame = av.VideoFrame.from_ndarray(image, format='rgb24')
+            # Explicit timestamps: containers without them (mkv, avi) would reorder B-frames.
+            frame.pts, frame.time_base = count, 1 / rate
+            container.mux(stream.encode(frame))
             count += 1
         if stream is not None:
             container.mux(stream.encode(None))
     return count
 
 
-def _add_stream(container, fps, width, height, quality):
+def _add_stream(container, rate, width, height, quality):
     codec = 'libx264' if 'libx264' in av.codecs_available else 'mpeg4'
-    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+    stream = container.add_stream(codec, rate=rate)
     stream.width, stream.height = width, height
     stream.pix_fmt = 'yuv420p'
-    stream.options = {'crf': str(quality)} if codec == 'libx264' else {'qscale': '3'}
+    # No B-frames: AVI cannot carry their reordered timestamps.
+    stream.options = {'crf': str(quality), 'bf': '0'} if codec == 'libx264' else {'qscale': '3'}
     return stream
 
 
