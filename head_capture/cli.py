@@ -103,8 +103,8 @@ def _run_demo(args):
     config = load_node_config(KeyframeConfig, 'keyframe_selector')
     with open_source(video) as source, _progress('selecting keyframes', 2 * len(clip.frames)) \
             as advance:
-        report = extract_keyframes(source, args.out / 'session', 24, 256, config=config,
-                                   overwrite=True, progress=advance)
+        report = extract_keyframes(source, args.out / 'session', 24, 256, fov_deg=clip.fov_deg,
+                                   config=config, overwrite=True, progress=advance)
     chosen = [k.frame.index for k in report.selection.keyframes]
     sharp = sorted(set(chosen) - set(clip.blurred.tolist()))
     summary = {'keyframes': len(chosen), 'sharp_share': len(sharp) / max(1, len(chosen)),

@@ -14,7 +14,7 @@ def frames_of(clip):
 
 def test_spread_picks_the_sharpest_frame_of_each_span():
     times = np.arange(12) / 10
-    scores = np.array([1, 5, 2, 3, 9, 1, 4, 3, 8, 2, 6, 7], float)
+    scores = np.array([9, 10, 9.5, 9.8, 20, 9.1, 9.9, 9.6, 10.2, 9.4, 9.7, 9.3])
     usable = np.ones(12, bool)
     usable[4] = False
     picks = select_spread(times, scores, usable, 3)
@@ -112,3 +112,16 @@ def test_offline_needs_a_replayable_source():
         replayable = False
     with pytest.raises(ValueError, match='cannot be read twice'):
         select_offline(Live(), 10)
+
+
+def test_online_selection_keeps_its_keyframes_when_the_user_stops(sample_clip):
+    class Interrupted:
+        replayable = False
+
+        def __iter__(self):
+            yield from frames_of(sample_clip)[:45]
+            raise KeyboardInterrupt
+
+    selection = select_online(Interrupted(), 100, KeyframeConfig(min_interval_s=0.1))
+    assert len(selection.keyframes) >= 5
+    assert selection.warnings == ['capture stopped by the user after 45 frames']

@@ -22,8 +22,9 @@ from head_capture.capture.sharpness import BLUR_METHODS, blur_score, exposure_of
 from head_capture.capture.sources import StreamEndedEarly
 import numpy as np
 
-# What "a sharp frame here" scores: the 75th percentile of nearby scores.
-SHARP_PERCENTILE = 75.0
+# What "a sharp frame here" scores: the 90th percentile of nearby scores. On the lego
+# benchmark (bench/keyframes.py) the 75th let 5-10% blurred picks through at 50% bursty blur.
+SHARP_PERCENTILE = 90.0
 
 
 @dataclass
@@ -171,9 +172,9 @@ def sharp_mask(scores, usable, ratio, window):
     """
     Mark usable frames whose score reaches ``ratio`` of what sharp frames nearby score.
 
-    "What sharp frames score" is the 75th percentile of the usable scores in a window of
-    ``window`` frames around each frame: it stays a sharp frame's score while up to half of
-    the window is blurred, where the median would already sink. The window must span more
+    "What sharp frames score" is a high percentile of the usable scores in a window of
+    ``window`` frames around each frame: it stays a sharp frame's score while half of the
+    window or more is blurred, where the median would already sink. The window must span more
     than a blur burst and less than a change of scene: about 2 s of a walk-around.
     """
     scores = np.asarray(scores, float)
@@ -243,21 +244,29 @@ def select_offline(source, count, config=None, progress=None):
 
 
 def select_online(source, count, config=None, progress=None):
-    """Take up to ``count`` keyframes from a live stream as the frames arrive."""
+    """
+    Take up to ``count`` keyframes from a live stream as the frames arrive.
+
+    A live capture ends when the budget is met, the stream ends, or the user presses Ctrl-C;
+    in every case the keyframes taken so far are returned.
+    """
     selector = OnlineKeyframeSelector(replace(config or KeyframeConfig(), max_keyframes=count))
     selection = Selection()
-    for frame in read_to_end(source, selection.warnings, progress):
-        decision = selector.update(frame)
-        selection.frames_scored += 1
-        selection.frames_unusable += decision.status in ('dark', 'bright')
-        if decision.keyframe is not None:
-            selection.keyframes.append(decision.keyframe)
-        if selector.emitted >= count:
-            break
-    else:
-        last = selector.flush()
-        if last is not None:
-            selection.keyframes.append(last)
+    try:
+        for frame in read_to_end(source, selection.warnings, progress):
+            decision = selector.update(frame)
+            selection.frames_scored += 1
+            selection.frames_unusable += decision.status in ('dark', 'bright')
+            if decision.keyframe is not None:
+                selection.keyframes.append(decision.keyframe)
+            if selector.emitted >= count:
+                return selection
+    except KeyboardInterrupt:
+        selection.warnings.append(f'capture stopped by the user after '
+                                  f'{selection.frames_scored} frames')
+    last = selector.flush()
+    if last is not None:
+        selection.keyframes.append(last)
     return selection
 
 

@@ -14,10 +14,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SampleClip:
-    """Frames of the clip, its frame rate and the indices of the frames it blurred."""
+    """Frames of the clip, its frame rate, its camera's field of view, the blurred frames."""
 
     frames: list
     fps: float
+    fov_deg: float
     blurred: np.ndarray
 
 
@@ -58,7 +59,7 @@ def make_sample_clip(frames=240, size=(320, 240), fps=30.0, blur_share=0.35, see
         if blurred[n]:
             image = motion_blur(image, rng.uniform(6.0, 20.0), rng.uniform(0.0, np.pi))
         images.append(image)
-    return SampleClip(images, fps, np.flatnonzero(blurred))
+    return SampleClip(images, fps, 60.0, np.flatnonzero(blurred))
 
 
 def _blur_bursts(frames, share, rng):
