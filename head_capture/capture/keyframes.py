@@ -146,7 +146,7 @@ class OnlineKeyframeSelector:
 
 def select_spread(times, scores, usable, count, sharpness_ratio=0.7, reference_window_s=2.0):
     """
-    Return indices of ``count`` sharp frames spread evenly over time, sharpest first.
+    Return indices, in time order, of ``count`` sharp frames spread evenly over time.
 
     Each of ``count`` equal spans of time gives its sharpest sharp frame. A span with none
     (blurred throughout) gives nothing, and the shortfall is filled with the sharp frames
