@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian libraries the wheels link against (open3d needs libusb, OpenGL users need libgl1).
-APT_PACKAGES := libusb-1.0-0 libgl1
+# Debian libraries the wheels link against: libusb for open3d, OSMesa for headless rendering.
+APT_PACKAGES := libusb-1.0-0 libgl1 libosmesa6
 DEMO_DIR ?= demo_out
 
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
@@ -15,11 +15,12 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt setup.py package.xml
+$(STAMP): requirements.txt requirements-nodeps.txt setup.py package.xml
 	@$(MAKE) --no-print-directory system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 

@@ -44,6 +44,13 @@ def _parser():
     _add_keyframe_options(keyframes)
     keyframes.set_defaults(run=_run_keyframes)
 
+    synth = commands.add_parser('synth', help='synthetic 360-degree heads')
+    synth_commands = synth.add_subparsers(dest='synth_command', required=True)
+    template = synth_commands.add_parser(
+        'template', help='choose the 703 template landmarks on the average head')
+    template.add_argument('--out', type=Path, required=True, help='head_template.json to write')
+    template.set_defaults(run=_run_synth_template)
+
     demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
     demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
     demo.set_defaults(run=_run_demo)
@@ -87,6 +94,19 @@ def _print_keyframe_report(report):
         f'-> {report.session.root / "transforms.json"}')
     for note in report.notes:
         console.print(f'[yellow]warning:[/] {note}')
+
+
+def _run_synth_template(args):
+    from head_capture.landmarks.template import template_from_model
+    from head_capture.synth.heads import HeadModel
+
+    with console.status('building the anny head model (about a minute the first time)'):
+        template = template_from_model(HeadModel())
+    template.save(args.out)
+    counts = ', '.join(f'{r} {int(template.region_mask(r).sum())}'
+                       for r in dict.fromkeys(template.regions))
+    console.print(f'[green]{len(template)} landmarks[/] ({counts}) -> {args.out}')
+    return 0
 
 
 def _run_demo(args):

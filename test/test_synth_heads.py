@@ -1,0 +1,93 @@
+"""Synthetic heads: anny identities in the head frame, the landmark template, rendering."""
+
+import cv2
+from head_capture.camera import Intrinsics
+from head_capture.geometry import look_at_w2c
+from head_capture.landmarks.template import (HeadTemplate, LANDMARK_COUNT, REGION_QUOTAS,
+                                             template_from_model)
+from head_capture.resources import share_path
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope='module')
+def model():
+    from head_capture.synth.heads import HeadModel
+    return HeadModel()  # about a minute on the first build on a machine, then cached by anny
+
+
+@pytest.fixture(scope='module')
+def renderer():
+    from head_capture.synth.render import HeadRenderer
+    renderer = HeadRenderer(128, 128)
+    yield renderer
+    renderer.close()
+
+
+def test_heads_live_in_the_head_frame(model):
+    head = model.mean_vertices
+    outer = head[model.outer_vertices]
+    np.testing.assert_allclose(outer.min(0) + outer.max(0), 0.0, atol=1e-6)
+    nose = outer[np.argmax(outer[:, 0])]
+    assert abs(nose[1]) < 0.01 and nose[2] < 0.0  # on the midline, below the eyes
+    left_eye = np.unique(model.faces[model.face_parts['eye_front.L']])
+    assert head[left_eye, 1].mean() > 0.02  # the subject's left is +y
+    assert 0.2 < np.ptp(outer[:, 2]) < 0.3  # metres: crown to neck of an adult
+
+
+def test_identities_vary_and_repeat(model):
+    from head_capture.synth.heads import sample_phenotypes
+    phenotypes = sample_phenotypes(np.random.default_rng(5), 4)
+    first, again = model.vertices(phenotypes), model.vertices(phenotypes)
+    np.testing.assert_array_equal(first, again)
+    widths = np.ptp(first[:, model.outer_vertices, 1], axis=1)
+    assert np.ptp(widths) > 0.005
+    with pytest.raises(ValueError, match='phenotypes must be'):
+        model.vertices(np.full((1, 6), 1.5))
+
+
+def test_template_is_deterministic_and_shipped(model):
+    template = template_from_model(model)
+    assert len(template) == LANDMARK_COUNT == 703
+    assert len(set(template.vertex_ids.tolist())) == 703
+    assert set(template.vertex_ids) <= set(model.outer_vertices.tolist())
+    for region, quota in REGION_QUOTAS.items():
+        assert template.region_mask(region).sum() == quota
+    shipped = HeadTemplate.load(share_path('models', 'head_template.json'))
+    np.testing.assert_array_equal(shipped.vertex_ids, template.vertex_ids)
+    assert shipped.regions == template.regions
+    np.testing.assert_allclose(shipped.positions, template.positions, atol=1e-5)
+
+
+def test_render_puts_a_point_on_its_projected_pixel(renderer):
+    # A small sphere 0.5 m in front of the camera, off the optical axis.
+    import trimesh
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.01)
+    centre = np.array([0.04, -0.03, 0.5])
+    camera = Intrinsics(150.0, 150.0, 63.5, 63.5, 128, 128)
+    out = renderer.render(ball.vertices + centre, ball.faces, camera, np.eye(3), np.zeros(3))
+    ys, xs = np.nonzero(out.alpha > 0)
+    expected = camera.matrix @ centre
+    np.testing.assert_allclose([xs.mean(), ys.mean()], expected[:2] / expected[2], atol=0.2)
+    assert out.depth[ys, xs].min() == pytest.approx(0.49, abs=2e-3)
+
+
+@pytest.mark.parametrize('azimuth, seen, hidden',
+                         [(0.0, 'face', 'back'), (180.0, 'back', 'face')])
+def test_visible_landmarks_agree_with_the_depth(model, renderer, azimuth, seen, hidden):
+    from head_capture.synth.render import project_landmarks
+    template = HeadTemplate.load(share_path('models', 'head_template.json'))
+    points = model.mean_vertices[template.vertex_ids]
+    camera = Intrinsics.from_fov(128, 128, 40.0)
+    a = np.radians(azimuth)
+    rotation, translation = look_at_w2c([0.6 * np.cos(a), 0.6 * np.sin(a), 0.1], np.zeros(3))
+    out = renderer.render(model.mean_vertices, model.faces, camera, rotation, translation)
+    uv, visible = project_landmarks(points, camera, rotation, translation, out.depth)
+    z = (points @ rotation.T + translation)[:, 2]
+    pixel = np.round(uv[visible]).astype(int)
+    gap = np.abs(out.depth[pixel[:, 1], pixel[:, 0]] - z[visible])
+    assert np.median(gap) < 2e-3  # a pixel spans 3.4 mm here; the surface is sloped
+    assert visible[template.region_mask(seen)].mean() > 0.5  # "back" holds the sides too
+    assert visible[template.region_mask(hidden)].mean() < 0.05
+    dilated = cv2.dilate((out.alpha > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+    assert dilated[pixel[:, 1], pixel[:, 0]].all()
