@@ -91,3 +91,52 @@ def test_visible_landmarks_agree_with_the_depth(model, renderer, azimuth, seen, 
     assert visible[template.region_mask(hidden)].mean() < 0.05
     dilated = cv2.dilate((out.alpha > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
     assert dilated[pixel[:, 1], pixel[:, 0]].all()
+
+
+@pytest.fixture(scope='module')
+def atlas(model):
+    from head_capture.synth.appearance import UvAtlas
+    return UvAtlas(model, size=256)
+
+
+def test_atlas_maps_texels_onto_the_head(model, atlas):
+    outer = model.mean_vertices[model.outer_vertices]
+    head = atlas.texel_part == 'head'
+    assert head.sum() > 5000
+    assert np.all(atlas.points[head].min(0) >= outer.min(0) - 1e-3)
+    assert np.all(atlas.points[head].max(0) <= outer.max(0) + 1e-3)
+    # Every mesh corner keeps its own uv: the split mesh has no fewer vertices than the mesh.
+    assert len(atlas.render_vertex_ids) >= len(model.outer_vertices)
+    np.testing.assert_array_equal(model.faces, atlas.render_vertex_ids[atlas.render_faces])
+
+
+def test_appearance_is_seeded_and_hair_sits_on_the_scalp(atlas):
+    from dataclasses import replace
+    from head_capture.synth.appearance import (hair_coverage, paint_texture,
+                                               sample_appearance)
+    first = sample_appearance(np.random.default_rng(3))
+    again = sample_appearance(np.random.default_rng(3))
+    assert paint_texture(atlas, first).tobytes() == paint_texture(atlas, again).tobytes()
+    eye_height = np.mean([e[2] for e in atlas.eyes.values()])
+    crown, nose, nape = [0.0, 0.0, 0.115], [0.113, 0.0, -0.038], [-0.09, 0.0, -0.02]
+    points = np.array([crown, nose, nape])
+    for style in ('short', 'medium', 'long'):
+        covered = hair_coverage(points, replace(first, hair_style=style,
+                                                hairline=np.array([0.05, -0.02, -0.08])),
+                                eye_height)
+        np.testing.assert_allclose(covered, [1.0, 0.0, 1.0])
+    bald = replace(first, hair_style='bald', hairline=np.array([0.2, 0.2, 0.2]))
+    assert hair_coverage(points, bald, eye_height).max() == 0.0
+
+
+def test_textured_render_shows_the_texture(model, atlas, renderer):
+    texture = np.zeros((8, 8, 3), np.uint8)
+    texture[..., 0] = 220
+    camera = Intrinsics.from_fov(128, 128, 40.0)
+    rotation, translation = look_at_w2c([0.6, 0.0, 0.0], np.zeros(3))
+    out = renderer.render(model.mean_vertices[atlas.render_vertex_ids], atlas.render_faces,
+                          camera, rotation, translation, texture=texture, uv=atlas.render_uv,
+                          ambient=1.0, light_intensity=0.0)
+    pixels = out.rgb[out.alpha > 0].astype(int)
+    assert len(pixels) > 1000
+    assert np.median(pixels[:, 0]) > 100 and np.median(pixels[:, 1:]) < 30

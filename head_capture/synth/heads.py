@@ -36,11 +36,15 @@ class HeadModel:
                                                  triangulate_faces=True)
         self.faces = self._model.faces.numpy().astype(np.int64)
         self.face_parts = {part: get_face_segmentation_mask(self._model, [part]).numpy()
-                           for part in ('head', *EYE_PARTS)}
+                           for part in ('head', 'mouth_cavity', *EYE_PARTS)}
+        self.texture_coordinates = self._model.texture_coordinates.numpy()
+        self.face_uv_indices = self._model.face_texture_coordinate_indices.numpy()
         outer_faces = np.any([self.face_parts[p] for p in OUTER_PARTS], axis=0)
         self.outer_vertices = np.unique(self.faces[outer_faces])
-        eye_faces = np.any([self.face_parts[p] for p in EYE_PARTS], axis=0)
-        self.eye_vertices = np.unique(self.faces[eye_faces])
+        self.eye_vertices_by_side = {p[-1]: np.unique(self.faces[self.face_parts[p]])
+                                     for p in EYE_PARTS}
+        self.eye_vertices = np.concatenate(list(self.eye_vertices_by_side.values()))
+        self.mouth_vertices = np.unique(self.faces[self.face_parts['mouth_cavity']])
 
     @property
     def vertex_count(self):

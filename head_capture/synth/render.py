@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import os
 
 import numpy as np
+from PIL import Image
 
 os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
 
@@ -36,12 +37,21 @@ class HeadRenderer:
         self._renderer = pyrender.OffscreenRenderer(self.width, self.height)
 
     def render(self, vertices, faces, intrinsics, rotation, translation, vertex_colors=None,
-               ambient=0.35, light_intensity=3.0):
-        """Render the mesh seen by an OpenCV camera ``(R, t)`` with ``intrinsics``."""
+               texture=None, uv=None, ambient=0.35, light_intensity=3.0):
+        """
+        Render the mesh seen by an OpenCV camera ``(R, t)`` with ``intrinsics``.
+
+        Colour comes from ``texture`` (uint8 image) with per-vertex ``uv``, else from
+        ``vertex_colors``, else a neutral grey.
+        """
         if (intrinsics.width, intrinsics.height) != (self.width, self.height):
             raise ValueError(f'camera is {intrinsics.width}x{intrinsics.height}, renderer '
                              f'{self.width}x{self.height}')
-        mesh = trimesh.Trimesh(vertices, faces, vertex_colors=vertex_colors, process=False)
+        if texture is not None:
+            visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(texture))
+            mesh = trimesh.Trimesh(vertices, faces, visual=visual, process=False)
+        else:
+            mesh = trimesh.Trimesh(vertices, faces, vertex_colors=vertex_colors, process=False)
         scene = pyrender.Scene(bg_color=np.zeros(4), ambient_light=np.full(3, ambient))
         scene.add(pyrender.Mesh.from_trimesh(mesh, smooth=True))
         # pyrender puts pixel centres at half-integers; ours (OpenCV) are at integers.
