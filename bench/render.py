@@ -1,10 +1,10 @@
 """
-Rendering throughput of synthetic heads: images/s at 256² and 400² on this machine.
+Throughput of the landmark training set: finished samples/s at 256² and 400² on this machine.
 
-Each image is a new identity (anny, posed in batches) seen from a random camera on the
-sphere, rendered with depth and all 703 landmarks projected and tested for visibility, which
-is what the landmark training set needs per image. Appearance (skin, hair, clothing) is not
-yet included.
+A sample is what `head-capture synth landmarks` writes: a new appearance every 8 views, a
+textured head with hair volume under random light, composited on a random background, with
+all 703 landmarks projected and tested for visibility. Compression and the disk write of a
+shard are not included.
 
     python bench/render.py --out bench/results/render.json
 """
@@ -13,49 +13,28 @@ import argparse
 import time
 
 from common import save
-from head_capture.camera import Intrinsics
-from head_capture.geometry import look_at_w2c
-from head_capture.landmarks.template import HeadTemplate
-from head_capture.resources import share_path
-from head_capture.synth.heads import HeadModel, sample_phenotypes
-from head_capture.synth.render import HeadRenderer, project_landmarks
-import numpy as np
+from head_capture.synth.landmark_set import LandmarkSetConfig, LandmarkSetWriter
 
 
-def throughput(model, template, size, count, rng):
-    """Return images/s for ``count`` identities and views at ``size``²."""
-    renderer = HeadRenderer(size, size)
-    camera = Intrinsics.from_fov(size, size, 35.0)
+def samples_per_second(size, count):
+    """Return samples/s of one shard of ``count`` samples at ``size``², after a warm-up."""
+    writer = LandmarkSetWriter(LandmarkSetConfig(size=size, shard_size=count))
+    writer.shard(10_000)
     start = time.perf_counter()
-    heads = model.vertices(sample_phenotypes(rng, count))
-    directions = rng.normal(size=(count, 3))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    for vertices, direction in zip(heads, directions):
-        rotation, translation = look_at_w2c(0.7 * direction, np.zeros(3),
-                                            up=(0.0, 0.0, 1.0) if abs(direction[2]) < 0.95
-                                            else (1.0, 0.0, 0.0))
-        out = renderer.render(vertices, model.faces, camera, rotation, translation)
-        project_landmarks(vertices[template.vertex_ids], camera, rotation, translation,
-                          out.depth)
-    elapsed = time.perf_counter() - start
-    renderer.close()
-    return count / elapsed
+    writer.shard(0)
+    return count / (time.perf_counter() - start)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', default='bench/results/render.json')
-    parser.add_argument('--count', type=int, default=200)
+    parser.add_argument('--count', type=int, default=128)
     args = parser.parse_args()
-    model = HeadModel()
-    template = HeadTemplate.load(share_path('models', 'head_template.json'))
-    rng = np.random.default_rng(0)
-    throughput(model, template, 256, 10, rng)  # warm-up: GL context, anny's first batch
-    rates = {f'images_per_s_{size}': round(throughput(model, template, size, args.count, rng),
-                                           1) for size in (256, 400)}
-    result = {'benchmark': 'synthetic head rendering (geometry only, OSMesa)',
-              'images': args.count, **rates,
-              'hours_for_100k_at_256': round(1e5 / rates['images_per_s_256'] / 3600, 2)}
+    rates = {f'samples_per_s_{size}': round(samples_per_second(size, args.count), 1)
+             for size in (256, 400)}
+    result = {'benchmark': 'landmark training set samples (textured heads, OSMesa, 2 cores)',
+              'samples_per_shard': args.count, **rates,
+              'hours_for_100k_at_256': round(1e5 / rates['samples_per_s_256'] / 3600, 2)}
     print(result)
     save(args.out, result)
 

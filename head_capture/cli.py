@@ -50,6 +50,20 @@ def _parser():
         'template', help='choose the 703 template landmarks on the average head')
     template.add_argument('--out', type=Path, required=True, help='head_template.json to write')
     template.set_defaults(run=_run_synth_template)
+    landmarks = synth_commands.add_parser(
+        'landmarks', help='render the landmark training set (sharded, resumable)')
+    landmarks.add_argument('--out', type=Path, required=True, help='directory of shards')
+    landmarks.add_argument('--count', type=int, required=True, help='samples (whole shards)')
+    landmarks.add_argument('--size', type=int, default=256, help='image side in pixels')
+    landmarks.add_argument('--seed', type=int, default=0)
+    landmarks.add_argument('--shard-size', type=int, default=128)
+    landmarks.set_defaults(run=_run_synth_landmarks)
+    preview = synth_commands.add_parser(
+        'preview', help='contact sheet of a landmark set with landmark overlays')
+    preview.add_argument('set_dir', type=Path)
+    preview.add_argument('--out', type=Path, required=True, help='PNG to write')
+    preview.add_argument('--count', type=int, default=64)
+    preview.set_defaults(run=_run_synth_preview)
 
     demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
     demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
@@ -106,6 +120,40 @@ def _run_synth_template(args):
     counts = ', '.join(f'{r} {int(template.region_mask(r).sum())}'
                        for r in dict.fromkeys(template.regions))
     console.print(f'[green]{len(template)} landmarks[/] ({counts}) -> {args.out}')
+    return 0
+
+
+def _run_synth_landmarks(args):
+    from head_capture.synth.landmark_set import LandmarkSetConfig, write_landmark_set
+
+    if args.count < 1:
+        raise ValueError(f'count must be >= 1, got {args.count}')
+    cfg = LandmarkSetConfig(size=args.size, shard_size=args.shard_size, seed=args.seed)
+    total = -(-args.count // cfg.shard_size) * cfg.shard_size
+    started = time.monotonic()
+    with _progress('rendering landmark set', total) as advance:
+        manifest = write_landmark_set(args.out, args.count, cfg,
+                                      lambda n: [advance() for _ in range(n)])
+    seconds = time.monotonic() - started
+    console.print(f'[green]{manifest["count"]} samples[/] in {len(manifest["shards"])} shards '
+                  f'-> {args.out} ({seconds:.0f} s)')
+    return 0
+
+
+def _run_synth_preview(args):
+    import cv2
+    from head_capture.landmarks.template import HeadTemplate
+    from head_capture.resources import share_path
+    from head_capture.synth.landmark_set import read_samples
+    from head_capture.synth.preview import contact_sheet
+
+    samples = read_samples(args.set_dir, args.count)
+    regions = HeadTemplate.load(share_path('models', 'head_template.json')).regions
+    sheet = contact_sheet(samples['images'], samples['landmarks'], samples['visible'], regions,
+                          labels=samples['hair_styles'])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    console.print(f'contact sheet of {len(samples["images"])} samples -> {args.out}')
     return 0
 
 

@@ -130,13 +130,49 @@ def test_appearance_is_seeded_and_hair_sits_on_the_scalp(atlas):
 
 
 def test_textured_render_shows_the_texture(model, atlas, renderer):
+    from head_capture.synth.render import Lighting
     texture = np.zeros((8, 8, 3), np.uint8)
     texture[..., 0] = 220
     camera = Intrinsics.from_fov(128, 128, 40.0)
     rotation, translation = look_at_w2c([0.6, 0.0, 0.0], np.zeros(3))
     out = renderer.render(model.mean_vertices[atlas.render_vertex_ids], atlas.render_faces,
                           camera, rotation, translation, texture=texture, uv=atlas.render_uv,
-                          ambient=1.0, light_intensity=0.0)
+                          lighting=Lighting(np.ones(3), ()))
     pixels = out.rgb[out.alpha > 0].astype(int)
     assert len(pixels) > 1000
     assert np.median(pixels[:, 0]) > 100 and np.median(pixels[:, 1:]) < 30
+
+
+def test_landmark_set_shards_are_seeded_and_resumable(tmp_path):
+    from head_capture.synth.landmark_set import (LandmarkSetConfig, read_samples,
+                                                 write_landmark_set)
+    cfg = LandmarkSetConfig(size=64, shard_size=4, views_per_appearance=2, atlas_size=128,
+                            seed=11)
+    manifest = write_landmark_set(tmp_path / 'a', 7, cfg)
+    assert manifest['count'] == 8 and manifest['shards'] == ['shard_00000.npz',
+                                                             'shard_00001.npz']
+    # An interrupted run (second shard missing) resumes to the same bytes.
+    write_landmark_set(tmp_path / 'b', 4, cfg)
+    write_landmark_set(tmp_path / 'b', 8, cfg)
+    for name in manifest['shards']:
+        assert (tmp_path / 'a' / name).read_bytes() == (tmp_path / 'b' / name).read_bytes()
+    samples = read_samples(tmp_path / 'a')
+    assert samples['images'].shape == (8, 64, 64, 3)
+    assert samples['landmarks'].shape == (8, 703, 2) and samples['visible'].shape == (8, 703)
+    assert samples['visible'].sum(1).min() > 50  # every view sees part of the head
+    inside = (samples['landmarks'] >= -0.5) & (samples['landmarks'] < 63.5)
+    assert inside.all(-1)[samples['visible']].all()
+    assert (samples['masks'] > 0).mean() > 0.05
+    with pytest.raises(ValueError, match='another config'):
+        write_landmark_set(tmp_path / 'a', 8, LandmarkSetConfig(size=64, shard_size=4, seed=12))
+
+
+def test_contact_sheet_tiles_the_samples():
+    from head_capture.synth.preview import contact_sheet
+    images = np.zeros((5, 32, 32, 3), np.uint8)
+    landmarks = np.full((5, 2, 2), 16.0)
+    visible = np.array([[True, False]] * 5)
+    sheet = contact_sheet(images, landmarks, visible, ('face', 'back'), columns=4)
+    assert sheet.shape == (64, 128, 3)
+    np.testing.assert_array_equal(sheet[16, 16], (235, 70, 70))
+    assert sheet[48, 112].sum() == 0  # the padding tile stays empty

@@ -21,6 +21,17 @@ from head_capture.geometry import w2c_to_c2w_opengl  # noqa: E402,I100
 
 
 @dataclass(frozen=True)
+class Lighting:
+    """Ambient RGB and directional lights as (direction towards the light, RGB, intensity)."""
+
+    ambient: np.ndarray
+    lights: tuple
+
+
+HEADLIGHT = None  # the default: soft ambient and one light at the camera
+
+
+@dataclass(frozen=True)
 class Render:
     """One rendered view: RGB uint8, alpha in [0, 1], depth in metres (0: background)."""
 
@@ -37,7 +48,7 @@ class HeadRenderer:
         self._renderer = pyrender.OffscreenRenderer(self.width, self.height)
 
     def render(self, vertices, faces, intrinsics, rotation, translation, vertex_colors=None,
-               texture=None, uv=None, ambient=0.35, light_intensity=3.0):
+               texture=None, uv=None, lighting=HEADLIGHT):
         """
         Render the mesh seen by an OpenCV camera ``(R, t)`` with ``intrinsics``.
 
@@ -52,14 +63,18 @@ class HeadRenderer:
             mesh = trimesh.Trimesh(vertices, faces, visual=visual, process=False)
         else:
             mesh = trimesh.Trimesh(vertices, faces, vertex_colors=vertex_colors, process=False)
-        scene = pyrender.Scene(bg_color=np.zeros(4), ambient_light=np.full(3, ambient))
+        pose = w2c_to_c2w_opengl(rotation, translation)
+        if lighting is HEADLIGHT:
+            lighting = Lighting(np.full(3, 0.35), ((pose[:3, 2], np.ones(3), 3.0),))
+        scene = pyrender.Scene(bg_color=np.zeros(4), ambient_light=lighting.ambient)
         scene.add(pyrender.Mesh.from_trimesh(mesh, smooth=True))
         # pyrender puts pixel centres at half-integers; ours (OpenCV) are at integers.
         camera = pyrender.IntrinsicsCamera(intrinsics.fx, intrinsics.fy, intrinsics.cx + 0.5,
                                            intrinsics.cy + 0.5, znear=0.01, zfar=100.0)
-        pose = w2c_to_c2w_opengl(rotation, translation)
         scene.add(camera, pose=pose)
-        scene.add(pyrender.DirectionalLight(intensity=light_intensity), pose=pose)
+        for direction, colour, intensity in lighting.lights:
+            scene.add(pyrender.DirectionalLight(color=colour, intensity=intensity),
+                      pose=_facing(direction))
         rgb, depth = self._renderer.render(scene)
         # No antialiasing, so coverage is all or nothing and the depth buffer gives the mask.
         return Render(np.ascontiguousarray(rgb), (depth > 0).astype(np.float32), depth)
@@ -67,6 +82,17 @@ class HeadRenderer:
     def close(self):
         """Free the GL context."""
         self._renderer.delete()
+
+
+def _facing(direction):
+    """Return a pose whose -z axis (where a pyrender light shines) is ``-direction``."""
+    z = np.asarray(direction, float) / np.linalg.norm(direction)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    x = np.cross(helper, z)
+    x /= np.linalg.norm(x)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
+    return pose
 
 
 def project_landmarks(points, intrinsics, rotation, translation, depth, tolerance=0.004):

@@ -1,0 +1,210 @@
+"""
+The landmark training set: synthetic heads seen from anywhere on the sphere.
+
+Each sample is a random identity with a random appearance, under random light, in front of a
+random background, from a camera anywhere around the head (every azimuth, elevation -60..60°,
+roll, distance, field of view, off-centre and partly cropped heads), with the 2D position and
+visibility of all template landmarks. Samples go into shards of ``shard_size`` (compressed
+npz, written atomically). Shard ``k`` depends only on (seed, k), so an interrupted run
+resumes by skipping the shards on disk and gives the same files as an uninterrupted one.
+"""
+
+from dataclasses import asdict, dataclass
+import io
+import json
+from pathlib import Path
+
+import cv2
+from head_capture.camera import Intrinsics
+from head_capture.geometry import look_at_w2c, so3_exp
+from head_capture.landmarks.template import HeadTemplate
+from head_capture.resources import share_path
+from head_capture.session import write_bytes_atomic
+from head_capture.synth.appearance import (hair_displacement, paint_texture, sample_appearance,
+                                           UvAtlas)
+from head_capture.synth.heads import HeadModel, sample_phenotypes
+from head_capture.synth.render import HeadRenderer, Lighting, project_landmarks
+from head_capture.synth.sample_clip import textured_scene
+import numpy as np
+import trimesh
+
+MANIFEST = 'manifest.json'
+HEAD_SIZE_M = 0.25
+
+
+@dataclass(frozen=True)
+class LandmarkSetConfig:
+    """What varies across the set, and how it is cut into shards."""
+
+    size: int = 256
+    shard_size: int = 128
+    views_per_appearance: int = 8
+    elevation_deg: tuple = (-60.0, 60.0)
+    head_fill: tuple = (0.3, 0.75)
+    fov_deg: tuple = (40.0, 75.0)
+    roll_deg: float = 25.0
+    off_centre_m: float = 0.04
+    cropped_share: float = 0.15
+    atlas_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.size < 32 or self.shard_size < 1 or self.views_per_appearance < 1:
+            raise ValueError('size must be >= 32, shard_size and views_per_appearance >= 1')
+        if not -90 <= self.elevation_deg[0] < self.elevation_deg[1] <= 90:
+            raise ValueError(f'bad elevation range {self.elevation_deg}')
+        if not 0 < self.head_fill[0] < self.head_fill[1] <= 2:
+            raise ValueError(f'bad head_fill range {self.head_fill}')
+
+
+def sample_camera(rng, cfg):
+    """Return intrinsics and a world-to-camera pose looking roughly at the head."""
+    azimuth = rng.uniform(0.0, 2 * np.pi)
+    elevation = np.radians(rng.uniform(*cfg.elevation_deg))
+    fov = rng.uniform(*cfg.fov_deg)
+    camera = Intrinsics.from_fov(cfg.size, cfg.size, fov)
+    # The detector's second pass sees a crop around the head: the head (about 25 cm) fills
+    # ``head_fill`` of the view, whatever the field of view, so the distance follows.
+    fill = rng.uniform(*cfg.head_fill)
+    distance = HEAD_SIZE_M / (fill * 2 * np.tan(np.radians(fov) / 2))
+    centre = distance * np.array([np.cos(elevation) * np.cos(azimuth),
+                                  np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
+    # Off-centre heads, and now and then one partly out of the frame.
+    spread = cfg.off_centre_m * (3.0 if rng.random() < cfg.cropped_share else 1.0) * fill
+    target = rng.normal(0.0, spread, 3)
+    rotation, _ = look_at_w2c(centre, target)
+    roll = so3_exp(np.array([0.0, 0.0, np.radians(rng.uniform(-1, 1) * cfg.roll_deg)]))
+    rotation = roll @ rotation
+    return camera, rotation, -rotation @ centre
+
+
+def sample_lighting(rng):
+    """Return ambient light, a key light and a coloured fill; sometimes harsh light."""
+    harsh = rng.random() < 0.15
+    ambient = rng.uniform(0.15, 0.3) if harsh else rng.uniform(0.35, 0.75)
+    key = (_unit(rng), rng.uniform(0.9, 1.1, 3), rng.uniform(2.5, 5.0) if harsh
+           else rng.uniform(1.0, 3.0))
+    fill = (_unit(rng), rng.uniform(0.6, 1.2, 3), rng.uniform(0.0, 1.5))
+    return Lighting(np.full(3, ambient), (key, fill))
+
+
+def sample_background(rng, size):
+    """Return a textured scene or a plain wall with a gradient, sometimes blurred."""
+    if rng.random() < 0.6:
+        background = textured_scene(size * 2, size * 2, rng)[:size, :size]
+    else:
+        ramp = np.linspace(0.0, 1.0, size)[None, :, None]
+        low, high = rng.uniform(30, 230, 3), rng.uniform(30, 230, 3)
+        background = np.broadcast_to(low + (high - low) * ramp, (size, size, 3))
+    background = background.astype(np.uint8)
+    if rng.random() < 0.5:
+        background = cv2.GaussianBlur(background, (0, 0), rng.uniform(1.0, 6.0))
+    return background
+
+
+def _unit(rng):
+    vector = rng.normal(size=3)
+    return vector / np.linalg.norm(vector)
+
+
+class LandmarkSetWriter:
+    """Renders shards of the landmark set; holds the head model, atlas and renderer."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.model = HeadModel()
+        self.atlas = UvAtlas(self.model, cfg.atlas_size)
+        self.template = HeadTemplate.load(share_path('models', 'head_template.json'))
+        self.renderer = HeadRenderer(cfg.size, cfg.size)
+        self._eye_height = float(np.mean([e[2] for e in self.atlas.eyes.values()]))
+
+    def shard(self, index, progress=None):
+        """Render shard ``index``: a dict of arrays, identical for identical (seed, index)."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, index])
+        groups = -(-cfg.shard_size // cfg.views_per_appearance)
+        phenotypes = sample_phenotypes(rng, groups)
+        heads = self.model.vertices(phenotypes)
+        rows = []
+        for group, vertices in enumerate(heads):
+            appearance = sample_appearance(rng)
+            texture = paint_texture(self.atlas, appearance)
+            normals = trimesh.Trimesh(vertices, self.model.faces, process=False).vertex_normals
+            dressed = hair_displacement(vertices, normals, appearance, self._eye_height)
+            landmarks = vertices[self.template.vertex_ids]
+            for _ in range(min(cfg.views_per_appearance,
+                               cfg.shard_size - group * cfg.views_per_appearance)):
+                rows.append(self._view(dressed, landmarks, texture, rng)
+                            + (group, appearance.hair_style))
+                if progress is not None:
+                    progress()
+        images, masks, uv, visible, k, r, t, group, hair = (list(c) for c in zip(*rows))
+        return {'images': np.stack(images), 'masks': np.stack(masks),
+                'landmarks': np.stack(uv).astype(np.float32), 'visible': np.stack(visible),
+                'intrinsics': np.stack(k).astype(np.float32), 'rotations': np.stack(r),
+                'translations': np.stack(t), 'phenotypes': phenotypes[np.array(group)],
+                'hair_styles': np.array(hair)}
+
+    def _view(self, vertices, landmarks, texture, rng):
+        cfg = self.cfg
+        camera, rotation, translation = sample_camera(rng, cfg)
+        out = self.renderer.render(vertices[self.atlas.render_vertex_ids],
+                                   self.atlas.render_faces, camera, rotation, translation,
+                                   texture=texture, uv=self.atlas.render_uv,
+                                   lighting=sample_lighting(rng))
+        background = sample_background(rng, cfg.size)
+        alpha = out.alpha[..., None]
+        image = (alpha * out.rgb + (1 - alpha) * background).astype(np.uint8)
+        uv, visible = project_landmarks(landmarks, camera, rotation, translation, out.depth)
+        return (image, (out.alpha > 0).astype(np.uint8) * 255, uv, visible, camera.matrix,
+                rotation.astype(np.float32), translation.astype(np.float32))
+
+
+def read_samples(set_dir, limit=None):
+    """Return the first ``limit`` samples of a landmark set as one dict of arrays."""
+    set_dir = Path(set_dir)
+    manifest_path = set_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f'no landmark set in {set_dir} (missing {MANIFEST})')
+    parts, total = [], 0
+    for name in json.loads(manifest_path.read_text())['shards']:
+        if (limit is not None and total >= limit) or not (set_dir / name).exists():
+            break
+        with np.load(set_dir / name) as shard:
+            parts.append({key: shard[key] for key in shard.files})
+        total += len(parts[-1]['images'])
+    if not parts:
+        raise FileNotFoundError(f'{set_dir} has no finished shard yet')
+    return {key: np.concatenate([p[key] for p in parts])[:limit] for key in parts[0]}
+
+
+def write_landmark_set(out_dir, count, cfg, progress=None):
+    """Write ``count`` samples as shards in ``out_dir``; existing shards are kept (resume)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / MANIFEST
+    shards = -(-count // cfg.shard_size)  # whole shards: the count rounds up
+    # Through JSON once, so tuples compare equal to the lists read back from disk.
+    manifest = {'count': shards * cfg.shard_size, 'config': json.loads(json.dumps(asdict(cfg))),
+                'template': 'head_template.json', 'shards': []}
+    if manifest_path.exists():
+        previous = json.loads(manifest_path.read_text())
+        if previous['config'] != manifest['config']:
+            raise ValueError(f'{out_dir} holds a set made with another config; use a new '
+                             'directory')
+    writer = None
+    for index in range(shards):
+        name = f'shard_{index:05d}.npz'
+        manifest['shards'].append(name)
+        if (out_dir / name).exists():
+            if progress is not None:
+                progress(cfg.shard_size)
+            continue
+        writer = writer or LandmarkSetWriter(cfg)
+        data = writer.shard(index, None if progress is None else lambda: progress(1))
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **data)
+        write_bytes_atomic(out_dir / name, buffer.getvalue())
+        write_bytes_atomic(manifest_path, (json.dumps(manifest, indent=1) + '\n').encode())
+    write_bytes_atomic(manifest_path, (json.dumps(manifest, indent=1) + '\n').encode())
+    return manifest
