@@ -17,16 +17,11 @@ from pathlib import Path
 import cv2
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, so3_exp
-from head_capture.landmarks.template import HeadTemplate
-from head_capture.resources import share_path
 from head_capture.session import write_bytes_atomic
-from head_capture.synth.appearance import (hair_displacement, paint_texture, sample_appearance,
-                                           UvAtlas)
-from head_capture.synth.heads import HeadModel, sample_phenotypes
-from head_capture.synth.render import HeadRenderer, Lighting, project_landmarks
+from head_capture.synth.render import Lighting
 from head_capture.synth.sample_clip import textured_scene
+from head_capture.synth.studio import HeadStudio
 import numpy as np
-import trimesh
 
 MANIFEST = 'manifest.json'
 HEAD_SIZE_M = 0.25
@@ -108,56 +103,34 @@ def _unit(rng):
 
 
 class LandmarkSetWriter:
-    """Renders shards of the landmark set; holds the head model, atlas and renderer."""
+    """Renders shards of the landmark set."""
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.model = HeadModel()
-        self.atlas = UvAtlas(self.model, cfg.atlas_size)
-        self.template = HeadTemplate.load(share_path('models', 'head_template.json'))
-        self.renderer = HeadRenderer(cfg.size, cfg.size)
-        self._eye_height = float(np.mean([e[2] for e in self.atlas.eyes.values()]))
+        self.studio = HeadStudio(cfg.size, cfg.size, cfg.atlas_size)
 
     def shard(self, index, progress=None):
         """Render shard ``index``: a dict of arrays, identical for identical (seed, index)."""
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, index])
-        groups = -(-cfg.shard_size // cfg.views_per_appearance)
-        phenotypes = sample_phenotypes(rng, groups)
-        heads = self.model.vertices(phenotypes)
+        subjects = self.studio.subjects(rng, -(-cfg.shard_size // cfg.views_per_appearance))
         rows = []
-        for group, vertices in enumerate(heads):
-            appearance = sample_appearance(rng)
-            texture = paint_texture(self.atlas, appearance)
-            normals = trimesh.Trimesh(vertices, self.model.faces, process=False).vertex_normals
-            dressed = hair_displacement(vertices, normals, appearance, self._eye_height)
-            landmarks = vertices[self.template.vertex_ids]
-            for _ in range(min(cfg.views_per_appearance,
-                               cfg.shard_size - group * cfg.views_per_appearance)):
-                rows.append(self._view(dressed, landmarks, texture, rng)
-                            + (group, appearance.hair_style))
-                if progress is not None:
-                    progress()
-        images, masks, uv, visible, k, r, t, group, hair = (list(c) for c in zip(*rows))
-        return {'images': np.stack(images), 'masks': np.stack(masks),
-                'landmarks': np.stack(uv).astype(np.float32), 'visible': np.stack(visible),
-                'intrinsics': np.stack(k).astype(np.float32), 'rotations': np.stack(r),
-                'translations': np.stack(t), 'phenotypes': phenotypes[np.array(group)],
-                'hair_styles': np.array(hair)}
-
-    def _view(self, vertices, landmarks, texture, rng):
-        cfg = self.cfg
-        camera, rotation, translation = sample_camera(rng, cfg)
-        out = self.renderer.render(vertices[self.atlas.render_vertex_ids],
-                                   self.atlas.render_faces, camera, rotation, translation,
-                                   texture=texture, uv=self.atlas.render_uv,
-                                   lighting=sample_lighting(rng))
-        background = sample_background(rng, cfg.size)
-        alpha = out.alpha[..., None]
-        image = (alpha * out.rgb + (1 - alpha) * background).astype(np.uint8)
-        uv, visible = project_landmarks(landmarks, camera, rotation, translation, out.depth)
-        return (image, (out.alpha > 0).astype(np.uint8) * 255, uv, visible, camera.matrix,
-                rotation.astype(np.float32), translation.astype(np.float32))
+        for number in range(cfg.shard_size):
+            subject = subjects[number // cfg.views_per_appearance]
+            camera, rotation, translation = sample_camera(rng, cfg)
+            view = self.studio.view(subject, camera, rotation, translation,
+                                    sample_lighting(rng))
+            alpha = view.alpha[..., None]
+            image = alpha * view.rgb + (1 - alpha) * sample_background(rng, cfg.size)
+            rows.append((image.astype(np.uint8), (view.alpha > 0).astype(np.uint8) * 255,
+                         view.landmarks, view.visible, camera.matrix.astype(np.float32),
+                         rotation.astype(np.float32), translation.astype(np.float32),
+                         subject.phenotypes, subject.appearance.hair_style))
+            if progress is not None:
+                progress()
+        keys = ('images', 'masks', 'landmarks', 'visible', 'intrinsics', 'rotations',
+                'translations', 'phenotypes', 'hair_styles')
+        return {key: np.stack(column) for key, column in zip(keys, zip(*rows))}
 
 
 def read_samples(set_dir, limit=None):

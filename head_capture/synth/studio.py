@@ -1,0 +1,74 @@
+"""
+The shared rig of every synthetic writer: subjects (identity + appearance) and their views.
+
+A ``Subject`` is one synthetic person ready to render: its mesh with hair volume, its
+texture and its true 3D landmarks. ``HeadStudio`` holds what is costly to set up once (the
+anny model, the UV atlas, the landmark template, the GL renderer) and turns a subject and a
+camera into a ``View``: RGB, mask, depth, and every landmark's pixel and visibility.
+"""
+
+from dataclasses import dataclass
+
+from head_capture.landmarks.template import HeadTemplate
+from head_capture.resources import share_path
+from head_capture.synth.appearance import (Appearance, hair_displacement, paint_texture,
+                                           sample_appearance, UvAtlas)
+from head_capture.synth.heads import HeadModel, sample_phenotypes
+from head_capture.synth.render import HeadRenderer, project_landmarks
+import numpy as np
+import trimesh
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One synthetic person: render mesh vertices, texture and true landmarks (head frame)."""
+
+    vertices: np.ndarray
+    texture: np.ndarray
+    landmarks: np.ndarray
+    phenotypes: np.ndarray
+    appearance: Appearance
+
+
+@dataclass(frozen=True)
+class View:
+    """A rendered subject: RGB uint8, alpha, depth (m), landmark pixels and visibility."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+    depth: np.ndarray
+    landmarks: np.ndarray
+    visible: np.ndarray
+
+
+class HeadStudio:
+    """Subjects and views at one image size."""
+
+    def __init__(self, width, height, atlas_size=512):
+        self.model = HeadModel()
+        self.atlas = UvAtlas(self.model, atlas_size)
+        self.template = HeadTemplate.load(share_path('models', 'head_template.json'))
+        self.renderer = HeadRenderer(width, height)
+        self._eye_height = float(np.mean([e[2] for e in self.atlas.eyes.values()]))
+
+    def subjects(self, rng, count):
+        """Draw ``count`` subjects: identities in one batch, then an appearance each."""
+        phenotypes = sample_phenotypes(rng, count)
+        made = []
+        for vertices, phenotype in zip(self.model.vertices(phenotypes), phenotypes):
+            appearance = sample_appearance(rng)
+            normals = trimesh.Trimesh(vertices, self.model.faces, process=False).vertex_normals
+            dressed = hair_displacement(vertices, normals, appearance, self._eye_height)
+            made.append(Subject(dressed[self.atlas.render_vertex_ids],
+                                paint_texture(self.atlas, appearance),
+                                vertices[self.template.vertex_ids], phenotype, appearance))
+        return made
+
+    def view(self, subject, camera, rotation, translation, lighting):
+        """Render ``subject`` from an OpenCV camera and locate its landmarks."""
+        out = self.renderer.render(subject.vertices, self.atlas.render_faces, camera, rotation,
+                                   translation, texture=subject.texture, uv=self.atlas.render_uv,
+                                   lighting=lighting)
+        uv, visible = project_landmarks(subject.landmarks, camera, rotation, translation,
+                                        out.depth)
+        return View(out.rgb, out.alpha, out.depth, uv.astype(np.float32), visible)
