@@ -58,6 +58,15 @@ def _parser():
     landmarks.add_argument('--seed', type=int, default=0)
     landmarks.add_argument('--shard-size', type=int, default=128)
     landmarks.set_defaults(run=_run_synth_landmarks)
+    sequence = synth_commands.add_parser(
+        'sequence', help="avatar sequences by the paper's protocol (train + test views)")
+    sequence.add_argument('--out', type=Path, required=True)
+    sequence.add_argument('--subjects', type=int, default=3)
+    sequence.add_argument('--train', type=int, default=90)
+    sequence.add_argument('--test', type=int, default=10)
+    sequence.add_argument('--size', type=int, default=400)
+    sequence.add_argument('--seed', type=int, default=0)
+    sequence.set_defaults(run=_run_synth_sequence)
     preview = synth_commands.add_parser(
         'preview', help='contact sheet of a landmark set with landmark overlays')
     preview.add_argument('set_dir', type=Path)
@@ -137,6 +146,18 @@ def _run_synth_landmarks(args):
     seconds = time.monotonic() - started
     console.print(f'[green]{manifest["count"]} samples[/] in {len(manifest["shards"])} shards '
                   f'-> {args.out} ({seconds:.0f} s)')
+    return 0
+
+
+def _run_synth_sequence(args):
+    from head_capture.synth.sequence import SequenceConfig, write_sequences
+
+    cfg = SequenceConfig(subjects=args.subjects, train=args.train, test=args.test,
+                         size=args.size, seed=args.seed)
+    with _progress('rendering sequences', cfg.subjects * (cfg.train + cfg.test)) as advance:
+        paths = write_sequences(args.out, cfg, lambda n: [advance() for _ in range(n)])
+    console.print(f'[green]{len(paths)} subjects[/] ({cfg.train} train + {cfg.test} test views '
+                  f'at {cfg.size}²) -> {args.out}')
     return 0
 
 

@@ -14,6 +14,7 @@ previous ``transforms.json`` and every finished frame intact.
 
 from dataclasses import dataclass, field
 import errno
+import io
 import json
 import math
 import os
@@ -107,12 +108,23 @@ def write_bytes_atomic(path, payload):
 
 
 def write_image_atomic(path, image):
-    """Encode an RGB (or single-channel) uint8 image as PNG and write it atomically."""
-    pixels = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    """Encode an RGB, RGBA or single-channel uint8 image as PNG and write it atomically."""
+    if image.ndim == 2:
+        pixels = image
+    else:
+        pixels = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4
+                              else cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode('.png', pixels)
     if not ok:
         raise SessionError(f'could not encode an image of shape {image.shape} for {path}')
     write_bytes_atomic(Path(path), encoded.tobytes())
+
+
+def write_npz_atomic(path, **arrays):
+    """Write arrays as a compressed ``.npz`` atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(Path(path), buffer.getvalue())
 
 
 def read_image(path):

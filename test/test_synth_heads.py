@@ -176,3 +176,33 @@ def test_contact_sheet_tiles_the_samples():
     assert sheet.shape == (64, 128, 3)
     np.testing.assert_array_equal(sheet[16, 16], (235, 70, 70))
     assert sheet[48, 112].sum() == 0  # the padding tile stays empty
+
+
+def test_sequences_follow_the_paper_protocol(tmp_path):
+    from head_capture.geometry import c2w_opengl_to_w2c
+    from head_capture.session import read_image, read_transforms
+    from head_capture.synth.render import project_landmarks
+    from head_capture.synth.sequence import SequenceConfig, write_sequences
+    cfg = SequenceConfig(subjects=1, train=6, test=2, size=64, seed=4)
+    folder, = write_sequences(tmp_path / 'a', cfg)
+    train = read_transforms(folder / 'transforms_train.json')
+    test = read_transforms(folder / 'transforms_test.json')
+    assert (len(train.frames), len(test.frames)) == (6, 2)
+    marks = np.load(folder / 'landmarks_train.npz')
+    for n, frame in enumerate(train.frames):
+        rotation, translation = c2w_opengl_to_w2c(frame.c2w)
+        centre = -rotation.T @ translation
+        elevation = np.degrees(np.arcsin(centre[2] / np.linalg.norm(centre)))
+        assert -25.0 <= elevation <= 45.0
+        rgba = cv2.imread(str(folder / frame.file_path), cv2.IMREAD_UNCHANGED)
+        assert rgba.shape == (64, 64, 4) and 0 < (rgba[..., 3] > 0).mean() < 1
+        # The poses in the file put the stored landmarks back on their pixels.
+        depth = np.where(rgba[..., 3] > 0, 1.0, 0.0)
+        uv, _ = project_landmarks(marks['points'], train.intrinsics, rotation, translation,
+                                  depth)
+        np.testing.assert_allclose(uv, marks['landmarks'][n], atol=1e-3)
+        assert read_image(folder / frame.file_path).shape == (64, 64, 3)
+    # The same seed gives the same files, and a finished subject is skipped.
+    again, = write_sequences(tmp_path / 'b', cfg)
+    same = 'train/r_003.png'
+    assert (again / same).read_bytes() == (folder / same).read_bytes()

@@ -10,14 +10,13 @@ resumes by skipping the shards on disk and gives the same files as an uninterrup
 """
 
 from dataclasses import asdict, dataclass
-import io
 import json
 from pathlib import Path
 
 import cv2
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, so3_exp
-from head_capture.session import write_bytes_atomic
+from head_capture.session import write_bytes_atomic, write_npz_atomic
 from head_capture.synth.render import Lighting
 from head_capture.synth.sample_clip import textured_scene
 from head_capture.synth.studio import HeadStudio
@@ -175,9 +174,7 @@ def write_landmark_set(out_dir, count, cfg, progress=None):
             continue
         writer = writer or LandmarkSetWriter(cfg)
         data = writer.shard(index, None if progress is None else lambda: progress(1))
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **data)
-        write_bytes_atomic(out_dir / name, buffer.getvalue())
+        write_npz_atomic(out_dir / name, **data)
         write_bytes_atomic(manifest_path, (json.dumps(manifest, indent=1) + '\n').encode())
     write_bytes_atomic(manifest_path, (json.dumps(manifest, indent=1) + '\n').encode())
     return manifest

@@ -1,0 +1,101 @@
+"""
+Avatar sequences by the paper's protocol: per subject, train and test views all around.
+
+Each subject stands still under fixed light (a static scene, as a NeRF needs) and is seen
+from cameras over the whole azimuth range and elevation -25..45°, looking at the head from
+arm's length. Views are RGBA PNGs whose alpha is the head mask (the paper trains on
+segmented images); cameras go to ``transforms_train.json`` / ``transforms_test.json`` in the
+nerfstudio layout (camera-to-world, head frame, metres), ground-truth landmarks to
+``landmarks_train.npz`` / ``landmarks_test.npz``. A subject is complete once its test
+transforms exist; a re-run skips complete subjects and redoes the rest identically.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from head_capture.camera import Intrinsics
+from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
+from head_capture.session import (FrameRecord, Transforms, write_image_atomic, write_npz_atomic,
+                                  write_transforms)
+from head_capture.synth.landmark_set import sample_lighting
+from head_capture.synth.studio import HeadStudio
+import numpy as np
+
+SPLITS = ('train', 'test')
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """The paper's capture: 90 + 10 views at 400², elevation -25..45°."""
+
+    subjects: int = 3
+    train: int = 90
+    test: int = 10
+    size: int = 400
+    fov_deg: float = 40.0
+    elevation_deg: tuple = (-25.0, 45.0)
+    distance_m: tuple = (0.55, 0.7)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.subjects < 1 or self.train < 1 or self.test < 0 or self.size < 32:
+            raise ValueError('need subjects >= 1, train >= 1, test >= 0 and size >= 32')
+
+
+def orbit_poses(rng, count, cfg):
+    """Return ``count`` world-to-camera poses spread over all azimuths, random elevations."""
+    # Stratified azimuths (one per equal sector, jittered, shuffled) cover the circle evenly.
+    azimuth = (np.arange(count) + rng.uniform(0, 1, count)) * (2 * np.pi / count)
+    azimuth = rng.permutation(azimuth)
+    elevation = np.radians(rng.uniform(*cfg.elevation_deg, count))
+    distance = rng.uniform(*cfg.distance_m, count)
+    centres = distance[:, None] * np.stack([np.cos(elevation) * np.cos(azimuth),
+                                            np.cos(elevation) * np.sin(azimuth),
+                                            np.sin(elevation)], 1)
+    return [look_at_w2c(centre, np.zeros(3)) for centre in centres]
+
+
+def write_sequences(out_dir, cfg, progress=None):
+    """Write every subject of ``cfg`` under ``out_dir``/subject_<k>; return their paths."""
+    out_dir = Path(out_dir)
+    camera = Intrinsics.from_fov(cfg.size, cfg.size, cfg.fov_deg)
+    studio = None
+    paths = []
+    for number in range(cfg.subjects):
+        folder = out_dir / f'subject_{number:02d}'
+        paths.append(folder)
+        if (folder / 'transforms_test.json').exists():
+            if progress is not None:
+                progress(cfg.train + cfg.test)
+            continue
+        studio = studio or HeadStudio(cfg.size, cfg.size)
+        rng = np.random.default_rng([cfg.seed, number])
+        subject = studio.subjects(rng, 1)[0]
+        lighting = sample_lighting(rng)
+        meta = {'head_capture': {'synthetic_subject': number, 'seed': cfg.seed,
+                                 'phenotypes': [round(float(p), 4) for p in subject.phenotypes],
+                                 'hair_style': subject.appearance.hair_style}}
+        for split, count in zip(SPLITS, (cfg.train, cfg.test)):
+            _write_split(studio, subject, camera, lighting, orbit_poses(rng, count, cfg),
+                         folder, split, meta, progress)
+    return paths
+
+
+def _write_split(studio, subject, camera, lighting, poses, folder, split, meta, progress):
+    frames, pixels, visible = [], [], []
+    for index, (rotation, translation) in enumerate(poses):
+        view = studio.view(subject, camera, rotation, translation, lighting)
+        relative = f'{split}/r_{index:03d}.png'
+        rgba = np.dstack([view.rgb, (view.alpha * 255).astype(np.uint8)])
+        write_image_atomic(folder / relative, rgba)
+        frames.append(FrameRecord(relative, w2c_to_c2w_opengl(rotation, translation)))
+        pixels.append(view.landmarks)
+        visible.append(view.visible)
+        if progress is not None:
+            progress(1)
+    points = len(subject.landmarks)
+    write_npz_atomic(folder / f'landmarks_{split}.npz',
+                     landmarks=np.stack(pixels) if pixels else np.zeros((0, points, 2)),
+                     visible=np.stack(visible) if visible else np.zeros((0, points), bool),
+                     points=subject.landmarks)
+    write_transforms(folder / f'transforms_{split}.json', Transforms(camera, frames, meta))
