@@ -19,7 +19,7 @@ from head_capture.capture.keyframes import KeyframeConfig, OnlineKeyframeSelecto
 from head_capture.capture.sharpness import assess_frame
 from head_capture.capture.sources import Frame
 from head_capture.session import read_transforms, resolve_inside
-from head_capture.synth.degrade import motion_blur
+from head_capture.synth.degrade import blur_runs, motion_blur
 import numpy as np
 
 LEGO = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'lego_200'
@@ -55,10 +55,7 @@ def make_sequence(views, blur_share, bursts, rng, copies=3):
             moved = cv2.warpAffine(view, shift, view.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
             noisy = moved.astype(np.float32) + rng.normal(0.0, 2.0, moved.shape)
             frames.append(np.clip(noisy, 0, 255).astype(np.uint8))
-    blurred = np.zeros(len(frames), bool)
-    while blurred.mean() < blur_share:
-        start = int(rng.integers(len(frames)))
-        blurred[start:start + (int(rng.integers(1, 7)) if bursts else 1)] = True
+    blurred = blur_runs(len(frames), blur_share, 6 if bursts else 1, rng)
     for n in np.flatnonzero(blurred):
         frames[n] = motion_blur(frames[n], rng.uniform(4.0, 16.0), rng.uniform(0.0, np.pi))
     return frames, blurred

@@ -4,6 +4,7 @@ import argparse
 from contextlib import contextmanager
 import json
 from pathlib import Path
+import re
 import sys
 import time
 
@@ -67,6 +68,14 @@ def _parser():
     sequence.add_argument('--size', type=int, default=400)
     sequence.add_argument('--seed', type=int, default=0)
     sequence.set_defaults(run=_run_synth_sequence)
+    capture = synth_commands.add_parser(
+        'capture', help='a phone video walking three orbits round a seated synthetic head')
+    capture.add_argument('--out', type=Path, required=True)
+    capture.add_argument('--seconds', type=float, default=40.0)
+    capture.add_argument('--fps', type=float, default=30.0)
+    capture.add_argument('--size', default='1280x720', help='WIDTHxHEIGHT')
+    capture.add_argument('--seed', type=int, default=0)
+    capture.set_defaults(run=_run_synth_capture)
     preview = synth_commands.add_parser(
         'preview', help='contact sheet of a landmark set with landmark overlays')
     preview.add_argument('set_dir', type=Path)
@@ -158,6 +167,21 @@ def _run_synth_sequence(args):
         paths = write_sequences(args.out, cfg, lambda n: [advance() for _ in range(n)])
     console.print(f'[green]{len(paths)} subjects[/] ({cfg.train} train + {cfg.test} test views '
                   f'at {cfg.size}²) -> {args.out}')
+    return 0
+
+
+def _run_synth_capture(args):
+    from head_capture.synth.capture_video import CaptureConfig, write_capture
+
+    size = re.fullmatch(r'(\d+)x(\d+)', args.size)
+    if size is None:
+        raise ValueError(f'--size must look like 1280x720, got {args.size!r}')
+    cfg = CaptureConfig(seconds=args.seconds, fps=args.fps, width=int(size.group(1)),
+                        height=int(size.group(2)), seed=args.seed)
+    with _progress('rendering capture', int(round(cfg.seconds * cfg.fps))) as advance:
+        count = write_capture(args.out, cfg, lambda n: [advance() for _ in range(n)])
+    console.print(f'[green]{count} frames[/] -> {args.out / "capture.mp4"} and '
+                  f'{args.out / "ground_truth.json"}')
     return 0
 
 

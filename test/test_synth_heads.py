@@ -206,3 +206,27 @@ def test_sequences_follow_the_paper_protocol(tmp_path):
     again, = write_sequences(tmp_path / 'b', cfg)
     same = 'train/r_003.png'
     assert (again / same).read_bytes() == (folder / same).read_bytes()
+
+
+def test_synthetic_capture_video_and_its_ground_truth(tmp_path):
+    from head_capture.capture.sources import VideoSource
+    from head_capture.geometry import c2w_opengl_to_w2c
+    from head_capture.session import read_transforms
+    from head_capture.synth.capture_video import CaptureConfig, write_capture
+    cfg = CaptureConfig(seconds=1.0, fps=12.0, width=160, height=96, seed=2)
+    assert write_capture(tmp_path / 'a', cfg) == 12
+    truth = read_transforms(tmp_path / 'a' / 'ground_truth.json')
+    assert len(truth.frames) == 12 and truth.intrinsics.width == 160
+    assert truth.frames[5].file_path == 'capture.mp4#5'
+    rotation, translation = c2w_opengl_to_w2c(np.stack([f.c2w for f in truth.frames]))
+    centres = -np.einsum('nji,nj->ni', rotation, translation)
+    np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 0.6, rtol=0.08)
+    # The head centre stays near the middle of the frame despite the hand shake.
+    head = np.einsum('nij,j->ni', rotation, [0.0, 0.0, 0.02]) + translation
+    pixels = head[:, :2] / head[:, 2:] * truth.intrinsics.fx + [79.5, 47.5]
+    assert np.abs(pixels - [79.5, 47.5]).max() < 20
+    with VideoSource(tmp_path / 'a' / 'capture.mp4') as video:
+        assert len(list(video)) == 12
+    write_capture(tmp_path / 'b', cfg)
+    assert (tmp_path / 'a' / 'ground_truth.json').read_text() == \
+        (tmp_path / 'b' / 'ground_truth.json').read_text()

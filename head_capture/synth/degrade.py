@@ -4,6 +4,19 @@ import cv2
 import numpy as np
 
 
+def blur_runs(count, share, longest, rng):
+    """
+    Mark runs of 1..``longest`` consecutive frames until ``share`` of ``count`` is marked.
+
+    Motion blur in hand-held video comes in runs (a quick turn, a step), not frame by frame.
+    """
+    marked = np.zeros(count, bool)
+    while marked.mean() < share:
+        start = int(rng.integers(0, count))
+        marked[start:start + int(rng.integers(1, longest + 1))] = True
+    return marked
+
+
 def motion_blur(image, length_px, angle_rad):
     """
     Blur ``image`` along a straight line of ``length_px`` pixels at ``angle_rad``.

@@ -8,7 +8,7 @@ generator returns which frames it blurred, so keyframe precision can be measured
 from dataclasses import dataclass
 
 import cv2
-from head_capture.synth.degrade import motion_blur
+from head_capture.synth.degrade import blur_runs, motion_blur
 import numpy as np
 
 
@@ -51,7 +51,7 @@ def make_sample_clip(frames=240, size=(320, 240), fps=30.0, blur_share=0.35, see
     t = np.linspace(0.0, 1.0, frames)
     xs = t * (scene.shape[1] - width - 1)
     ys = 0.5 * (scene.shape[0] - height) * (1.0 + 0.6 * np.sin(2.0 * np.pi * 1.5 * t))
-    blurred = _blur_bursts(frames, blur_share, rng)
+    blurred = blur_runs(frames, blur_share, 6, rng)
     images = []
     for n in range(frames):
         shift = np.float32([[1, 0, -xs[n]], [0, 1, -ys[n]]])
@@ -60,12 +60,3 @@ def make_sample_clip(frames=240, size=(320, 240), fps=30.0, blur_share=0.35, see
             image = motion_blur(image, rng.uniform(6.0, 20.0), rng.uniform(0.0, np.pi))
         images.append(image)
     return SampleClip(images, fps, 60.0, np.flatnonzero(blurred))
-
-
-def _blur_bursts(frames, share, rng):
-    """Mark bursts of 1-6 consecutive frames until ``share`` of the clip is blurred."""
-    blurred = np.zeros(frames, bool)
-    while blurred.mean() < share:
-        start = int(rng.integers(0, frames))
-        blurred[start:start + int(rng.integers(1, 7))] = True
-    return blurred
