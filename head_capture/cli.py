@@ -81,6 +81,8 @@ def _parser():
     preview.add_argument('set_dir', type=Path)
     preview.add_argument('--out', type=Path, required=True, help='PNG to write')
     preview.add_argument('--count', type=int, default=64)
+    preview.add_argument('--variety', type=Path,
+                         help='also write histograms of views, skin tones and hair styles')
     preview.set_defaults(run=_run_synth_preview)
 
     demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
@@ -190,7 +192,7 @@ def _run_synth_preview(args):
     from head_capture.landmarks.template import HeadTemplate
     from head_capture.resources import share_path
     from head_capture.synth.landmark_set import read_samples
-    from head_capture.synth.preview import contact_sheet
+    from head_capture.synth.preview import contact_sheet, variety_chart
 
     samples = read_samples(args.set_dir, args.count)
     regions = HeadTemplate.load(share_path('models', 'head_template.json')).regions
@@ -199,6 +201,12 @@ def _run_synth_preview(args):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     console.print(f'contact sheet of {len(samples["images"])} samples -> {args.out}')
+    if args.variety is not None:
+        everything = read_samples(args.set_dir)
+        chart = variety_chart(everything['rotations'], everything['translations'],
+                              everything['skin_rgb'], everything['hair_styles'])
+        cv2.imwrite(str(args.variety), chart)
+        console.print(f'variety of {len(everything["images"])} samples -> {args.variety}')
     return 0
 
 

@@ -230,3 +230,14 @@ def test_synthetic_capture_video_and_its_ground_truth(tmp_path):
     write_capture(tmp_path / 'b', cfg)
     assert (tmp_path / 'a' / 'ground_truth.json').read_text() == \
         (tmp_path / 'b' / 'ground_truth.json').read_text()
+
+
+def test_variety_chart_counts_every_sample():
+    from head_capture.synth.preview import variety_chart
+    centres = np.random.default_rng(0).normal(size=(20, 3))
+    rotations = np.stack([look_at_w2c(c, np.zeros(3))[0] for c in centres])
+    translations = -np.einsum('nij,nj->ni', rotations, centres)
+    chart = variety_chart(rotations, translations, np.full((20, 3), 200.0),
+                          ['short'] * 15 + ['bald'] * 5)
+    assert chart.shape == (4 * 170, 900, 3)
+    assert (chart != 255).any()

@@ -124,11 +124,12 @@ class LandmarkSetWriter:
             rows.append((image.astype(np.uint8), (view.alpha > 0).astype(np.uint8) * 255,
                          view.landmarks, view.visible, camera.matrix.astype(np.float32),
                          rotation.astype(np.float32), translation.astype(np.float32),
-                         subject.phenotypes, subject.appearance.hair_style))
+                         subject.phenotypes, subject.appearance.hair_style,
+                         subject.appearance.skin.astype(np.float32)))
             if progress is not None:
                 progress()
         keys = ('images', 'masks', 'landmarks', 'visible', 'intrinsics', 'rotations',
-                'translations', 'phenotypes', 'hair_styles')
+                'translations', 'phenotypes', 'hair_styles', 'skin_rgb')
         return {key: np.stack(column) for key, column in zip(keys, zip(*rows))}
 
 

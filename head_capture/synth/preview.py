@@ -1,6 +1,7 @@
 """Contact sheets: a grid of samples with their visible landmarks drawn on, by region."""
 
 import cv2
+from head_capture.synth.appearance import HAIR_STYLES, SKIN_TONES
 import numpy as np
 
 REGION_COLOURS = {'face': (235, 70, 70), 'ear_left': (70, 220, 70), 'ear_right': (70, 220, 70),
@@ -23,3 +24,42 @@ def contact_sheet(images, landmarks, visible, regions, columns=8, labels=None):
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
     rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
     return np.vstack(rows)
+
+
+def variety_chart(rotations, translations, skin_rgb, hair_styles, width=900):
+    """
+    Draw histograms of what a landmark set covers.
+
+    Camera azimuth and elevation around the head, skin tone (the nearest Monk swatch) and
+    hair style, one panel each.
+    """
+    centres = -np.einsum('nji,nj->ni', rotations, translations)
+    azimuth = np.degrees(np.arctan2(centres[:, 1], centres[:, 0]))
+    elevation = np.degrees(np.arcsin(centres[:, 2] / np.linalg.norm(centres, axis=1)))
+    tone = np.argmin(np.linalg.norm(skin_rgb[:, None] - SKIN_TONES[None], axis=2), axis=1)
+    panels = [
+        ('camera azimuth (deg)', np.histogram(azimuth, 36, (-180, 180))[0], '-180', '180'),
+        ('camera elevation (deg)', np.histogram(elevation, 24, (-90, 90))[0], '-90', '90'),
+        ('skin tone (Monk 1-10)', np.bincount(tone, minlength=10), '1', '10'),
+        ('hair style: ' + ' / '.join(HAIR_STYLES),
+         np.array([(np.asarray(hair_styles) == s).sum() for s in HAIR_STYLES]), '', ''),
+    ]
+    return np.vstack([_bar_panel(title, counts, low, high, width)
+                      for title, counts, low, high in panels])
+
+
+def _bar_panel(title, counts, low, high, width, height=170):
+    panel = np.full((height, width, 3), 255, np.uint8)
+    top, bottom, left, right = 30, height - 22, 40, width - 20
+    step = (right - left) / len(counts)
+    scale = (bottom - top) / max(1, counts.max())
+    for n, count in enumerate(counts):
+        x0, x1 = int(left + n * step + 1), int(left + (n + 1) * step - 1)
+        cv2.rectangle(panel, (x0, int(bottom - count * scale)), (x1, bottom), (200, 110, 70), -1)
+    cv2.line(panel, (left, bottom), (right, bottom), (0, 0, 0), 1)
+    text = (cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(panel, f'{title}   (n = {int(counts.sum())}, max bin {int(counts.max())})',
+                (left, 20), *text)
+    cv2.putText(panel, low, (left, height - 6), *text)
+    cv2.putText(panel, high, (right - 30, height - 6), *text)
+    return panel
