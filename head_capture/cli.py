@@ -77,8 +77,9 @@ def _parser():
     capture.add_argument('--seed', type=int, default=0)
     capture.set_defaults(run=_run_synth_capture)
     preview = synth_commands.add_parser(
-        'preview', help='contact sheet of a landmark set with landmark overlays')
-    preview.add_argument('set_dir', type=Path)
+        'preview', help='contact sheet of a landmark set (or one sequence subject) with '
+        'landmark overlays')
+    preview.add_argument('set_dir', type=Path, help='landmark set, or a sequence subject_NN')
     preview.add_argument('--out', type=Path, required=True, help='PNG to write')
     preview.add_argument('--count', type=int, default=64)
     preview.add_argument('--variety', type=Path,
@@ -193,8 +194,15 @@ def _run_synth_preview(args):
     from head_capture.resources import share_path
     from head_capture.synth.landmark_set import read_samples
     from head_capture.synth.preview import contact_sheet, variety_chart
+    from head_capture.synth.sequence import read_sequence_views
 
-    samples = read_samples(args.set_dir, args.count)
+    if (args.set_dir / 'transforms_train.json').is_file():  # one subject of a sequence
+        samples = read_sequence_views(args.set_dir, limit=args.count)
+        samples['hair_styles'] = [f'r_{n:03d}' for n in range(len(samples['images']))]
+        if args.variety is not None:
+            raise ValueError('--variety needs a landmark set, not a sequence')
+    else:
+        samples = read_samples(args.set_dir, args.count)
     regions = HeadTemplate.load(share_path('models', 'head_template.json')).regions
     sheet = contact_sheet(samples['images'], samples['landmarks'], samples['visible'], regions,
                           labels=samples['hair_styles'])

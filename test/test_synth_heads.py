@@ -2,6 +2,7 @@
 
 import cv2
 from head_capture.camera import Intrinsics
+from head_capture.cli import main
 from head_capture.geometry import look_at_w2c
 from head_capture.landmarks.template import (HeadTemplate, LANDMARK_COUNT, REGION_QUOTAS,
                                              template_from_model)
@@ -206,6 +207,10 @@ def test_sequences_follow_the_paper_protocol(tmp_path):
     again, = write_sequences(tmp_path / 'b', cfg)
     same = 'train/r_003.png'
     assert (again / same).read_bytes() == (folder / same).read_bytes()
+    # The preview tool takes a sequence subject too: eight tiles in one row.
+    sheet = tmp_path / 'sheet.png'
+    assert main(['synth', 'preview', str(folder), '--out', str(sheet)]) == 0
+    assert cv2.imread(str(sheet)).shape == (64, 8 * 64, 3)
 
 
 def test_synthetic_capture_video_and_its_ground_truth(tmp_path):

@@ -13,10 +13,11 @@ transforms exist; a re-run skips complete subjects and redoes the rest identical
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
-from head_capture.session import (FrameRecord, Transforms, write_image_atomic, write_npz_atomic,
-                                  write_transforms)
+from head_capture.session import (FrameRecord, read_transforms, Transforms, write_image_atomic,
+                                  write_npz_atomic, write_transforms)
 from head_capture.synth.landmark_set import sample_lighting
 from head_capture.synth.studio import HeadStudio
 import numpy as np
@@ -99,3 +100,19 @@ def _write_split(studio, subject, camera, lighting, poses, folder, split, meta, 
                      visible=np.stack(visible) if visible else np.zeros((0, points), bool),
                      points=subject.landmarks)
     write_transforms(folder / f'transforms_{split}.json', Transforms(camera, frames, meta))
+
+
+def read_sequence_views(folder, split='train', limit=None, background=128):
+    """Return a subject's views over a grey background with their landmarks, for previews."""
+    folder = Path(folder)
+    transforms = read_transforms(folder / f'transforms_{split}.json')
+    with np.load(folder / f'landmarks_{split}.npz') as truth:
+        landmarks, visible = truth['landmarks'][:limit], truth['visible'][:limit]
+    images = []
+    for frame in transforms.frames[:limit]:
+        rgba = cv2.imread(str(folder / frame.file_path), cv2.IMREAD_UNCHANGED)
+        if rgba is None:
+            raise FileNotFoundError(f'unreadable view {folder / frame.file_path}')
+        alpha = rgba[..., 3:] / 255.0
+        images.append((alpha * rgba[..., 2::-1] + (1 - alpha) * background).astype(np.uint8))
+    return {'images': np.stack(images), 'landmarks': landmarks, 'visible': visible}
