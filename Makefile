@@ -43,9 +43,30 @@ lint: setup
 demo: setup
 	$(VENV)/bin/head-capture demo --out $(DEMO_DIR)
 
-bench: setup
+bench: setup peer-venv
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) bench/keyframes.py --out bench/results/keyframes.json
 	$(PY) bench/keyframe_throughput.py --out bench/results/keyframe_throughput.json
+	$(PY) bench/render.py --out bench/results/render.json
+	$(PY) bench/real_photos.py --out bench/results/real_photos.png
+	@if [ -z "$(LANDMARK_SET)" ]; then \
+		echo "skipping bench/landmarks.py and bench/peer_mediapipe.py: set LANDMARK_SET=DIR," \
+		     "held-out views made by head-capture synth landmarks with a seed training never saw"; \
+	else \
+		$(PY) bench/landmarks.py --set "$(LANDMARK_SET)" --out bench/results/landmarks.json; \
+		$(PY) bench/peer_mediapipe.py --set "$(LANDMARK_SET)" \
+			--out bench/results/peer_mediapipe.json; \
+	fi
+
+# MediaPipe (the peer in bench/peer_mediapipe.py) needs numpy<2: it gets a venv of its own.
+.PHONY: peer-venv
+peer-venv: .venv-peer/.installed
+
+.venv-peer/.installed: requirements-peer.txt
+	$(PYTHON) -m venv .venv-peer
+	.venv-peer/bin/python -m pip install --quiet --upgrade pip
+	.venv-peer/bin/python -m pip install --quiet -r requirements-peer.txt
+	@touch $@
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build install log *.egg-info

@@ -11,6 +11,7 @@ import time
 from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.sources import open_source, SourceError
 from head_capture.config import ConfigError, load_node_config
+from head_capture.landmarks.detector import ModelError
 from head_capture.pipeline import extract_keyframes
 from head_capture.session import read_transforms, SessionError
 from rich.console import Console
@@ -18,7 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 console = Console(stderr=True, soft_wrap=True)
 # Errors a user can fix (bad path, bad config, unreadable input): one clear line, exit 2.
-USER_ERRORS = (SourceError, ConfigError, SessionError, ValueError, FileNotFoundError)
+USER_ERRORS = (SourceError, ConfigError, SessionError, ModelError, ValueError,
+               FileNotFoundError)
 
 
 def main(argv=None):
@@ -58,6 +60,8 @@ def _parser():
     landmarks.add_argument('--size', type=int, default=256, help='image side in pixels')
     landmarks.add_argument('--seed', type=int, default=0)
     landmarks.add_argument('--shard-size', type=int, default=128)
+    landmarks.add_argument('--workers', type=int, default=2,
+                           help='rendering processes (0: render in this process)')
     landmarks.set_defaults(run=_run_synth_landmarks)
     sequence = synth_commands.add_parser(
         'sequence', help="avatar sequences by the paper's protocol (train + test views)")
@@ -85,6 +89,23 @@ def _parser():
     preview.add_argument('--variety', type=Path,
                          help='also write histograms of views, skin tones and hair styles')
     preview.set_defaults(run=_run_synth_preview)
+
+    landmarks = commands.add_parser(
+        'landmarks', help='detect head landmarks in images: JSON + overlay PNGs')
+    landmarks.add_argument('input', type=Path, help='image file or folder of images')
+    landmarks.add_argument('--out', type=Path, required=True, help='output folder')
+    landmarks.add_argument('--model', type=Path, help='ONNX model (default: the shipped one)')
+    landmarks.add_argument('--threads', type=int, default=2)
+    landmarks.set_defaults(run=_run_landmarks)
+    train = commands.add_parser(
+        'train-landmarks', help='train the landmark network on landmark sets, then export ONNX')
+    train.add_argument('config', type=Path, help='YAML, e.g. config/landmarks_cpu.yaml')
+    train.add_argument('out', type=Path, help='run folder (resumes from its checkpoint)')
+    train.add_argument('--set', action='append', dest='sets', help='landmark set (repeatable)')
+    train.add_argument('--validation-set', help='held-out identities (default: last shard)')
+    train.add_argument('--steps', type=int)
+    train.add_argument('--device', choices=('auto', 'cpu', 'cuda'))
+    train.set_defaults(run=_run_train_landmarks)
 
     demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
     demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
@@ -154,7 +175,7 @@ def _run_synth_landmarks(args):
     started = time.monotonic()
     with _progress('rendering landmark set', total) as advance:
         manifest = write_landmark_set(args.out, args.count, cfg,
-                                      lambda n: [advance() for _ in range(n)])
+                                      lambda n: [advance() for _ in range(n)], args.workers)
     seconds = time.monotonic() - started
     console.print(f'[green]{manifest["count"]} samples[/] in {len(manifest["shards"])} shards '
                   f'-> {args.out} ({seconds:.0f} s)')
@@ -190,9 +211,9 @@ def _run_synth_capture(args):
 
 def _run_synth_preview(args):
     import cv2
+    from head_capture.landmarks.dataset import read_samples
     from head_capture.landmarks.template import HeadTemplate
     from head_capture.resources import share_path
-    from head_capture.synth.landmark_set import read_samples
     from head_capture.synth.preview import contact_sheet, variety_chart
     from head_capture.synth.sequence import read_sequence_views
 
@@ -216,6 +237,49 @@ def _run_synth_preview(args):
         cv2.imwrite(str(args.variety), chart)
         console.print(f'variety of {len(everything["images"])} samples -> {args.variety}')
     return 0
+
+
+def _run_landmarks(args):
+    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.landmarks.overlay import draw_detection
+    from head_capture.session import read_image, write_bytes_atomic, write_image_atomic
+
+    detector = LandmarkDetector(args.model or default_model_path(), threads=args.threads)
+    if args.input.is_dir():
+        images = sorted(p for p in args.input.iterdir()
+                        if p.suffix.lower() in ('.jpg', '.jpeg', '.png', '.bmp', '.webp'))
+    elif args.input.is_file():
+        images = [args.input]
+    else:
+        raise FileNotFoundError(f'no image or folder at {args.input}')
+    if not images:
+        raise FileNotFoundError(f'no images in {args.input}')
+    results = {}
+    with _progress('detecting landmarks', len(images)) as advance:
+        for path in images:
+            frame = read_image(path)
+            detection = detector.detect(frame)
+            results[path.name] = detection.to_json()
+            write_image_atomic(args.out / f'{path.stem}_landmarks.png',
+                               draw_detection(frame, detection))
+            advance()
+    write_bytes_atomic(args.out / 'landmarks.json', json.dumps(results).encode())
+    usable = sum(r['usable'] for r in results.values())
+    console.print(f'{usable} of {len(images)} images with a usable detection -> {args.out}')
+    return 0
+
+
+def _run_train_landmarks(args):
+    from head_capture.landmarks.train import main as train_main
+
+    argv = [str(args.config), str(args.out)]
+    for path in args.sets or ():
+        argv += ['--set', path]
+    for flag, value in (('--validation-set', args.validation_set), ('--steps', args.steps),
+                        ('--device', args.device)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return train_main(argv)
 
 
 def _run_demo(args):

@@ -72,6 +72,8 @@ def _coerce(value, kind, where):
         return float(value)
     if kind in (int, str, bool) and type(value) is kind:
         return value
+    if kind is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
     if kind not in (int, float, str, bool):
         return value
     raise ConfigError(f'{where} must be {kind.__name__}, got {value!r}')

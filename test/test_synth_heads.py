@@ -145,8 +145,8 @@ def test_textured_render_shows_the_texture(model, atlas, renderer):
 
 
 def test_landmark_set_shards_are_seeded_and_resumable(tmp_path):
-    from head_capture.synth.landmark_set import (LandmarkSetConfig, read_samples,
-                                                 write_landmark_set)
+    from head_capture.landmarks.dataset import compact_copy, read_samples
+    from head_capture.synth.landmark_set import LandmarkSetConfig, write_landmark_set
     cfg = LandmarkSetConfig(size=64, shard_size=4, views_per_appearance=2, atlas_size=128,
                             seed=11)
     manifest = write_landmark_set(tmp_path / 'a', 7, cfg)
@@ -154,7 +154,7 @@ def test_landmark_set_shards_are_seeded_and_resumable(tmp_path):
                                                              'shard_00001.npz']
     # An interrupted run (second shard missing) resumes to the same bytes.
     write_landmark_set(tmp_path / 'b', 4, cfg)
-    write_landmark_set(tmp_path / 'b', 8, cfg)
+    write_landmark_set(tmp_path / 'b', 8, cfg, workers=1)  # the rest in a worker process
     for name in manifest['shards']:
         assert (tmp_path / 'a' / name).read_bytes() == (tmp_path / 'b' / name).read_bytes()
     samples = read_samples(tmp_path / 'a')
@@ -166,6 +166,13 @@ def test_landmark_set_shards_are_seeded_and_resumable(tmp_path):
     assert (samples['masks'] > 0).mean() > 0.05
     with pytest.raises(ValueError, match='another config'):
         write_landmark_set(tmp_path / 'a', 8, LandmarkSetConfig(size=64, shard_size=4, seed=12))
+    # A compact copy (JPEG images, float16 landmarks) reads back as the same samples, nearly.
+    assert compact_copy(tmp_path / 'a', tmp_path / 'c', quality=95) > 0
+    compact = read_samples(tmp_path / 'c')
+    assert compact['images'].shape == samples['images'].shape
+    assert np.abs(compact['images'].astype(int) - samples['images']).mean() < 3.0
+    np.testing.assert_allclose(compact['landmarks'], samples['landmarks'], atol=0.05)
+    np.testing.assert_array_equal(compact['visible'], samples['visible'])
 
 
 def test_contact_sheet_tiles_the_samples():

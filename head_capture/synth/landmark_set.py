@@ -11,19 +11,21 @@ resumes by skipping the shards on disk and gives the same files as an uninterrup
 
 from dataclasses import asdict, dataclass
 import json
+import multiprocessing
 from pathlib import Path
 
 import cv2
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, so3_exp
+from head_capture.landmarks.dataset import MANIFEST
 from head_capture.session import write_bytes_atomic, write_npz_atomic
 from head_capture.synth.render import Lighting
 from head_capture.synth.sample_clip import textured_scene
 from head_capture.synth.studio import HeadStudio
 import numpy as np
 
-MANIFEST = 'manifest.json'
 HEAD_SIZE_M = 0.25
+SHARDS_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -133,49 +135,55 @@ class LandmarkSetWriter:
         return {key: np.stack(column) for key, column in zip(keys, zip(*rows))}
 
 
-def read_samples(set_dir, limit=None):
-    """Return the first ``limit`` samples of a landmark set as one dict of arrays."""
-    set_dir = Path(set_dir)
-    manifest_path = set_dir / MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f'no landmark set in {set_dir} (missing {MANIFEST})')
-    parts, total = [], 0
-    for name in json.loads(manifest_path.read_text())['shards']:
-        if (limit is not None and total >= limit) or not (set_dir / name).exists():
-            break
-        with np.load(set_dir / name) as shard:
-            parts.append({key: shard[key] for key in shard.files})
-        total += len(parts[-1]['images'])
-    if not parts:
-        raise FileNotFoundError(f'{set_dir} has no finished shard yet')
-    return {key: np.concatenate([p[key] for p in parts])[:limit] for key in parts[0]}
+def _render_shard(task):
+    """Render one shard (config, index, path) and write it, in a worker or in this process."""
+    global _WRITER
+    cfg, index, path = task
+    if _WRITER is None or _WRITER.cfg != cfg:
+        _WRITER = LandmarkSetWriter(cfg)
+    write_npz_atomic(path, **_WRITER.shard(index))
+    return index
 
 
-def write_landmark_set(out_dir, count, cfg, progress=None):
-    """Write ``count`` samples as shards in ``out_dir``; existing shards are kept (resume)."""
+_WRITER = None
+
+
+def write_landmark_set(out_dir, count, cfg, progress=None, workers=0):
+    """
+    Write ``count`` samples as shards in ``out_dir``; existing shards are kept (resume).
+
+    With ``workers`` > 0, shards are rendered by that many worker processes, each replaced
+    after ``SHARDS_PER_WORKER`` shards: OSMesa keeps about 3 MB per render that it never gives
+    back (seen with pyrender 0.1.45 and Debian 12's Mesa), so a long-lived renderer would
+    exhaust memory after some 6,000 images. ``progress(n)`` is told of every finished shard.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / MANIFEST
-    shards = -(-count // cfg.shard_size)  # whole shards: the count rounds up
+    names = [f'shard_{index:05d}.npz' for index in range(-(-count // cfg.shard_size))]
     # Through JSON once, so tuples compare equal to the lists read back from disk.
-    manifest = {'count': shards * cfg.shard_size, 'config': json.loads(json.dumps(asdict(cfg))),
-                'template': 'head_template.json', 'shards': []}
+    manifest = {'count': len(names) * cfg.shard_size,
+                'config': json.loads(json.dumps(asdict(cfg))),
+                'template': 'head_template.json', 'shards': names}
     if manifest_path.exists():
         previous = json.loads(manifest_path.read_text())
         if previous['config'] != manifest['config']:
             raise ValueError(f'{out_dir} holds a set made with another config; use a new '
                              'directory')
-    writer = None
-    for index in range(shards):
-        name = f'shard_{index:05d}.npz'
-        manifest['shards'].append(name)
-        if (out_dir / name).exists():
+    write_bytes_atomic(manifest_path, (json.dumps(manifest, indent=1) + '\n').encode())
+    todo = [(cfg, index, out_dir / name) for index, name in enumerate(names)
+            if not (out_dir / name).exists()]
+    if progress is not None:
+        progress((len(names) - len(todo)) * cfg.shard_size)
+    if workers == 0:
+        for task in todo:
+            _render_shard(task)
             if progress is not None:
                 progress(cfg.shard_size)
-            continue
-        writer = writer or LandmarkSetWriter(cfg)
-        data = writer.shard(index, None if progress is None else lambda: progress(1))
-        write_npz_atomic(out_dir / name, **data)
-        write_bytes_atomic(manifest_path, (json.dumps(manifest, indent=1) + '\n').encode())
-    write_bytes_atomic(manifest_path, (json.dumps(manifest, indent=1) + '\n').encode())
+        return manifest
+    context = multiprocessing.get_context('spawn')  # a fresh GL context in every worker
+    with context.Pool(workers, maxtasksperchild=SHARDS_PER_WORKER) as pool:
+        for _ in pool.imap_unordered(_render_shard, todo):
+            if progress is not None:
+                progress(cfg.shard_size)
     return manifest

@@ -1,6 +1,7 @@
 """Contact sheets: a grid of samples with their visible landmarks drawn on, by region."""
 
 import cv2
+from head_capture.landmarks.metrics import view_angles
 from head_capture.synth.appearance import HAIR_STYLES, SKIN_TONES
 import numpy as np
 
@@ -33,9 +34,7 @@ def variety_chart(rotations, translations, skin_rgb, hair_styles, width=900):
     Camera azimuth and elevation around the head, skin tone (the nearest Monk swatch) and
     hair style, one panel each.
     """
-    centres = -np.einsum('nji,nj->ni', rotations, translations)
-    azimuth = np.degrees(np.arctan2(centres[:, 1], centres[:, 0]))
-    elevation = np.degrees(np.arcsin(centres[:, 2] / np.linalg.norm(centres, axis=1)))
+    azimuth, elevation = view_angles(rotations, translations)
     tone = np.argmin(np.linalg.norm(skin_rgb[:, None] - SKIN_TONES[None], axis=2), axis=1)
     panels = [
         ('camera azimuth (deg)', np.histogram(azimuth, 36, (-180, 180))[0], '-180', '180'),

@@ -1,0 +1,213 @@
+"""
+Landmark detection at run time: onnxruntime, two passes, no separate face detector.
+
+The first pass sees the whole frame letterboxed into the network's square input and gives a
+rough head box (from the predicted landmarks, which outline the whole head even from behind,
+and the mask). The second pass sees a square crop around that box, the way the training crops
+were framed, and gives the final landmarks. In a stream the previous frame's box seeds the
+crop, so a frame costs one pass until the head is lost.
+"""
+
+from dataclasses import dataclass
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# The crop side over the head box side: training views show the head at 0.3..0.75 of the view.
+CROP_OVER_HEAD = 1.9
+# A usable detection: the mask fills this much of the head box, the median sigma is below
+# this share of the box side.
+MIN_MASK_SHARE = 0.25
+MAX_SIGMA_SHARE = 0.08
+# Crops after the first pass on a frame with no box: each re-centres on the last one's head.
+REFINE_PASSES = 2
+
+
+class ModelError(RuntimeError):
+    """The landmark model file is missing, unreadable or not a landmark model."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Landmarks of one frame in frame pixels, with sigma (px), visibility and head mask."""
+
+    landmarks: np.ndarray
+    sigma: np.ndarray
+    visibility: np.ndarray
+    mask: np.ndarray
+    box: tuple
+    passes: int
+
+    @property
+    def usable(self):
+        """Whether a head was found: enough mask in the head box and confident landmarks."""
+        x, y, side = self.box
+        height, width = self.mask.shape
+        left, top = int(max(0, x - side / 2)), int(max(0, y - side / 2))
+        inside = self.mask[top:int(min(height, y + side / 2)), left:int(min(width, x + side / 2))]
+        share = float((inside > 0.5).mean()) if inside.size else 0.0
+        return share > MIN_MASK_SHARE and float(np.median(self.sigma)) < MAX_SIGMA_SHARE * side
+
+    def to_json(self):
+        """Plain dict for JSON files and ROS String messages."""
+        return {'box': [round(float(v), 2) for v in self.box], 'usable': self.usable,
+                'passes': self.passes,
+                'landmarks': np.round(self.landmarks, 2).tolist(),
+                'sigma': np.round(self.sigma, 2).tolist(),
+                'visibility': np.round(self.visibility, 3).tolist()}
+
+
+def square_warp(centre, side, size):
+    """Return the 2x3 affine taking a square (centre, side) of the frame to a size² crop."""
+    scale = size / side
+    # OpenCV pixel centres: frame point c - side/2 + 0.5/scale maps to crop pixel 0.
+    offset = np.asarray(centre, float) * scale - (size - 1) / 2.0
+    return np.array([[scale, 0.0, -offset[0]], [0.0, scale, -offset[1]]])
+
+
+def crop_square(frame, warp, size):
+    """Cut the size² crop ``warp`` describes; big shrinks go through an area resize first."""
+    source, source_warp = frame, warp
+    if warp[0, 0] < 0.8:  # a plain warp would alias
+        height, width = frame.shape[:2]
+        source = cv2.resize(frame, (max(1, round(width * warp[0, 0])),
+                                    max(1, round(height * warp[0, 0]))),
+                            interpolation=cv2.INTER_AREA)
+        shrink = np.array([source.shape[1] / width, source.shape[0] / height])
+        # Frame pixel u is shrunk pixel (u + 0.5) * shrink - 0.5.
+        source_warp = np.column_stack([warp[:, :2] / shrink,
+                                       warp[:, :2] @ (0.5 / shrink - 0.5) + warp[:, 2]])
+    return cv2.warpAffine(source, source_warp, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def _invert(warp):
+    return cv2.invertAffineTransform(warp)
+
+
+def _apply(warp, points):
+    return points @ warp[:, :2].T + warp[:, 2]
+
+
+class LandmarkDetector:
+    """onnxruntime session of a landmark model with the two-pass head crop."""
+
+    def __init__(self, model_path, threads=2, providers=None):
+        import onnxruntime as ort
+
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise ModelError(f'landmark model not found: {model_path} (make it with '
+                             "'head-capture train-landmarks' or use the shipped "
+                             'models/head_landmarks.onnx)')
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        available = ort.get_available_providers()
+        wanted = providers or ['CUDAExecutionProvider', 'CPUExecutionProvider']
+        try:
+            self.session = ort.InferenceSession(str(model_path), options,
+                                                providers=[p for p in wanted if p in available])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise ModelError(f'{model_path} is not a readable ONNX model: {exc}') from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if 'model_config' not in meta:
+            raise ModelError(f'{model_path} is not a head_capture landmark model '
+                             '(no model_config in its metadata)')
+        self.config = json.loads(meta['model_config'])
+        self.size = int(self.config['input_size'])
+        self.providers = self.session.get_providers()
+
+    def run_crops(self, crops):
+        """Run the network on uint8 RGB crops (B, S, S, 3); return its four outputs."""
+        return self.session.run(None, {'image': np.ascontiguousarray(crops, np.uint8)})
+
+    def _pass(self, frame, warp):
+        """
+        One network pass on the crop ``warp`` cuts from ``frame``.
+
+        Landmarks and sigma come back in frame pixels, with the head box they span; the mask
+        stays in crop space (S/4)², so only the final pass pays for a frame-sized mask.
+        """
+        crop = crop_square(frame, warp, self.size)
+        landmarks, log_sigma, visibility, mask_logit = (out[0] for out in
+                                                        self.run_crops(crop[None]))
+        back = _invert(warp)
+        landmarks = _apply(back, landmarks)
+        mask = 1.0 / (1.0 + np.exp(-mask_logit[0]))
+        # The box: landmarks outline the whole head, hidden side included, even when the
+        # mask is fooled by a busy background.
+        low, high = np.percentile(landmarks, 2, axis=0), np.percentile(landmarks, 98, axis=0)
+        centre = (low + high) / 2.0
+        box = (float(centre[0]), float(centre[1]), float((high - low).max()))
+        return landmarks, np.exp(log_sigma) / warp[0, 0], 1.0 / (1.0 + np.exp(-visibility)), \
+            mask, box
+
+    def _find_head(self, frame):
+        """
+        First pass: the whole frame and overlapping frame-high squares, in one batch.
+
+        A head that fills a fifth of a wide frame is too small for the network in a
+        letterboxed whole-frame view, but not in a square of the frame's height. The view
+        whose landmarks are surest (lowest median sigma over their box) gives the box.
+        """
+        height, width = frame.shape[:2]
+        short, long_side = min(height, width), max(height, width)
+        centres = [((width - 1) / 2.0, (height - 1) / 2.0, long_side)]
+        steps = int(np.ceil(long_side / short - 1e-6))
+        for k in range(steps if steps > 1 else 0):
+            along = short / 2.0 + k * (long_side - short) / (steps - 1) - 0.5
+            centres.append((along, (height - 1) / 2.0, short) if width >= height
+                           else ((width - 1) / 2.0, along, short))
+        warps = [square_warp(c[:2], c[2], self.size) for c in centres]
+        crops = np.stack([crop_square(frame, warp, self.size) for warp in warps])
+        landmarks, log_sigma, _, _ = self.run_crops(crops)
+        best, best_score = None, np.inf
+        for marks, sigma, warp in zip(landmarks, np.exp(log_sigma), warps):
+            marks = _apply(_invert(warp), marks)
+            low, high = np.percentile(marks, 2, axis=0), np.percentile(marks, 98, axis=0)
+            side = float((high - low).max())
+            score = float(np.median(sigma)) / warp[0, 0] / max(side, 1.0)
+            if score < best_score:
+                centre = (low + high) / 2.0
+                best, best_score = (float(centre[0]), float(centre[1]), side), score
+        return best
+
+    def _frame_mask(self, mask, warp, frame_shape):
+        full = cv2.resize(mask.astype(np.float32), (self.size, self.size),
+                          interpolation=cv2.INTER_LINEAR)
+        return cv2.warpAffine(full, _invert(warp), (frame_shape[1], frame_shape[0]),
+                              flags=cv2.INTER_LINEAR)
+
+    def detect(self, frame, box=None):
+        """
+        Detect the head's landmarks in an RGB frame.
+
+        ``box`` (centre x, centre y, side) from the previous frame seeds the crop; without
+        one, a first pass over the frame finds the head and a second crop refines the box
+        before the final pass.
+        """
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f'expected an RGB frame (H, W, 3), got shape {frame.shape}')
+        height, width = frame.shape[:2]
+        passes = 0
+        if box is None:
+            box = self._find_head(frame)
+            passes += 1
+        for _ in range(REFINE_PASSES if passes else 1):
+            warp = square_warp(box[:2], max(box[2] * CROP_OVER_HEAD, 16.0), self.size)
+            landmarks, sigma, visibility, mask, box = self._pass(frame, warp)
+            passes += 1
+        return Detection(landmarks, sigma, visibility, self._frame_mask(mask, warp, frame.shape),
+                         box, passes)
+
+
+def default_model_path():
+    """Return the shipped model's path, or ``$HEAD_CAPTURE_LANDMARK_MODEL`` when set."""
+    from head_capture.resources import share_path
+
+    override = os.environ.get('HEAD_CAPTURE_LANDMARK_MODEL')
+    return Path(override) if override else share_path('models', 'head_landmarks.onnx')

@@ -1,0 +1,249 @@
+"""The landmark network, its augmentations, training, ONNX export and runtime."""
+
+import json
+
+import cv2
+from head_capture.cli import main
+from head_capture.landmarks.augment import (augment_batch, AugmentConfig, jpeg_compress,
+                                            motion_blur_kernels, warp_batch)
+from head_capture.landmarks.detector import (crop_square, LandmarkDetector, ModelError,
+                                             square_warp)
+from head_capture.landmarks.export import export_checked, model_config_of
+from head_capture.landmarks.metrics import accuracy_report, sigma_error_correlation
+from head_capture.landmarks.model import gaussian_nll, LandmarkNet, ModelConfig
+from head_capture.landmarks.train import (load_run_config, RunConfig, train, train_and_export,
+                                          TrainConfig)
+from head_capture.session import write_npz_atomic
+import numpy as np
+import pytest
+import torch
+
+TINY = ModelConfig(backbone='mobilenet', width=0.25, input_size=64, landmarks=8, hidden=64)
+
+
+@pytest.mark.parametrize('backbone', ['mobilenet', 'resnet'])
+def test_network_outputs_have_the_documented_shapes(backbone):
+    cfg = ModelConfig(backbone=backbone, width=0.25, input_size=96, landmarks=5, hidden=32)
+    net = LandmarkNet(cfg).eval()
+    landmarks, log_sigma, visibility, mask = net(torch.zeros((2, 96, 96, 3), dtype=torch.uint8))
+    assert landmarks.shape == (2, 5, 2) and log_sigma.shape == visibility.shape == (2, 5)
+    assert mask.shape == (2, 1, 24, 24)
+    # A new network predicts the crop centre, in pixels, with a wide sigma.
+    np.testing.assert_allclose(landmarks.detach().numpy(), 47.5)
+    with pytest.raises(ValueError, match='backbone'):
+        ModelConfig(backbone='vgg')
+
+
+def test_gaussian_nll_is_lowest_at_the_true_spread():
+    errors = torch.randn(20000, 1, 2) * 3.0  # isotropic, sigma 3 px
+    target = torch.zeros_like(errors)
+    losses = {s: float(gaussian_nll(errors, torch.full((20000, 1), np.log(s)), target))
+              for s in (1.5, 3.0, 6.0)}
+    assert losses[3.0] < losses[1.5] and losses[3.0] < losses[6.0]
+
+
+def test_warp_moves_landmarks_with_the_pixels():
+    size = 64
+    rng = np.random.default_rng(0)
+    points = rng.uniform(16, 48, (2, 6, 2)).astype(np.float32)
+    images = np.zeros((2, size, size, 3), np.uint8)
+    for n in range(2):
+        for u, v in np.round(points[n]).astype(int):
+            cv2.circle(images[n], (int(u), int(v)), 2, (255, 255, 255), -1)
+    points = np.round(points)  # the dots' centres
+    theta = torch.tensor([[[0.8, -0.3, 0.1], [0.3, 0.8, -0.05]],
+                          [[1.2, 0.0, 0.0], [0.0, 1.2, 0.1]]], dtype=torch.float32)
+    masks = torch.zeros((2, size, size))
+    warped, _, valid, moved = warp_batch(torch.from_numpy(images), masks,
+                                         torch.from_numpy(points), theta)
+    assert valid.min() >= 0 and valid.max() == 1
+    for n in range(2):
+        for u, v in moved[n].numpy():
+            assert warped[n, 0, int(round(v)), int(round(u))] > 100
+
+
+def test_jpeg_simulation_is_close_to_real_jpeg():
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (64, 64, 3)).astype(np.uint8), (0, 0), 2)
+    ours = jpeg_compress(torch.from_numpy(image).permute(2, 0, 1)[None].float(),
+                         torch.tensor([30]))[0].permute(1, 2, 0).numpy()
+    real = cv2.imdecode(cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 30])[1], 1)
+    loss_ours = np.abs(ours - image).mean()
+    loss_real = np.abs(real.astype(float) - image).mean()
+    assert 0.5 * loss_real < loss_ours < 2.0 * loss_real
+    assert np.abs(ours - real).mean() < loss_real
+
+
+def test_motion_blur_kernels_are_normalised_lines():
+    kernels = motion_blur_kernels(torch.tensor([0.0, 7.0]), torch.tensor([0.0, 0.0]), 9)
+    np.testing.assert_allclose(kernels.sum((1, 2)).numpy(), 1.0, rtol=1e-5)
+    assert kernels[0, 4, 4] > 0.99  # length 0: identity
+    assert (kernels[1, 4] > 0).sum() == 7 and kernels[1, 3].sum() == 0  # a horizontal line
+
+
+def test_augmented_batch_keeps_landmarks_on_their_dots():
+    size = 64
+    images = np.zeros((4, size, size, 3), np.uint8)
+    points = np.full((4, 1, 2), 31.0, np.float32)
+    cv2.circle(images[0], (31, 31), 3, (255, 255, 255), -1)
+    images[1:] = images[0]
+    cfg = AugmentConfig(blur_share=0.0, noise=0.0, jpeg_share=0.0, grey_share=0.0,
+                        exposure_stops=(0.0, 0.0), white_balance=0.0, gamma=(1.0, 1.0))
+    generator = torch.Generator().manual_seed(3)
+    out, masks, moved, visible = augment_batch(
+        torch.from_numpy(images), torch.zeros((4, size, size), dtype=torch.uint8),
+        torch.from_numpy(points), torch.ones((4, 1), dtype=torch.bool), cfg, generator)
+    assert out.shape == (4, size, size, 3) and masks.shape == (4, 16, 16)
+    for n in range(4):
+        u, v = np.round(moved[n, 0].numpy()).astype(int)
+        if visible[n, 0]:
+            assert out[n, v, u].min() > 150
+
+
+def test_accuracy_report_bins_views_by_azimuth():
+    truth = np.zeros((3, 4, 2))
+    truth[:, :, 0] = [0, 10, 0, 10]
+    truth[:, :, 1] = [0, 0, 10, 10]
+    predicted = truth + [[[1.0, 0.0]], [[2.0, 0.0]], [[0.0, 0.0]]]
+    rotations = np.repeat(np.eye(3)[None], 3, 0)
+    # Camera centres -R^T t: in front (+x), on the left (+y), behind (-x).
+    translations = -np.array([[1.0, 0, 0], [0, 1.0, 0], [-1.0, 0, 0]])
+    report = accuracy_report(predicted, truth, rotations, translations, size=10)
+    by_start = {b['from']: b for b in report['by_azimuth']}
+    assert by_start[-15]['count'] == 1 and by_start[-15]['mean'] == pytest.approx(1 / 200 ** .5)
+    assert by_start[75]['mean'] == pytest.approx(2 / 200 ** .5)
+    assert by_start[165]['count'] == 1
+    assert sigma_error_correlation(np.arange(10), np.arange(10) ** 2) == pytest.approx(1.0)
+
+
+def _disk_set(folder, count, seed, size=64, points=8):
+    """Write a toy landmark set: a bright disk whose rim carries the landmarks."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, size, size, 3), np.uint8)
+    masks = np.zeros((count, size, size), np.uint8)
+    angles = np.linspace(0, 2 * np.pi, points, endpoint=False)
+    landmarks = np.zeros((count, points, 2), np.float32)
+    for n in range(count):
+        centre, radius = rng.uniform(22, 42, 2), rng.uniform(8, 14)
+        images[n] = rng.integers(0, 60, 3)
+        cv2.circle(images[n], tuple(int(c) for c in centre), int(radius), (240, 200, 90), -1)
+        cv2.circle(masks[n], tuple(int(c) for c in centre), int(radius), 255, -1)
+        landmarks[n] = centre + radius * np.stack([np.cos(angles), np.sin(angles)], 1)
+    rotations = np.repeat(np.eye(3, dtype=np.float32)[None], count, 0)
+    translations = np.tile(np.float32([-1, 0, 0]), (count, 1))
+    write_npz_atomic(folder / 'shard_00000.npz', images=images, masks=masks,
+                     landmarks=landmarks, visible=np.ones((count, points), bool),
+                     rotations=rotations, translations=translations)
+    (folder / 'manifest.json').write_text(json.dumps(
+        {'count': count, 'shards': ['shard_00000.npz'], 'config': {'shard_size': count}}))
+    return folder
+
+
+@pytest.fixture(scope='module')
+def disk_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp('disks')
+    (root / 'train').mkdir()
+    (root / 'val').mkdir()
+    return _disk_set(root / 'train', 256, 0), _disk_set(root / 'val', 32, 1)
+
+
+def _run(train_dir, val_dir, **train):
+    mild = AugmentConfig(rotation_deg=10.0, scale=(0.9, 1.1), shift=0.05, jpeg_share=0.2)
+    values = {'sets': (str(train_dir),), 'validation_set': str(val_dir), 'batch_size': 16,
+              'learning_rate': 3e-3, 'warmup_steps': 10, 'validate_every': 1000,
+              'checkpoint_every': 5, 'threads': 2, 'device': 'cpu'}
+    return RunConfig(TINY, mild, TrainConfig(**{**values, **train}))
+
+
+@pytest.mark.slow
+def test_training_learns_resumes_and_exports(disk_sets, tmp_path):
+    train_dir, val_dir = disk_sets
+    untrained = train(_run(train_dir, val_dir, steps=1, learning_rate=1e-9), tmp_path / 'u')[1]
+    run = _run(train_dir, val_dir, steps=150)
+    # Stop after 60 steps (as a killed trainer would), then resume to the end.
+    stopped = _run(train_dir, val_dir, steps=150)
+    with pytest.raises(KeyboardInterrupt):
+        def interrupt(step, parts):
+            if step == 60:
+                raise KeyboardInterrupt
+        train(stopped, tmp_path / 'run', interrupt)
+    seen = []
+    report = train_and_export(run, tmp_path / 'run', lambda step, parts: seen.append(step))
+    assert seen[0] == 56 and seen[-1] == 150  # resumed from the last checkpoint (step 55)
+    assert report['nme'] < 0.5 * untrained['nme']
+    assert report['onnx_parity_px'] < 0.1
+    assert model_config_of(tmp_path / 'run' / 'head_landmarks.onnx') == TINY
+    with pytest.raises(ValueError, match='another config'):
+        train(_run(train_dir, val_dir, steps=151), tmp_path / 'run')
+
+
+def test_run_config_reads_the_shipped_yaml_files():
+    from head_capture.resources import share_path
+    for name in ('landmarks_cpu.yaml', 'landmarks_gpu.yaml'):
+        run = load_run_config(share_path('config', name))
+        assert run.model.input_size == 256 and run.train.steps > 1000
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    net = LandmarkNet(TINY)
+    torch.nn.init.normal_(net.regress[-1].weight, std=0.02)
+    path = tmp_path_factory.mktemp('model') / 'tiny.onnx'
+    images = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    assert export_checked(net, path, images) < 0.1
+    return net, path
+
+
+def test_crop_square_puts_frame_points_where_the_warp_says():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    cv2.circle(frame, (900, 300), 12, (255, 255, 255), -1)
+    for side in (1280, 300):  # a whole-frame shrink (area path) and a close crop
+        warp = square_warp((800.0, 360.0), side, 128)
+        crop = crop_square(frame, warp, 128)
+        expected = np.array([900.0, 300.0]) @ warp[:, :2].T + warp[:, 2]
+        ys, xs = np.nonzero(crop[..., 0] > 60)
+        centre = np.array([xs.mean(), ys.mean()])
+        assert np.linalg.norm(centre - expected) < 0.6
+
+
+def test_detector_maps_network_output_back_to_the_frame(tiny_model):
+    net, path = tiny_model
+    detector = LandmarkDetector(path, threads=1)
+    assert detector.size == 64 and 'CPUExecutionProvider' in detector.providers
+    frame = np.random.default_rng(2).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    box = (90.0, 70.0, 40.0)
+    detection = detector.detect(frame, box=box)
+    assert detection.passes == 1 and detection.mask.shape == (120, 200)
+    warp = square_warp(box[:2], box[2] * 1.9, 64)
+    with torch.no_grad():
+        crop = torch.from_numpy(crop_square(frame, warp, 64)[None])
+        expected, log_sigma, _, _ = (o[0].numpy() for o in net.eval()(crop))
+    back = (expected - warp[:, 2]) / warp[0, 0]
+    np.testing.assert_allclose(detection.landmarks, back, atol=1e-3)
+    np.testing.assert_allclose(detection.sigma, np.exp(log_sigma) / warp[0, 0], rtol=1e-4)
+    assert detector.detect(frame).passes == 3
+
+
+def test_detector_refuses_missing_or_foreign_models(tmp_path, tiny_model):
+    with pytest.raises(ModelError, match='not found'):
+        LandmarkDetector(tmp_path / 'none.onnx')
+    (tmp_path / 'junk.onnx').write_bytes(b'not a model')
+    with pytest.raises(ModelError, match='not a readable ONNX'):
+        LandmarkDetector(tmp_path / 'junk.onnx')
+
+
+def test_landmarks_cli_writes_json_and_overlays(tmp_path, tiny_model):
+    _, path = tiny_model
+    images = tmp_path / 'images'
+    images.mkdir()
+    for n in range(2):
+        cv2.imwrite(str(images / f'{n}.png'), np.full((80, 120, 3), 40 * n, np.uint8))
+    assert main(['landmarks', str(images), '--out', str(tmp_path / 'out'), '--model',
+                 str(path)]) == 0
+    results = json.loads((tmp_path / 'out' / 'landmarks.json').read_text())
+    assert sorted(results) == ['0.png', '1.png']
+    assert np.array(results['0.png']['landmarks']).shape == (8, 2)
+    assert cv2.imread(str(tmp_path / 'out' / '1_landmarks.png')).shape == (80, 120, 3)
+    assert main(['landmarks', str(images), '--out', str(tmp_path / 'o'), '--model',
+                 str(tmp_path / 'missing.onnx')]) == 2
