@@ -144,6 +144,26 @@ def test_textured_render_shows_the_texture(model, atlas, renderer):
     assert np.median(pixels[:, 0]) > 100 and np.median(pixels[:, 1:]) < 30
 
 
+def test_each_head_gets_its_own_shoulders_and_a_top(model):
+    from head_capture.synth.bust import BustModel, garment_colours, Garment
+    bust = BustModel(model)
+    phenotypes = np.array([[0.5] * 6, [0.1, 0.9, 0.2, 0.9, 0.1, 0.3]], np.float32)
+    heads, busts = model.vertices(phenotypes), bust.vertices(phenotypes)
+    for head, body in zip(heads, busts):
+        neck = head[:, 2].min()
+        # Just under the neck: the top of the bust meets it, the bust hangs below it,
+        # centred under the head and wider than it (shoulders).
+        assert abs(body[:, 2].max() - neck) < 0.03 and body[:, 2].min() < neck - 0.25
+        assert abs(body[:, 1].mean() - head[:, 1].mean()) < 0.02
+        assert np.ptp(body[:, 1]) > 2 * np.ptp(head[:, 1])
+    assert not np.allclose(busts[0], busts[1], atol=0.01)  # its own shoulders
+    garment = Garment(np.array([200.0, 0, 0]), np.array([0.0, 0, 200]), 'plain', 0.03, 0.0)
+    colours = garment_colours(busts[0], garment, np.array([90.0, 60, 40]), heads[0][:, 2].min())
+    high = busts[0][:, 2] > heads[0][:, 2].min() - 0.02
+    low = busts[0][:, 2] < heads[0][:, 2].min() - 0.05
+    assert (colours[high] == (90, 60, 40)).all() and (colours[low] == (200, 0, 0)).all()
+
+
 def test_landmark_set_shards_are_seeded_and_resumable(tmp_path):
     from head_capture.landmarks.dataset import compact_copy, read_samples
     from head_capture.synth.landmark_set import LandmarkSetConfig, write_landmark_set
@@ -170,7 +190,7 @@ def test_landmark_set_shards_are_seeded_and_resumable(tmp_path):
     assert compact_copy(tmp_path / 'a', tmp_path / 'c', quality=95) > 0
     compact = read_samples(tmp_path / 'c')
     assert compact['images'].shape == samples['images'].shape
-    assert np.abs(compact['images'].astype(int) - samples['images']).mean() < 3.0
+    assert np.abs(compact['images'].astype(int) - samples['images']).mean() < 6.0
     np.testing.assert_allclose(compact['landmarks'], samples['landmarks'], atol=0.05)
     np.testing.assert_array_equal(compact['visible'], samples['visible'])
 

@@ -51,8 +51,8 @@ class HeadModel:
         """Return the number of mesh vertices (the same for every identity)."""
         return int(self._model.faces.max()) + 1
 
-    def vertices(self, phenotypes):
-        """Return (N, V, 3) float32 head-frame vertices of N identities' (N, 6) phenotypes."""
+    def raw_vertices(self, phenotypes):
+        """Return (N, V, 3) vertices of (N, 6) phenotypes in anny's own axes and origin."""
         phenotypes = np.atleast_2d(np.asarray(phenotypes, np.float32))
         in_range = np.all((phenotypes >= 0) & (phenotypes <= 1))
         if phenotypes.shape[1] != len(PHENOTYPES) or not in_range:
@@ -62,12 +62,17 @@ class HeadModel:
         pose = torch.eye(4)[None, None].expand(count, self._model.bone_count, 4, 4).clone()
         kwargs = {name: torch.from_numpy(phenotypes[:, i]) for i, name in enumerate(PHENOTYPES)}
         with torch.no_grad():
-            anny_vertices = self._model(pose_parameters=pose,
-                                        phenotype_kwargs=kwargs)['vertices'].numpy()
-        head = anny_vertices @ ANNY_TO_HEAD.T
-        outer = head[:, self.outer_vertices]
-        centre = 0.5 * (outer.min(axis=1) + outer.max(axis=1))
-        return (head - centre[:, None]).astype(np.float32)
+            return self._model(pose_parameters=pose, phenotype_kwargs=kwargs)['vertices'].numpy()
+
+    def centres(self, raw):
+        """Return (N, 3) head-frame origins: the centres of each head's outer bounding box."""
+        outer = raw[:, self.outer_vertices] @ ANNY_TO_HEAD.T
+        return 0.5 * (outer.min(axis=1) + outer.max(axis=1))
+
+    def vertices(self, phenotypes):
+        """Return (N, V, 3) float32 head-frame vertices of N identities' (N, 6) phenotypes."""
+        raw = self.raw_vertices(phenotypes)
+        return (raw @ ANNY_TO_HEAD.T - self.centres(raw)[:, None]).astype(np.float32)
 
     @cached_property
     def mean_vertices(self):

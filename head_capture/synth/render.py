@@ -48,12 +48,13 @@ class HeadRenderer:
         self._renderer = pyrender.OffscreenRenderer(self.width, self.height)
 
     def render(self, vertices, faces, intrinsics, rotation, translation, vertex_colors=None,
-               texture=None, uv=None, lighting=HEADLIGHT):
+               texture=None, uv=None, lighting=HEADLIGHT, extras=()):
         """
         Render the mesh seen by an OpenCV camera ``(R, t)`` with ``intrinsics``.
 
         Colour comes from ``texture`` (uint8 image) with per-vertex ``uv``, else from
-        ``vertex_colors``, else a neutral grey.
+        ``vertex_colors``, else a neutral grey. ``extras`` are more meshes in the same scene,
+        as (vertices, faces, vertex colours), such as shoulders under the head.
         """
         if (intrinsics.width, intrinsics.height) != (self.width, self.height):
             raise ValueError(f'camera is {intrinsics.width}x{intrinsics.height}, renderer '
@@ -68,6 +69,12 @@ class HeadRenderer:
             lighting = Lighting(np.full(3, 0.35), ((pose[:3, 2], np.ones(3), 3.0),))
         scene = pyrender.Scene(bg_color=np.zeros(4), ambient_light=lighting.ambient)
         scene.add(pyrender.Mesh.from_trimesh(mesh, smooth=True))
+        for extra_vertices, extra_faces, extra_colours in extras:
+            # pyrender decodes textures from sRGB but takes vertex colours as linear.
+            linear = (255.0 * (np.asarray(extra_colours) / 255.0) ** 2.2).astype(np.uint8)
+            extra = trimesh.Trimesh(extra_vertices, extra_faces, vertex_colors=linear,
+                                    process=False)
+            scene.add(pyrender.Mesh.from_trimesh(extra, smooth=True))
         # pyrender puts pixel centres at half-integers; ours (OpenCV) are at integers.
         camera = pyrender.IntrinsicsCamera(intrinsics.fx, intrinsics.fy, intrinsics.cx + 0.5,
                                            intrinsics.cy + 0.5, znear=0.01, zfar=100.0)

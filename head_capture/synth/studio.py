@@ -13,6 +13,7 @@ from head_capture.landmarks.template import HeadTemplate
 from head_capture.resources import share_path
 from head_capture.synth.appearance import (Appearance, hair_displacement, paint_texture,
                                            sample_appearance, UvAtlas)
+from head_capture.synth.bust import BustModel, garment_colours, sample_garment
 from head_capture.synth.heads import HeadModel, sample_phenotypes
 from head_capture.synth.render import HeadRenderer, project_landmarks
 import numpy as np
@@ -28,6 +29,8 @@ class Subject:
     landmarks: np.ndarray
     phenotypes: np.ndarray
     appearance: Appearance
+    bust_vertices: np.ndarray
+    bust_colours: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class HeadStudio:
 
     def __init__(self, width, height, atlas_size=512):
         self.model = HeadModel()
+        self.bust = BustModel(self.model)
         self.atlas = UvAtlas(self.model, atlas_size)
         self.template = HeadTemplate.load(share_path('models', 'head_template.json'))
         self.renderer = HeadRenderer(width, height)
@@ -55,20 +59,28 @@ class HeadStudio:
         """Draw ``count`` subjects: identities in one batch, then an appearance each."""
         phenotypes = sample_phenotypes(rng, count)
         made = []
-        for vertices, phenotype in zip(self.model.vertices(phenotypes), phenotypes):
+        for vertices, bust, phenotype in zip(self.model.vertices(phenotypes),
+                                             self.bust.vertices(phenotypes), phenotypes):
             appearance = sample_appearance(rng)
             normals = trimesh.Trimesh(vertices, self.model.faces, process=False).vertex_normals
             dressed = hair_displacement(vertices, normals, appearance, self._eye_height)
+            # The top comes from its own stream, so the head's draws stay as they were.
+            garment = sample_garment(np.random.default_rng([appearance.seed, 1]))
+            colours = garment_colours(bust, garment, appearance.skin,
+                                      float(vertices[:, 2].min()))
             made.append(Subject(dressed[self.atlas.render_vertex_ids],
                                 paint_texture(self.atlas, appearance),
-                                vertices[self.template.vertex_ids], phenotype, appearance))
+                                vertices[self.template.vertex_ids], phenotype, appearance,
+                                bust, colours))
         return made
 
     def view(self, subject, camera, rotation, translation, lighting):
         """Render ``subject`` from an OpenCV camera and locate its landmarks."""
         out = self.renderer.render(subject.vertices, self.atlas.render_faces, camera, rotation,
                                    translation, texture=subject.texture, uv=self.atlas.render_uv,
-                                   lighting=lighting)
+                                   lighting=lighting,
+                                   extras=[(subject.bust_vertices, self.bust.faces,
+                                            subject.bust_colours)])
         uv, visible = project_landmarks(subject.landmarks, camera, rotation, translation,
                                         out.depth)
         return View(out.rgb, out.alpha, out.depth, uv.astype(np.float32), visible)
