@@ -159,8 +159,8 @@ def test_each_head_gets_its_own_shoulders_and_a_top(model):
     assert not np.allclose(busts[0], busts[1], atol=0.01)  # its own shoulders
     garment = Garment(np.array([200.0, 0, 0]), np.array([0.0, 0, 200]), 'plain', 0.03, 0.0)
     colours = garment_colours(busts[0], garment, np.array([90.0, 60, 40]), heads[0][:, 2].min())
-    high = busts[0][:, 2] > heads[0][:, 2].min() - 0.02
-    low = busts[0][:, 2] < heads[0][:, 2].min() - 0.05
+    high = busts[0][:, 2] > heads[0][:, 2].min() - 0.015
+    low = busts[0][:, 2] < heads[0][:, 2].min() - 0.045
     assert (colours[high] == (90, 60, 40)).all() and (colours[low] == (200, 0, 0)).all()
 
 

@@ -23,6 +23,7 @@ BODY_TO_ANNY_HEAD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]
 BUST_DEPTH_M = 0.32
 NECK_OVERLAP_M = 0.01
 ARM_DROP_DEG = 35.0
+NECKLINE_SOFTNESS_M = 0.025
 GARMENT_PATTERNS = ('plain', 'stripes', 'checks', 'knit')
 
 
@@ -135,5 +136,8 @@ def garment_colours(vertices, garment, skin, neck_height):
     else:
         weight = np.zeros_like(z)
     cloth = garment.colour + weight[:, None] * (garment.second_colour - garment.colour)
-    colours = np.where((z > neckline)[:, None], np.asarray(skin, np.float32), cloth)
+    # A soft edge: the mesh is coarse at the shoulders, so a hard step between two vertices
+    # would draw the triangles' teeth.
+    bare = np.clip((z - neckline) / NECKLINE_SOFTNESS_M + 0.5, 0.0, 1.0)[:, None]
+    colours = bare * np.asarray(skin, np.float32) + (1.0 - bare) * cloth
     return np.clip(colours, 0, 255).astype(np.uint8)
