@@ -222,7 +222,7 @@ def test_detector_maps_network_output_back_to_the_frame(tiny_model):
     back = (expected - warp[:, 2]) / warp[0, 0]
     np.testing.assert_allclose(detection.landmarks, back, atol=1e-3)
     np.testing.assert_allclose(detection.sigma, np.exp(log_sigma) / warp[0, 0], rtol=1e-4)
-    assert detector.detect(frame).passes == 3
+    assert detector.detect(frame).passes in (2, 3)  # the second refining crop only if needed
 
 
 def test_detector_refuses_missing_or_foreign_models(tmp_path, tiny_model):

@@ -24,6 +24,8 @@ MIN_MASK_SHARE = 0.25
 MAX_SIGMA_SHARE = 0.08
 # Crops after the first pass on a frame with no box: each re-centres on the last one's head.
 REFINE_PASSES = 2
+# A crop has settled when the head box it yields moves less than this share of its side.
+SETTLED = 0.15
 
 
 class ModelError(RuntimeError):
@@ -148,20 +150,22 @@ class LandmarkDetector:
 
     def _find_head(self, frame):
         """
-        First pass: the whole frame and overlapping frame-high squares, in one batch.
+        First pass: overlapping squares of the frame's short side, in one batch.
 
         A head that fills a fifth of a wide frame is too small for the network in a
-        letterboxed whole-frame view, but not in a square of the frame's height. The view
-        whose landmarks are surest (lowest median sigma over their box) gives the box.
+        letterboxed whole-frame view, but not in a square of the frame's height; a head as
+        tall as the frame still fits a square (training zooms out and in). The view whose
+        landmarks are surest (lowest median sigma over their box) gives the box.
         """
         height, width = frame.shape[:2]
         short, long_side = min(height, width), max(height, width)
-        centres = [((width - 1) / 2.0, (height - 1) / 2.0, long_side)]
         steps = int(np.ceil(long_side / short - 1e-6))
-        for k in range(steps if steps > 1 else 0):
-            along = short / 2.0 + k * (long_side - short) / (steps - 1) - 0.5
-            centres.append((along, (height - 1) / 2.0, short) if width >= height
-                           else ((width - 1) / 2.0, along, short))
+        if steps == 1:
+            centres = [((width - 1) / 2.0, (height - 1) / 2.0, long_side)]
+        else:  # overlapping squares of the short side, end to end
+            along = short / 2.0 - 0.5 + np.arange(steps) * (long_side - short) / (steps - 1)
+            centres = [(a, (height - 1) / 2.0, short) if width >= height
+                       else ((width - 1) / 2.0, a, short) for a in along]
         warps = [square_warp(c[:2], c[2], self.size) for c in centres]
         crops = np.stack([crop_square(frame, warp, self.size) for warp in warps])
         landmarks, log_sigma, _, _ = self.run_crops(crops)
@@ -199,8 +203,13 @@ class LandmarkDetector:
             passes += 1
         for _ in range(REFINE_PASSES if passes else 1):
             warp = square_warp(box[:2], max(box[2] * CROP_OVER_HEAD, 16.0), self.size)
-            landmarks, sigma, visibility, mask, box = self._pass(frame, warp)
+            landmarks, sigma, visibility, mask, found = self._pass(frame, warp)
             passes += 1
+            settled = (np.hypot(found[0] - box[0], found[1] - box[1]) < SETTLED * box[2]
+                       and abs(found[2] / box[2] - 1.0) < SETTLED)
+            box = found
+            if settled:  # the crop was already where the head is: one more would agree
+                break
         return Detection(landmarks, sigma, visibility, self._frame_mask(mask, warp, frame.shape),
                          box, passes)
 
