@@ -9,6 +9,7 @@ from head_capture.landmarks.augment import (augment_batch, AugmentConfig, jpeg_c
 from head_capture.landmarks.detector import (crop_square, LandmarkDetector, ModelError,
                                              square_warp)
 from head_capture.landmarks.export import export_checked, model_config_of
+from head_capture.landmarks.export import main as export_main
 from head_capture.landmarks.metrics import accuracy_report, sigma_error_correlation
 from head_capture.landmarks.model import gaussian_nll, LandmarkNet, ModelConfig
 from head_capture.landmarks.train import (load_run_config, RunConfig, train, train_and_export,
@@ -173,6 +174,10 @@ def test_training_learns_resumes_and_exports(disk_sets, tmp_path):
     assert report['nme'] < 0.5 * untrained['nme']
     assert report['onnx_parity_px'] < 0.1
     assert model_config_of(tmp_path / 'run' / 'head_landmarks.onnx') == TINY
+    # A checkpoint alone (a run killed before its end) exports too, checked the same way.
+    assert export_main([str(tmp_path / 'run' / 'checkpoint.pt'),
+                        str(tmp_path / 'again.onnx')]) == 0
+    assert model_config_of(tmp_path / 'again.onnx') == TINY
     with pytest.raises(ValueError, match='another config'):
         train(_run(train_dir, val_dir, steps=151), tmp_path / 'run')
 
