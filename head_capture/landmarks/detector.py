@@ -1,11 +1,12 @@
 """
-Landmark detection at run time: onnxruntime, two passes, no separate face detector.
+Landmark detection at run time: onnxruntime, a few passes, no separate face detector.
 
-The first pass sees the whole frame letterboxed into the network's square input and gives a
-rough head box (from the predicted landmarks, which outline the whole head even from behind,
-and the mask). The second pass sees a square crop around that box, the way the training crops
-were framed, and gives the final landmarks. In a stream the previous frame's box seeds the
-crop, so a frame costs one pass until the head is lost.
+The first pass sees overlapping squares of the frame's short side in one batch and keeps the
+square whose landmarks are surest; those landmarks outline the whole head, even from behind,
+and give a rough head box. The next pass sees a square crop around that box, framed the way
+training views were, and gives the final landmarks; one more follows only when the box still
+moved. In a stream the previous frame's box seeds the crop, so a frame costs one pass until
+the head is lost.
 """
 
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ CROP_OVER_HEAD = 1.9
 # this share of the box side.
 MIN_MASK_SHARE = 0.25
 MAX_SIGMA_SHARE = 0.08
-# Crops after the first pass on a frame with no box: each re-centres on the last one's head.
+# At most this many crops after the first pass, each re-centred on the last one's head.
 REFINE_PASSES = 2
 # A crop has settled when the head box it yields moves less than this share of its side.
 SETTLED = 0.15
