@@ -21,9 +21,9 @@ from common import save
 import cv2
 from head_capture.landmarks.dataset import read_samples
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector
-from head_capture.landmarks.metrics import (accuracy_report, azimuth_edges, by_bins,
-                                            head_in_view, in_window, sigma_error_correlation,
-                                            view_angles)
+from head_capture.landmarks.metrics import (accuracy_report, azimuth_edges,
+                                            binned_view_angles, by_bins, head_in_view,
+                                            in_window, sigma_error_correlation)
 from head_capture.synth.sample_clip import textured_scene
 import numpy as np
 
@@ -44,8 +44,7 @@ def paste(image, rng, background):
 
 def usable_by_azimuth(usable, samples):
     """Share of usable detections per 30° azimuth bin."""
-    azimuth, _ = view_angles(samples['rotations'], samples['translations'])
-    azimuth = np.where(azimuth < -165, azimuth + 360, azimuth)
+    azimuth, _ = binned_view_angles(samples['rotations'], samples['translations'])
     bins = by_bins(usable.astype(float), azimuth, azimuth_edges())
     return [{'from': b['from'], 'to': b['to'], 'usable': b['mean']} for b in bins]
 

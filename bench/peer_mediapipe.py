@@ -159,8 +159,8 @@ def bench(args):
     from common import save
     from head_capture.landmarks.dataset import read_samples
     from head_capture.landmarks.detector import default_model_path
-    from head_capture.landmarks.metrics import (azimuth_edges, ELEVATION_BANDS_DEG,
-                                                head_diagonal, in_window, view_angles)
+    from head_capture.landmarks.metrics import (azimuth_edges, binned_view_angles,
+                                                ELEVATION_BANDS_DEG, head_diagonal, in_window)
     from head_capture.landmarks.template import HeadTemplate
 
     start = time.perf_counter()
@@ -180,8 +180,7 @@ def bench(args):
 
     valid = in_window(truth, images.shape[1])
     diagonal = np.maximum(head_diagonal(truth, valid), 1e-6)
-    azimuth, elevation = view_angles(samples['rotations'], samples['translations'])
-    azimuth = np.where(azimuth < -165, azimuth + 360, azimuth)
+    azimuth, elevation = binned_view_angles(samples['rotations'], samples['translations'])
     # Calibrate on half the identities so the front bins still hold scored views.
     calibration = ((np.abs(azimuth) < CALIBRATION_AZIMUTH_DEG) & mp_found
                    & (identity_ids(samples['phenotypes']) % 2 == 0))

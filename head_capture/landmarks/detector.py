@@ -87,6 +87,18 @@ def crop_square(frame, warp, size):
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
+def landmark_box(landmarks):
+    """
+    Return (centre x, centre y, side) of the square around landmarks (2nd-98th percentile).
+
+    Landmarks outline the whole head, hidden side included, even where the mask is fooled by
+    a busy background, so the box comes from them alone.
+    """
+    low, high = np.percentile(landmarks, 2, axis=0), np.percentile(landmarks, 98, axis=0)
+    centre = (low + high) / 2.0
+    return float(centre[0]), float(centre[1]), float((high - low).max())
+
+
 def _invert(warp):
     return cv2.invertAffineTransform(warp)
 
@@ -141,13 +153,8 @@ class LandmarkDetector:
         back = _invert(warp)
         landmarks = _apply(back, landmarks)
         mask = 1.0 / (1.0 + np.exp(-mask_logit[0]))
-        # The box: landmarks outline the whole head, hidden side included, even when the
-        # mask is fooled by a busy background.
-        low, high = np.percentile(landmarks, 2, axis=0), np.percentile(landmarks, 98, axis=0)
-        centre = (low + high) / 2.0
-        box = (float(centre[0]), float(centre[1]), float((high - low).max()))
         return landmarks, np.exp(log_sigma) / warp[0, 0], 1.0 / (1.0 + np.exp(-visibility)), \
-            mask, box
+            mask, landmark_box(landmarks)
 
     def _find_head(self, frame):
         """
@@ -172,13 +179,10 @@ class LandmarkDetector:
         landmarks, log_sigma, _, _ = self.run_crops(crops)
         best, best_score = None, np.inf
         for marks, sigma, warp in zip(landmarks, np.exp(log_sigma), warps):
-            marks = _apply(_invert(warp), marks)
-            low, high = np.percentile(marks, 2, axis=0), np.percentile(marks, 98, axis=0)
-            side = float((high - low).max())
-            score = float(np.median(sigma)) / warp[0, 0] / max(side, 1.0)
+            box = landmark_box(_apply(_invert(warp), marks))
+            score = float(np.median(sigma)) / warp[0, 0] / max(box[2], 1.0)
             if score < best_score:
-                centre = (low + high) / 2.0
-                best, best_score = (float(centre[0]), float(centre[1]), side), score
+                best, best_score = box, score
         return best
 
     def _frame_mask(self, mask, warp, frame_shape):

@@ -14,6 +14,12 @@ def view_angles(rotations, translations):
     return azimuth, elevation
 
 
+def binned_view_angles(rotations, translations):
+    """Return ``view_angles`` with -180..-165 folded onto 180..195, the back bin's range."""
+    azimuth, elevation = view_angles(rotations, translations)
+    return np.where(azimuth < -165, azimuth + 360, azimuth), elevation
+
+
 def in_window(landmarks, size):
     """
     Mark landmarks (B, N, 2) that project within one image side of a size² view, (B, N).
@@ -64,9 +70,7 @@ def azimuth_edges():
 def accuracy_report(predicted, truth, rotations, translations, size):
     """Normalised error (mean, median, share below 5 %) overall, by azimuth and elevation."""
     per_view = np.nanmean(normalised_errors(predicted, truth, size), axis=1)
-    azimuth, elevation = view_angles(rotations, translations)
-    # Fold -180..-165 into the back bin (165..195).
-    azimuth = np.where(azimuth < -165, azimuth + 360, azimuth)
+    azimuth, elevation = binned_view_angles(rotations, translations)
     return {'nme': float(per_view.mean()), 'median_nme': float(np.median(per_view)),
             'share_below_5_percent': float((per_view < 0.05).mean()), 'views': int(len(per_view)),
             'by_azimuth': by_bins(per_view, azimuth, azimuth_edges()),
