@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: machine facts and JSON output."""
+"""Helpers shared by the benchmarks: machine facts, JSON output, capture frames."""
 
 import json
 import os
@@ -7,6 +7,7 @@ import platform
 import time
 
 import cv2
+import numpy as np
 
 
 def machine():
@@ -22,3 +23,35 @@ def save(path, result):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**result, 'machine': machine()}, indent=2) + '\n')
     print(f'wrote {path}')
+
+
+def capture_frames(capture_dir, count, work_dir):
+    """
+    Write ``count`` evenly spaced unblurred frames of a synthetic capture as PNGs.
+
+    Returns the ImageSet of those frames and their true Transforms, so every pose method is
+    judged on the same images. Frames flagged blurred in the ground truth are skipped: a
+    keyframe selector would skip them too (``bench/keyframes.py`` measures that part).
+    """
+    from head_capture.capture.registration import ImageSet
+    from head_capture.capture.sources import open_source
+    from head_capture.session import FrameRecord, read_transforms, Transforms, write_image_atomic
+
+    truth = read_transforms(Path(capture_dir) / 'ground_truth.json')
+    sharp = [n for n, f in enumerate(truth.frames) if not f.meta.get('blurred')]
+    if len(sharp) < count:
+        raise ValueError(f'{capture_dir} has {len(sharp)} unblurred frames, {count} wanted')
+    chosen = {sharp[i]: None for i in np.linspace(0, len(sharp) - 1, count).round().astype(int)}
+    folder = Path(work_dir) / 'frames'
+    with open_source(Path(capture_dir) / 'capture.mp4') as source:
+        for frame in source:
+            if frame.index in chosen:
+                chosen[frame.index] = folder / f'frame_{frame.index:05d}.png'
+                write_image_atomic(chosen[frame.index], frame.image)
+    missing = [n for n, path in chosen.items() if path is None]
+    if missing:
+        raise ValueError(f'the video ended before frame {missing[0]}')
+    paths = list(chosen.values())
+    records = [FrameRecord(f'frames/{p.name}', truth.frames[n].c2w) for n, p in chosen.items()]
+    return (ImageSet(paths, [f'frames/{p.name}' for p in paths], truth.intrinsics,
+                     'ground_truth.json'), Transforms(truth.intrinsics, records))

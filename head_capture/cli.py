@@ -8,6 +8,7 @@ import re
 import sys
 import time
 
+from head_capture.camera import DEFAULT_FOV_DEG
 from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.sources import open_source, SourceError
 from head_capture.config import ConfigError, load_node_config
@@ -106,6 +107,28 @@ def _parser():
     train.add_argument('--steps', type=int)
     train.add_argument('--device', choices=('auto', 'cpu', 'cuda'))
     train.set_defaults(run=_run_train_landmarks)
+
+    poses = commands.add_parser(
+        'poses', help='camera poses from head landmarks (RANSAC PnP) -> transforms.json')
+    poses.add_argument('input', type=Path,
+                       help='folder of images, or a transforms.json (or a folder holding one)')
+    poses.add_argument('--out', type=Path, required=True, help='transforms.json to write')
+    poses.add_argument('--model', type=Path, help='ONNX model (default: the shipped one)')
+    camera = poses.add_mutually_exclusive_group()
+    camera.add_argument('--fov', type=float,
+                        help=f'horizontal field of view in degrees (default {DEFAULT_FOV_DEG:g})')
+    camera.add_argument('--intrinsics', type=Path,
+                        help='transforms.json whose camera describes the images')
+    poses.add_argument('--config', type=Path,
+                       help='parameters file (default: the shipped config/head_capture.yaml)')
+    poses.add_argument('--threads', type=int, default=2)
+    poses.set_defaults(run=_run_poses)
+    evaluate = commands.add_parser(
+        'evaluate-poses', help='pose errors after Sim(3) alignment, as JSON')
+    evaluate.add_argument('predicted', type=Path, help='transforms.json with estimated poses')
+    evaluate.add_argument('truth', type=Path, help='transforms.json with the true poses')
+    evaluate.add_argument('--out', type=Path, help='JSON to write (default: print only)')
+    evaluate.set_defaults(run=_run_evaluate_poses)
 
     demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
     demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
@@ -266,6 +289,45 @@ def _run_landmarks(args):
     write_bytes_atomic(args.out / 'landmarks.json', json.dumps(results).encode())
     usable = sum(r['usable'] for r in results.values())
     console.print(f'{usable} of {len(images)} images with a usable detection -> {args.out}')
+    return 0
+
+
+def _run_poses(args):
+    from head_capture.capture.pose import PoseConfig
+    from head_capture.capture.registration import (find_images, register_images,
+                                                   registered_transforms)
+    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.landmarks.template import HeadTemplate
+    from head_capture.resources import share_path
+    from head_capture.session import write_transforms
+
+    if args.out.suffix != '.json':
+        raise ValueError(f'--out must name a .json file, got {args.out}')
+    config = load_node_config(PoseConfig, 'pose_estimator', args.config)
+    images = find_images(args.input, args.intrinsics, args.fov)
+    detector = LandmarkDetector(args.model or default_model_path(), threads=args.threads)
+    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    with _progress('landmarks + PnP', len(images.paths)) as advance:
+        estimates = register_images(images, detector, template, config, advance)
+    transforms = registered_transforms(images, estimates, args.out)
+    write_transforms(args.out, transforms)
+    info = transforms.meta['head_capture']
+    console.print(f'[green]{info["registered"]} of {info["frames"]} frames registered[/] '
+                  f'(camera: {images.intrinsics_source}) -> {args.out}')
+    for miss in info['unregistered']:
+        console.print(f'  [yellow]not registered[/] {miss["file_path"]}: {miss["reason"]}')
+    return 0
+
+
+def _run_evaluate_poses(args):
+    from head_capture.pose_evaluation import evaluate_files
+    from head_capture.session import write_bytes_atomic
+
+    report = evaluate_files(args.predicted, args.truth)
+    summary = {k: v for k, v in report.items() if k not in ('per_frame', 'by_azimuth')}
+    print(json.dumps(summary, indent=2))
+    if args.out is not None:
+        write_bytes_atomic(args.out, (json.dumps(report, indent=2) + '\n').encode())
     return 0
 
 

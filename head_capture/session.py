@@ -127,12 +127,25 @@ def write_npz_atomic(path, **arrays):
     write_bytes_atomic(Path(path), buffer.getvalue())
 
 
-def read_image(path):
-    """Read an image file as uint8 RGB; alpha, when present, is dropped."""
-    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if pixels is None:
+def read_image(path, background=None):
+    """
+    Read an image file as uint8 RGB.
+
+    Alpha, when present, is dropped, or composited over the grey level ``background`` (the
+    segmented views of the synthetic sequences hide nothing useful under alpha 0).
+    """
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is not None and pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    if pixels is None or pixels.dtype != np.uint8:
         raise SessionError(f'cannot read image {path}')
-    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    if pixels.ndim == 2:
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+    rgb = cv2.cvtColor(pixels[..., :3], cv2.COLOR_BGR2RGB)
+    if pixels.shape[2] == 4 and background is not None:
+        alpha = pixels[..., 3:] / 255.0
+        rgb = (alpha * rgb + (1.0 - alpha) * background + 0.5).astype(np.uint8)
+    return rgb
 
 
 class Session:

@@ -34,7 +34,7 @@ class KeyframeConfig:
     min_interval_s: float = 0.25
     min_motion: float = 0.0
     sharpness_ratio: float = 0.7
-    reference_window_s: float = 2.0
+    reference_window_s: float = 0.7
     max_keyframes: int = 0
     method: str = 'laplacian'
     long_side: int = 360
@@ -144,7 +144,7 @@ class OnlineKeyframeSelector:
         return candidate
 
 
-def select_spread(times, scores, usable, count, sharpness_ratio=0.7, reference_window_s=2.0):
+def select_spread(times, scores, usable, count, sharpness_ratio=0.7, reference_window_s=0.7):
     """
     Return indices, in time order, of ``count`` sharp frames spread evenly over time.
 
@@ -175,7 +175,10 @@ def sharp_mask(scores, usable, ratio, window):
     "What sharp frames score" is a high percentile of the usable scores in a window of
     ``window`` frames around each frame: it stays a sharp frame's score while half of the
     window or more is blurred, where the median would already sink. The window must span more
-    than a blur burst and less than a change of scene: about 2 s of a walk-around.
+    than a blur burst and less than a change of scene. Walking round a head the background
+    changes fast: at 2 s, a bare wall coming into view after a picture got a third of the
+    sharp frames of a synthetic capture called blurred; 0.7 s (still longer than a 0.5 s
+    blur burst) lets through all but a tenth of them (bench/coverage.py).
     """
     scores = np.asarray(scores, float)
     usable = np.asarray(usable, bool)

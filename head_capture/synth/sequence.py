@@ -46,7 +46,7 @@ class SequenceConfig:
 def orbit_poses(rng, count, cfg):
     """Return ``count`` world-to-camera poses spread over all azimuths, random elevations."""
     # Stratified azimuths (one per equal sector, jittered, shuffled) cover the circle evenly.
-    azimuth = (np.arange(count) + rng.uniform(0, 1, count)) * (2 * np.pi / count)
+    azimuth = (np.arange(count) + rng.uniform(0, 1, count)) * (2 * np.pi / max(count, 1))
     azimuth = rng.permutation(azimuth)
     elevation = np.radians(rng.uniform(*cfg.elevation_deg, count))
     distance = rng.uniform(*cfg.distance_m, count)
