@@ -55,3 +55,27 @@ def capture_frames(capture_dir, count, work_dir):
     records = [FrameRecord(f'frames/{p.name}', truth.frames[n].c2w) for n, p in chosen.items()]
     return (ImageSet(paths, [f'frames/{p.name}' for p in paths], truth.intrinsics,
                      'ground_truth.json'), Transforms(truth.intrinsics, records))
+
+
+def pooled_errors(reports):
+    """Pool per-frame errors of several evaluations: summary and 30° azimuth table."""
+    from head_capture.landmarks.metrics import azimuth_edges, by_bins
+
+    rows = [row for report in reports for row in report['per_frame']]
+    azimuth = np.array([row['azimuth_deg'] for row in rows])
+    found = np.array([row['rotation_deg'] is not None for row in rows])
+    rotation = np.array([row['rotation_deg'] for row in rows if row['rotation_deg'] is not None])
+    translation = np.array([row['translation_cm'] for row in rows
+                            if row['translation_cm'] is not None])
+    edges = azimuth_edges()
+    table = [{'from': s['from'], 'to': s['to'], 'frames': s['count'],
+              'registered_share': s['mean'], 'rotation_deg_mean': r['mean'],
+              'translation_cm_mean': t['mean']}
+             for s, r, t in zip(by_bins(found.astype(float), azimuth, edges),
+                                by_bins(rotation, azimuth[found], edges),
+                                by_bins(translation, azimuth[found], edges))]
+    summary = {'frames': len(rows), 'registered_share': float(found.mean())}
+    for name, values in (('rotation_deg', rotation), ('translation_cm', translation)):
+        summary[name] = ({'mean': float(values.mean()), 'median': float(np.median(values)),
+                          'max': float(values.max())} if len(values) else None)
+    return summary, table

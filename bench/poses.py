@@ -20,13 +20,13 @@ from pathlib import Path
 import tempfile
 import time
 
-from common import capture_frames, save
+from common import capture_frames, pooled_errors, save
 import cv2
 from head_capture.capture.pose import PoseConfig, solve_pose, SOLVERS
 from head_capture.capture.registration import ALPHA_BACKGROUND, find_images
 from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector
-from head_capture.landmarks.metrics import azimuth_edges, by_bins, sigma_error_correlation
+from head_capture.landmarks.metrics import sigma_error_correlation
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.pose_evaluation import evaluate, frame_key
 from head_capture.resources import share_path
@@ -62,28 +62,6 @@ def solve(observations, names, intrinsics, template, config):
             frames.append(FrameRecord(name, w2c_to_c2w_opengl(estimate.rotation,
                                                               estimate.translation)))
     return Transforms(intrinsics, frames), estimates, times
-
-
-def pooled(reports):
-    """Pool per-frame errors of several evaluations: summary and 30° azimuth table."""
-    rows = [row for report in reports for row in report['per_frame']]
-    azimuth = np.array([row['azimuth_deg'] for row in rows])
-    found = np.array([row['rotation_deg'] is not None for row in rows])
-    rotation = np.array([row['rotation_deg'] for row in rows if row['rotation_deg'] is not None])
-    translation = np.array([row['translation_cm'] for row in rows
-                            if row['translation_cm'] is not None])
-    edges = azimuth_edges()
-    table = [{'from': s['from'], 'to': s['to'], 'frames': s['count'],
-              'registered_share': s['mean'], 'rotation_deg_mean': r['mean'],
-              'translation_cm_mean': t['mean']}
-             for s, r, t in zip(by_bins(found.astype(float), azimuth, edges),
-                                by_bins(rotation, azimuth[found], edges),
-                                by_bins(translation, azimuth[found], edges))]
-    summary = {'frames': len(rows), 'registered_share': float(found.mean())}
-    for name, values in (('rotation_deg', rotation), ('translation_cm', translation)):
-        summary[name] = ({'mean': float(values.mean()), 'median': float(np.median(values)),
-                          'max': float(values.max())} if len(values) else None)
-    return summary, table
 
 
 def run_set(name, images, truth, detector, template, config, true_landmarks=None):
@@ -151,7 +129,7 @@ def sequence_subject(folder):
 
 def summarise(results):
     """Pooled summary and azimuth table of the chosen variant, plus every variant's pool."""
-    summary, table = pooled([r['report'] for r in results])
+    summary, table = pooled_errors([r['report'] for r in results])
     variants = {}
     for key in results[0]['variants']:
         rows = [r['variants'][key] for r in results]

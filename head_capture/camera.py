@@ -53,6 +53,29 @@ class Intrinsics:
         return cls(k[0, 0], k[1, 1], k[0, 2], k[1, 2], int(width), int(height),
                    tuple(distortion))
 
+    @classmethod
+    def from_camera_info(cls, width, height, k, d=(), distortion_model='plumb_bob'):
+        """
+        Build from the fields of a sensor_msgs/CameraInfo; None for an uncalibrated camera.
+
+        A CameraInfo whose K is all zeros says the camera is not calibrated, so the caller
+        falls back to a field of view. Only k1, k2, p1, p2 are modelled: higher radial terms
+        must be zero (undistort upstream otherwise), and fisheye models are refused.
+        """
+        k = np.asarray(k, dtype=float).reshape(-1)
+        if k.size != 9:
+            raise ValueError(f'CameraInfo K must have 9 entries, got {k.size}')
+        if not np.any(k):
+            return None
+        d = [float(v) for v in d]
+        if d and distortion_model not in ('plumb_bob', 'rational_polynomial'):
+            raise ValueError(f'distortion model {distortion_model!r} is not supported '
+                             '(plumb_bob or rational_polynomial with k3.. = 0)')
+        if any(abs(v) > 1e-9 for v in d[4:]):
+            raise ValueError(f'distortion terms beyond k1 k2 p1 p2 are not supported, got '
+                             f'{d[4:]}: rectify the images upstream (e.g. image_proc)')
+        return cls.from_matrix(k, width, height, tuple((d + [0.0] * 4)[:4]))
+
     @property
     def matrix(self):
         """Return the 3x3 camera matrix."""

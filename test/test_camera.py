@@ -38,3 +38,16 @@ def test_crop_and_resize_keep_projections_consistent(rng):
     half = cropped.resized(360, 360)
     # With pixel centres at integers, x maps to (x + 0.5) * s - 0.5.
     np.testing.assert_allclose(project(half, points), (uv - [280, 0] + 0.5) * 0.5 - 0.5)
+
+
+def test_intrinsics_from_camera_info_fields():
+    k = [500.0, 0.0, 319.5, 0.0, 505.0, 239.5, 0.0, 0.0, 1.0]
+    camera = Intrinsics.from_camera_info(640, 480, k, [0.1, -0.02, 0.001, 0.0, 0.0])
+    assert (camera.fx, camera.fy, camera.cx, camera.cy) == (500.0, 505.0, 319.5, 239.5)
+    assert camera.distortion == (0.1, -0.02, 0.001, 0.0)
+    assert Intrinsics.from_camera_info(640, 480, k).distortion == (0.0, 0.0, 0.0, 0.0)
+    assert Intrinsics.from_camera_info(640, 480, [0.0] * 9) is None  # uncalibrated
+    with pytest.raises(ValueError, match='k1 k2 p1 p2'):
+        Intrinsics.from_camera_info(640, 480, k, [0.1, 0.0, 0.0, 0.0, 0.3])
+    with pytest.raises(ValueError, match='equidistant'):
+        Intrinsics.from_camera_info(640, 480, k, [0.1, 0.0, 0.0, 0.0], 'equidistant')
