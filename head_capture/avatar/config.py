@@ -1,0 +1,97 @@
+"""The avatar trainer's settings: one validated dataclass per YAML file in ``config/``."""
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from head_capture.config import build, ConfigError, load_yaml
+from head_capture.resources import share_path
+
+NAMES = ('paper', 'fast', 'cpu_preview')
+
+
+@dataclass(frozen=True)
+class AvatarConfig:
+    """Field, sampling, the two stages' lengths and learning rates, bookkeeping."""
+
+    field: str = 'mlp'
+    # Training images are shrunk to this long side (0: as they are).
+    image_size: int = 400
+    rays: int = 1024
+    coarse_samples: int = 64
+    fine_samples: int = 128
+    stage1_steps: int = 200000
+    stage2_steps: int = 200000
+    # MLP field (the paper's): depth x width, input skip, positional encoding bands.
+    mlp_depth: int = 8
+    mlp_width: int = 256
+    mlp_skip: int = 4
+    pe_xyz: int = 10
+    pe_dir: int = 4
+    # Grid field: levels from base to top resolution, features per level, MLP width.
+    grid_levels: int = 6
+    grid_base: int = 16
+    grid_top: int = 128
+    grid_features: int = 4
+    grid_hidden: int = 64
+    # Coarse-to-fine over frequency bands (or grid levels), as shares of a stage.
+    c2f_start: float = 0.1
+    c2f_end: float = 0.5
+    stage2_c2f: bool = False
+    # Refine the cameras (BARF); off only to train on poses known to be right.
+    refine_poses: bool = True
+    # Learning rates, each decaying exponentially over a stage from the first to the second.
+    field_lr: tuple = (5e-4, 1e-4)
+    grid_lr: tuple = (1e-2, 1e-3)
+    pose_lr: tuple = (1e-3, 1e-5)
+    # The scene: a ball of this radius around the origin (metres for heads).
+    scene_radius: float = 0.3
+    near: float = 0.0
+    far: float = 0.0
+    # Background behind segmented views: random (so the field cannot learn it), white, black.
+    background: str = 'random'
+    holdout_every: int = 10
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    threads: int = 2
+    device: str = 'auto'
+
+    def __post_init__(self):
+        checks = {
+            "field must be 'mlp' or 'grid'": self.field in ('mlp', 'grid'),
+            "background must be 'random', 'white' or 'black'":
+                self.background in ('random', 'white', 'black'),
+            'rays, coarse_samples, stage1_steps must be >= 1':
+                min(self.rays, self.coarse_samples, self.stage1_steps) >= 1,
+            'fine_samples, stage2_steps, image_size, holdout_every must be >= 0':
+                min(self.fine_samples, self.stage2_steps, self.image_size,
+                    self.holdout_every) >= 0,
+            'learning rates are (start, end) pairs of positive numbers':
+                all(len(lr) == 2 and min(lr) > 0
+                    for lr in (self.field_lr, self.grid_lr, self.pose_lr)),
+            'scene_radius must be > 0': self.scene_radius > 0,
+            'near/far: both 0 (from the camera distance) or 0 < near < far':
+                (self.near == self.far == 0) or 0 < self.near < self.far,
+            'c2f_start, c2f_end must be in [0, 1]': 0 <= self.c2f_start <= 1
+            and 0 <= self.c2f_end <= 1,
+            'checkpoint_every and log_every must be >= 1':
+                min(self.checkpoint_every, self.log_every) >= 1,
+        }
+        failed = [text for text, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError('; '.join(failed))
+
+    def as_dict(self):
+        """Plain dict (lists for tuples), for JSON and checkpoints."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self)}
+
+
+def load_avatar_config(name_or_path, overrides=None):
+    """Load ``config/avatar_<name>.yaml`` (paper, fast, cpu_preview) or a YAML path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        if name_or_path not in NAMES:
+            raise ConfigError(f'unknown avatar config {name_or_path!r}; one of {NAMES} or a '
+                              'YAML path')
+        path = share_path('config', f'avatar_{name_or_path}.yaml')
+    return build(AvatarConfig, {**load_yaml(path), **(overrides or {})}, str(path))

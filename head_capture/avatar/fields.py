@@ -1,0 +1,128 @@
+"""
+Radiance fields: the paper's NeRF MLP and a multi-resolution grid for speed, both coarse-to-fine.
+
+BARF's insight: a field that can already express fine detail gives pose gradients that point
+anywhere, so high frequencies are faded in as training progresses. For the MLP the faded bands
+are the positional encoding's frequencies; for the grid they are its finer levels (the coarsest
+level is always on). Both take points and unit view directions and return colour in [0, 1] and
+a non-negative density.
+"""
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def coarse_to_fine(progress, bands, start, end):
+    """
+    Return the BARF weights (bands,) of frequency bands at training ``progress`` in [0, 1].
+
+    Band k fades in (a raised cosine) while (progress - start) / (end - start) * bands goes
+    from k to k + 1; ``end <= start`` switches the schedule off (all ones).
+    """
+    if end <= start:
+        return torch.ones(bands)
+    alpha = min(max((progress - start) / (end - start), 0.0), 1.0) * bands
+    k = torch.arange(bands, dtype=torch.float32)
+    return (1.0 - torch.cos(math.pi * (alpha - k).clamp(0.0, 1.0))) / 2.0
+
+
+def positional_encoding(x, bands, weights=None):
+    """Return [x, sin(2^k pi x), cos(2^k pi x) for k < bands], band k scaled by weights[k]."""
+    frequencies = (2.0 ** torch.arange(bands, dtype=x.dtype, device=x.device)) * math.pi
+    angles = x[..., None, :] * frequencies[:, None]  # (..., bands, D)
+    encoded = torch.stack([torch.sin(angles), torch.cos(angles)], -2)  # (..., bands, 2, D)
+    if weights is not None:
+        encoded = encoded * weights.to(x)[:, None, None]
+    return torch.cat([x, encoded.flatten(-3)], -1)
+
+
+def _density(raw, scale):
+    """
+    Return density per unit length from a raw output, in units of the scene's size.
+
+    Fields hold no density outside the cube of half-side ``scale``. A raw 0 gives a ray
+    through the whole scene an opacity of about 0.1, so a new field starts nearly transparent
+    (an opaque start traps the MLP); large raw values stay linear.
+    """
+    return F.softplus(raw - 3.0) / scale
+
+
+class MLPField(nn.Module):
+    """Vanilla NeRF: ``depth`` x ``width`` ReLU MLP, input skip, view-dependent colour."""
+
+    def __init__(self, depth=8, width=256, skip=4, pe_xyz=10, pe_dir=4, scale=1.0):
+        super().__init__()
+        self.pe_xyz, self.pe_dir, self.skip, self.scale = pe_xyz, pe_dir, skip, scale
+        xyz_dim, dir_dim = 3 + 6 * pe_xyz, 3 + 6 * pe_dir
+        self.layers = nn.ModuleList(
+            nn.Linear(xyz_dim if i == 0 else width + (xyz_dim if i == skip else 0), width)
+            for i in range(depth))
+        self.density = nn.Linear(width, 1)
+        self.feature = nn.Linear(width, width)
+        self.colour = nn.Sequential(nn.Linear(width + dir_dim, width // 2), nn.ReLU(),
+                                    nn.Linear(width // 2, 3))
+
+    def forward(self, points, directions, progress=1.0, c2f=(0.0, 0.0)):
+        """Return colour (..., 3) and density (...) at ``points`` seen along ``directions``."""
+        encoded = positional_encoding(points / self.scale, self.pe_xyz,
+                                      coarse_to_fine(progress, self.pe_xyz, *c2f))
+        h = encoded
+        for i, layer in enumerate(self.layers):
+            if i == self.skip and i > 0:
+                h = torch.cat([h, encoded], -1)
+            h = F.relu(layer(h))
+        inside = ((points / self.scale).abs() <= 1.0).all(-1)
+        density = _density(self.density(h)[..., 0], self.scale) * inside
+        view = positional_encoding(directions, self.pe_dir)
+        colour = torch.sigmoid(self.colour(torch.cat([self.feature(h), view], -1)))
+        return colour, density
+
+
+class GridField(nn.Module):
+    """
+    Dense multi-resolution feature grids (trilinear, ``grid_sample``) and two small MLPs.
+
+    Plain PyTorch, no CUDA extension: the grids cover the cube of half-side ``scale`` around
+    the origin; resolutions grow geometrically from ``base`` to ``top``.
+    """
+
+    def __init__(self, levels=6, base=16, top=128, features=4, hidden=64, pe_dir=4, scale=1.0):
+        super().__init__()
+        self.scale, self.pe_dir, self.levels = scale, pe_dir, levels
+        growth = (top / base) ** (1.0 / max(levels - 1, 1))
+        sizes = [int(round(base * growth ** k)) for k in range(levels)]
+        self.grids = nn.ParameterList(
+            nn.Parameter(torch.empty(1, features, s, s, s).uniform_(-1e-2, 1e-2)) for s in sizes)
+        self.density = nn.Sequential(nn.Linear(levels * features, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, 1 + hidden))
+        self.colour = nn.Sequential(nn.Linear(hidden + 3 + 6 * pe_dir, hidden), nn.ReLU(),
+                                    nn.Linear(hidden, 3))
+
+    def forward(self, points, directions, progress=1.0, c2f=(0.0, 0.0)):
+        """Return colour (..., 3) and density (...) at ``points`` seen along ``directions``."""
+        shape = points.shape[:-1]
+        coords = (points / self.scale).reshape(1, -1, 1, 1, 3)
+        weights = torch.cat([torch.ones(1), coarse_to_fine(progress, self.levels - 1, *c2f)])
+        features = torch.cat([
+            F.grid_sample(grid, coords, mode='bilinear', padding_mode='border',
+                          align_corners=True).reshape(grid.shape[1], -1).T * weight
+            for grid, weight in zip(self.grids, weights.to(points))], -1)
+        inside = (coords.reshape(-1, 3).abs() <= 1.0).all(-1)
+        h = self.density(features)
+        density = _density(h[:, 0], self.scale) * inside
+        view = positional_encoding(directions.reshape(-1, 3), self.pe_dir)
+        colour = torch.sigmoid(self.colour(torch.cat([F.relu(h[:, 1:]), view], -1)))
+        return colour.reshape(*shape, 3), density.reshape(shape)
+
+
+def make_field(config):
+    """Build the field a config names ('mlp' or 'grid') for the scene it describes."""
+    if config.field == 'mlp':
+        return MLPField(config.mlp_depth, config.mlp_width, config.mlp_skip, config.pe_xyz,
+                        config.pe_dir, config.scene_radius)
+    return GridField(config.grid_levels, config.grid_base, config.grid_top,
+                     config.grid_features, config.grid_hidden, config.pe_dir,
+                     config.scene_radius)

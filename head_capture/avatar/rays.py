@@ -1,0 +1,120 @@
+"""
+Views and rays for the avatar: images, masks and cameras in, batches of rays out.
+
+A view is an RGB image, its foreground mask (the alpha of a segmented view; all ones when the
+image has none), and its world-to-camera pose in OpenCV axes. Rays are cast through pixel
+centres; a direction has camera depth 1, so distances along it are depths and the renderer
+scales by the direction's length for metric spacing.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+from head_capture.geometry import c2w_opengl_to_w2c
+from head_capture.session import read_transforms, resolve_inside, SessionError
+import numpy as np
+import torch
+
+
+@dataclass
+class Views:
+    """Images (N, H, W, 3) and masks (N, H, W) in [0, 1], the shared camera, initial poses."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    intrinsics: object
+    rotations: torch.Tensor
+    translations: torch.Tensor
+    names: list
+    transforms: object
+
+    def __len__(self):
+        return len(self.names)
+
+
+def load_views(transforms_path, long_side=0):
+    """
+    Read every frame a transforms.json lists, optionally shrunk to ``long_side`` pixels.
+
+    Frames without a pose are refused: the trainer needs a starting pose for each.
+    """
+    transforms_path = Path(transforms_path)
+    transforms = read_transforms(transforms_path)
+    if not transforms.frames:
+        raise SessionError(f'{transforms_path} lists no frames')
+    missing = [f.file_path for f in transforms.frames if f.c2w is None]
+    if missing:
+        raise SessionError(f'{len(missing)} frame(s) of {transforms_path} have no pose, e.g. '
+                           f'{missing[0]}: run head-capture poses first')
+    camera = transforms.intrinsics
+    scale = 1.0 if long_side <= 0 else min(1.0, long_side / max(camera.width, camera.height))
+    size = (max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))
+    images, masks = [], []
+    for frame in transforms.frames:
+        path = resolve_inside(transforms_path.parent, frame.file_path)
+        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if pixels is None:
+            raise SessionError(f'cannot read image {path}')
+        if pixels.ndim == 2:
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+        if (pixels.shape[1], pixels.shape[0]) != (camera.width, camera.height):
+            raise SessionError(f'{path} is {pixels.shape[1]}x{pixels.shape[0]}, the camera '
+                               f'{camera.width}x{camera.height}')
+        if size != (camera.width, camera.height):
+            pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        scale_to_unit = 65535.0 if pixels.dtype == np.uint16 else 255.0
+        pixels = pixels.astype(np.float32) / scale_to_unit
+        images.append(pixels[..., 2::-1])
+        mask = pixels[..., 3] if pixels.shape[2] == 4 else None
+        if mask is None and frame.mask_path:
+            mask = _read_mask(resolve_inside(transforms_path.parent, frame.mask_path), size)
+        masks.append(np.ones(pixels.shape[:2], np.float32) if mask is None else mask)
+    rotations, translations = c2w_opengl_to_w2c(np.stack([f.c2w for f in transforms.frames]))
+    return Views(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)),
+                 camera.resized(*size) if size != (camera.width, camera.height) else camera,
+                 torch.from_numpy(rotations).float(), torch.from_numpy(translations).float(),
+                 [f.file_path for f in transforms.frames], transforms)
+
+
+def _read_mask(path, size):
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise SessionError(f'cannot read mask {path}')
+    return cv2.resize(mask, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def holdout_split(count, every):
+    """Return (train, held-out) frame indices: every ``every``-th frame is held out (0: none)."""
+    held = np.arange(count)[::every] if every > 0 else np.zeros(0, int)
+    return np.setdiff1d(np.arange(count), held), held
+
+
+def pixel_rays(intrinsics, rotations, translations, u, v):
+    """
+    Return world origins and directions (camera depth 1) of rays through pixels (u, v).
+
+    ``rotations`` (R, 3, 3) and ``translations`` (R, 3) are each ray's world-to-camera pose.
+    """
+    camera = torch.stack([(u - intrinsics.cx) / intrinsics.fx,
+                          (v - intrinsics.cy) / intrinsics.fy, torch.ones_like(u)], -1)
+    directions = torch.einsum('rji,rj->ri', rotations, camera)
+    origins = -torch.einsum('rji,rj->ri', rotations, translations)
+    return origins, directions
+
+
+def near_far(origins, scene_radius, near=0.0, far=0.0):
+    """Per-ray depth range: fixed when given, else the camera's distance to the scene ± radius."""
+    if near > 0 and far > 0:
+        return torch.full_like(origins[:, 0], near), torch.full_like(origins[:, 0], far)
+    distance = origins.norm(dim=-1)
+    return (distance - scene_radius).clamp_min(0.05 * distance), distance + scene_radius
+
+
+def sample_pixels(views, frames, count, generator):
+    """Return a random batch: frame index, pixel (u, v), colour and mask of ``count`` rays."""
+    height, width = views.images.shape[1:3]
+    which = torch.as_tensor(frames)[torch.randint(len(frames), (count,), generator=generator)]
+    v = torch.randint(height, (count,), generator=generator)
+    u = torch.randint(width, (count,), generator=generator)
+    return which, u.float(), v.float(), views.images[which, v, u], views.masks[which, v, u]

@@ -1,0 +1,300 @@
+"""
+The two-stage avatar trainer (the paper's "Avatar Generation").
+
+Stage 1 is BARF with the coarse field only: the field and every training camera's correction
+are optimised together, the field's detail faded in coarse to fine; its field is then thrown
+away. Stage 2 trains coarse and fine fields from scratch, the cameras starting where stage 1
+left them and still refined. Progress goes to ``events.jsonl`` (one JSON object per line, what
+the ROS node publishes) and to an optional callback. A checkpoint is written atomically every
+``checkpoint_every`` steps and at each stage's start and end; ``resume`` continues from it
+exactly (same random stream). A step whose loss or gradients are not finite is undone: the
+last checkpoint is reloaded and the learning rates halved, and the event log says so.
+"""
+
+import io
+import json
+import logging
+import math
+from pathlib import Path
+import time
+
+from head_capture.avatar import TrainingError
+from head_capture.avatar.barf import perturb, PoseCorrections
+from head_capture.avatar.config import AvatarConfig
+from head_capture.avatar.fields import make_field
+from head_capture.avatar.rays import holdout_split, load_views, near_far, pixel_rays, \
+    sample_pixels
+from head_capture.avatar.render import render_rays
+from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
+from head_capture.session import FrameRecord, Transforms, write_bytes_atomic, write_transforms
+import torch
+
+log = logging.getLogger(__name__)
+CHECKPOINT = 'checkpoint.pt'
+EVENTS = 'events.jsonl'
+MAX_ROLLBACKS = 6
+
+
+def _device(name):
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise TrainingError('device cuda was asked for, but torch sees no CUDA device')
+    return torch.device(name)
+
+
+def decayed(pair, share):
+    """Exponential decay from pair[0] at share 0 to pair[1] at share 1."""
+    return pair[0] * (pair[1] / pair[0]) ** min(max(share, 0.0), 1.0)
+
+
+class AvatarTrainer:
+    """One avatar run in ``out_dir``: data, stages, checkpoints, events."""
+
+    def __init__(self, data, out_dir, config=AvatarConfig(), perturb_sigma=0.0, seed=0,
+                 resume=False, progress=None):
+        self.config, self.out = config, Path(out_dir)
+        self.progress = progress
+        torch.set_num_threads(config.threads)
+        self.device = _device(config.device)
+        checkpoint = self.out / CHECKPOINT
+        if checkpoint.exists() and not resume:
+            raise TrainingError(f'{self.out} already holds a run: pass --resume to continue '
+                                'it, or choose another --out')
+        self.views = load_views(data, config.image_size)
+        self.train_ids, self.held_ids = holdout_split(len(self.views), config.holdout_every)
+        if len(self.train_ids) < 2:
+            raise TrainingError(f'{data} leaves {len(self.train_ids)} training view(s)')
+        self.generator = torch.Generator().manual_seed(seed)
+        self.reference = (self.views.rotations, self.views.translations)
+        if perturb_sigma > 0:
+            self.initial = perturb(*self.reference, perturb_sigma, self.generator)
+        else:
+            self.initial = self.reference
+        self.seed, self.perturb_sigma = seed, perturb_sigma
+        self.stage, self.step, self.lr_scale, self.rollbacks = 1, 0, 1.0, 0
+        self.started = time.monotonic()
+        self._build_stage(*(p[self.train_ids] for p in self.initial))
+        if checkpoint.exists():
+            self._load(checkpoint)
+            self._event('resumed', {})
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._save()
+
+    # -- the stages --------------------------------------------------------------------------
+
+    def _build_stage(self, rotations, translations):
+        cfg = self.config
+        torch.manual_seed(self.seed * 7 + self.stage)
+        count = 1 if self.stage == 1 or cfg.fine_samples == 0 else 2
+        self.fields = torch.nn.ModuleList(make_field(cfg) for _ in range(count)).to(self.device)
+        self.poses = PoseCorrections(rotations, translations).to(self.device)
+        grid = [p for n, p in self.fields.named_parameters() if '.grids.' in n]
+        dense = [p for n, p in self.fields.named_parameters() if '.grids.' not in n]
+        groups = [{'params': dense, 'lr_pair': cfg.field_lr}]
+        if grid:
+            groups.append({'params': grid, 'lr_pair': cfg.grid_lr})
+        self.field_optimizer = torch.optim.Adam(groups, lr=cfg.field_lr[0])
+        self.pose_optimizer = torch.optim.Adam([{'params': self.poses.parameters(),
+                                                 'lr_pair': cfg.pose_lr}], lr=cfg.pose_lr[0])
+
+    @property
+    def stage_steps(self):
+        """Return the length of the current stage."""
+        return self.config.stage1_steps if self.stage == 1 else self.config.stage2_steps
+
+    @property
+    def c2f(self):
+        """Return the coarse-to-fine schedule of the current stage."""
+        cfg = self.config
+        on = self.stage == 1 or cfg.stage2_c2f
+        return (cfg.c2f_start, cfg.c2f_end) if on else (0.0, 0.0)
+
+    def run(self):
+        """Train both stages to the end (or from where a resumed run stopped); return metrics."""
+        while True:
+            self.run_stage()
+            if not self.next_stage():
+                break
+        return self.finish()
+
+    def run_stage(self):
+        """Train the current stage to its end and checkpoint it."""
+        while self.step < self.stage_steps:
+            self._train_step()
+        self._save()
+        self._event('stage_end', self.pose_report())
+
+    def next_stage(self):
+        """Start stage 2 from stage 1's cameras; False when there is none to start."""
+        if self.stage == 2 or self.config.stage2_steps == 0:
+            return False
+        rotations, translations = (p.detach().cpu() for p in self.poses())
+        self.stage, self.step = 2, 0
+        self._build_stage(rotations, translations)
+        self._save()
+        return True
+
+    def _train_step(self):
+        cfg = self.config
+        share = self.step / max(self.stage_steps, 1)
+        for optimizer in (self.field_optimizer, self.pose_optimizer):
+            for group in optimizer.param_groups:
+                group['lr'] = decayed(group['lr_pair'], share) * self.lr_scale
+        frames, u, v, colour, mask = sample_pixels(self.views, self.train_ids, cfg.rays,
+                                                   self.generator)
+        local = self._local_index(frames)
+        rotations, translations = self.poses(local.to(self.device))
+        origins, directions = pixel_rays(self.views.intrinsics, rotations, translations,
+                                         u.to(self.device), v.to(self.device))
+        near, far = near_far(origins, cfg.scene_radius, cfg.near, cfg.far)
+        background = self._background(len(u)).to(self.device)
+        target = (colour * mask[:, None]).to(self.device) + (1 - mask[:, None]).to(
+            self.device) * background
+        outputs = render_rays(self.fields, origins, directions, near, far,
+                              (cfg.coarse_samples, cfg.fine_samples), background, share,
+                              self.c2f, self.generator)
+        losses = [torch.mean((rgb - target) ** 2) for rgb, _, _ in outputs]
+        loss = sum(losses)
+        self.field_optimizer.zero_grad(set_to_none=True)
+        self.pose_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if not self._finite(loss):
+            self._rollback(float(loss))
+            return
+        self.field_optimizer.step()
+        if cfg.refine_poses:
+            self.pose_optimizer.step()
+        self.step += 1
+        if self.step % cfg.log_every == 0 or self.step == self.stage_steps:
+            psnr = -10.0 * math.log10(max(float(losses[-1].detach()), 1e-10))
+            self._event('step', {'loss': float(loss.detach()), 'psnr': psnr, **self.pose_report(),
+                                 'lr_field': self.field_optimizer.param_groups[0]['lr'],
+                                 'lr_pose': self.pose_optimizer.param_groups[0]['lr']})
+        if self.step % cfg.checkpoint_every == 0:
+            self._save()
+
+    def _local_index(self, frames):
+        """Map frame numbers to rows of the pose corrections (training frames only)."""
+        lookup = torch.full((len(self.views),), -1, dtype=torch.long)
+        lookup[torch.as_tensor(self.train_ids)] = torch.arange(len(self.train_ids))
+        return lookup[frames]
+
+    def _background(self, count):
+        if self.config.background == 'random':
+            return torch.rand((count, 3), generator=self.generator)
+        return torch.full((count, 3), 1.0 if self.config.background == 'white' else 0.0)
+
+    def _finite(self, loss):
+        if not torch.isfinite(loss):
+            return False
+        for group in (self.fields.parameters(), self.poses.parameters()):
+            for p in group:
+                if p.grad is not None and not torch.isfinite(p.grad).all():
+                    return False
+        return True
+
+    def _rollback(self, loss):
+        self.rollbacks += 1
+        if self.rollbacks > MAX_ROLLBACKS:
+            raise TrainingError(f'training diverged {self.rollbacks} times (loss {loss}); the '
+                                f'last good state is in {self.out / CHECKPOINT}')
+        scale, rollbacks = self.lr_scale * 0.5, self.rollbacks
+        self._load(self.out / CHECKPOINT)
+        self.lr_scale, self.rollbacks = scale, rollbacks
+        self._event('rollback', {'loss': loss, 'lr_scale': scale, 'rollbacks': rollbacks})
+        log.warning('non-finite loss or gradient at stage %d step %d: rolled back to the last '
+                    'checkpoint, learning rates x%.3g', self.stage, self.step, scale)
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def pose_report(self):
+        """Mean correction so far and, for the training frames, errors against the reference."""
+        rotation_update, translation_update = self.poses.update_norms()
+        rotations, translations = (p.detach().cpu().double().numpy() for p in self.poses())
+        errors = pose_errors(rotations, translations,
+                             *(p[self.train_ids].double().numpy() for p in self.reference))
+        return {'pose_update_deg': float(rotation_update.mean()),
+                'pose_update_translation': float(translation_update.mean()),
+                'rotation_error_deg': float(errors.rotation_deg.mean()),
+                'translation_error': float(errors.translation_cm.mean() / 100.0)}
+
+    def _event(self, kind, values):
+        event = {'event': kind, 'stage': self.stage, 'step': self.step,
+                 'seconds': round(time.monotonic() - self.started, 2), **values}
+        with open(self.out / EVENTS, 'a') as handle:
+            handle.write(json.dumps(event) + '\n')
+        if self.progress is not None:
+            self.progress(event)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _state(self):
+        return {'format': 1, 'stage': self.stage, 'step': self.step,
+                'lr_scale': self.lr_scale, 'rollbacks': self.rollbacks,
+                'config': self.config.as_dict(), 'seed': self.seed,
+                'perturb_sigma': self.perturb_sigma,
+                'initial': [p.clone() for p in self.initial],
+                'fields': self.fields.state_dict(), 'poses': self.poses.state_dict(),
+                'field_optimizer': self.field_optimizer.state_dict(),
+                'pose_optimizer': self.pose_optimizer.state_dict(),
+                'generator': self.generator.get_state()}
+
+    def _save(self):
+        buffer = io.BytesIO()
+        torch.save(self._state(), buffer)
+        write_bytes_atomic(self.out / CHECKPOINT, buffer.getvalue())
+
+    def _load(self, path):
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True)
+            if state.get('format') != 1:
+                raise ValueError('unknown checkpoint format')
+        except Exception as exc:  # torch raises many kinds for a damaged file
+            raise TrainingError(f'{path} is not a usable avatar checkpoint ({exc}); remove it '
+                                'to start again') from exc
+        if state['config'] != self.config.as_dict():
+            raise TrainingError(f'{path} was written with another config; resume with the same '
+                                'config or choose another --out')
+        self.stage, self.step = state['stage'], state['step']
+        self.lr_scale, self.rollbacks = state['lr_scale'], state['rollbacks']
+        self.seed, self.perturb_sigma = state['seed'], state['perturb_sigma']
+        self.initial = tuple(state['initial'])
+        poses = state['poses']
+        self._build_stage(poses['rotations'], poses['translations'])
+        self.fields.load_state_dict(state['fields'])
+        self.poses.load_state_dict(poses)
+        self.field_optimizer.load_state_dict(state['field_optimizer'])
+        self.pose_optimizer.load_state_dict(state['pose_optimizer'])
+        self.generator.set_state(state['generator'])
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def refined_poses(self):
+        """Return every frame's pose: refined for training frames, the starting one otherwise."""
+        rotations, translations = (p.clone() for p in self.initial)
+        refined = self.poses()
+        rotations[self.train_ids] = refined[0].detach().cpu()
+        translations[self.train_ids] = refined[1].detach().cpu()
+        return rotations, translations
+
+    def finish(self):
+        """Write transforms.json (refined poses, input order) and metrics.json; return metrics."""
+        rotations, translations = self.refined_poses()
+        source = self.views.transforms
+        held = set(self.held_ids.tolist())
+        frames = [FrameRecord(f.file_path, w2c_to_c2w_opengl(r.double().numpy(),
+                                                             t.double().numpy()),
+                              f.mask_path, {**f.meta, 'held_out': n in held})
+                  for n, (f, r, t) in enumerate(zip(source.frames, rotations, translations))]
+        write_transforms(self.out / 'transforms.json', Transforms(source.intrinsics, frames,
+                                                                  source.meta))
+        metrics = {'stage': self.stage, 'step': self.step,
+                   'seconds': round(time.monotonic() - self.started, 1),
+                   'training_frames': len(self.train_ids), 'held_out_frames': len(held),
+                   'perturb_sigma': self.perturb_sigma, 'rollbacks': self.rollbacks,
+                   **self.pose_report()}
+        write_bytes_atomic(self.out / 'metrics.json',
+                           (json.dumps(metrics, indent=2) + '\n').encode())
+        return metrics

@@ -1,0 +1,208 @@
+"""The avatar trainer at toy size: c2f schedule, pose gradients, BARF, resume, rollback."""
+
+import json
+
+import cv2
+from head_capture.avatar import TrainingError
+from head_capture.avatar.barf import perturb, PoseCorrections
+from head_capture.avatar.config import AvatarConfig, load_avatar_config, NAMES
+from head_capture.avatar.fields import coarse_to_fine, GridField, MLPField
+from head_capture.avatar.rays import near_far, pixel_rays
+from head_capture.avatar.render import render_rays, resample
+from head_capture.avatar.trainer import AvatarTrainer, CHECKPOINT, EVENTS
+from head_capture.camera import Intrinsics
+from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
+from head_capture.session import FrameRecord, Transforms, write_transforms
+import numpy as np
+import pytest
+import torch
+
+TOY = {'field': 'grid', 'image_size': 0, 'rays': 256, 'coarse_samples': 24, 'fine_samples': 16,
+       'stage1_steps': 30, 'stage2_steps': 10, 'grid_levels': 3, 'grid_base': 8, 'grid_top': 24,
+       'grid_features': 2, 'grid_hidden': 16, 'pe_dir': 2, 'scene_radius': 1.0, 'near': 1.5,
+       'far': 4.0, 'background': 'white', 'holdout_every': 5, 'checkpoint_every': 10,
+       'log_every': 5, 'field_lr': (2e-3, 5e-4), 'grid_lr': (3e-2, 3e-3),
+       'pose_lr': (3e-3, 1e-4)}
+
+
+class Blobs(torch.nn.Module):
+    """An analytic scene: three coloured Gaussian blobs."""
+
+    centres = torch.tensor([[0.3, 0.0, 0.0], [-0.2, 0.3, 0.1], [0.0, -0.3, -0.2]])
+    colours = torch.tensor([[0.9, 0.2, 0.1], [0.1, 0.7, 0.2], [0.2, 0.3, 0.9]])
+
+    def forward(self, points, directions, progress=1.0, c2f=(0.0, 0.0)):
+        weights = torch.exp(-((points[..., None, :] - self.centres) ** 2).sum(-1) / 0.02)
+        density = 30.0 * weights.sum(-1)
+        colour = (weights[..., None] * self.colours).sum(-2) / (weights.sum(-1, keepdim=True)
+                                                                + 1e-6)
+        return colour, density
+
+
+@pytest.fixture(scope='module')
+def toy_scene(tmp_path_factory):
+    """Write 30 views of the blobs (48²) with their true poses as a transforms.json."""
+    folder = tmp_path_factory.mktemp('toy')
+    camera = Intrinsics.from_fov(48, 48, 50.0)
+    frames = []
+    for n in range(30):
+        azimuth, elevation = 2 * np.pi * n / 30, np.radians(20 + 15 * np.sin(n))
+        centre = 2.6 * np.array([np.cos(elevation) * np.cos(azimuth),
+                                 np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
+        rotation, translation = look_at_w2c(centre, np.zeros(3))
+        v, u = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing='ij')
+        r = torch.tensor(rotation, dtype=torch.float32).expand(48 * 48, 3, 3)
+        t = torch.tensor(translation, dtype=torch.float32).expand(48 * 48, 3)
+        origins, directions = pixel_rays(camera, r, t, u.reshape(-1), v.reshape(-1))
+        near, far = near_far(origins, 1.0, 1.5, 4.0)
+        with torch.no_grad():
+            (rgb, _, _), = render_rays([Blobs()], origins, directions, near, far, (128, 0),
+                                       torch.ones(3))
+        image = (rgb.reshape(48, 48, 3).numpy() * 255).round().astype(np.uint8)
+        cv2.imwrite(str(folder / f'v{n:02d}.png'), image[..., ::-1])
+        frames.append(FrameRecord(f'v{n:02d}.png', w2c_to_c2w_opengl(rotation, translation)))
+    write_transforms(folder / 'transforms.json', Transforms(camera, frames))
+    return folder / 'transforms.json'
+
+
+def test_coarse_to_fine_schedule():
+    assert coarse_to_fine(0.05, 4, 0.1, 0.5).tolist() == [0, 0, 0, 0]
+    assert coarse_to_fine(0.6, 4, 0.1, 0.5).tolist() == [1, 1, 1, 1]
+    # Halfway: alpha = 2 bands, so two bands are on and the third just starting.
+    np.testing.assert_allclose(coarse_to_fine(0.3, 4, 0.1, 0.5), [1, 1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(coarse_to_fine(0.35, 4, 0.1, 0.5), [1, 1, 0.5, 0], atol=1e-6)
+    assert coarse_to_fine(0.0, 3, 0.0, 0.0).tolist() == [1, 1, 1]  # schedule off
+
+
+@pytest.mark.parametrize('field', [MLPField(depth=2, width=16, skip=1, pe_xyz=3, pe_dir=2),
+                                   GridField(levels=2, base=4, top=8, features=2, hidden=8)])
+def test_gradients_reach_the_poses_but_not_the_first(field):
+    camera = Intrinsics.from_fov(16, 16, 50.0)
+    poses = [look_at_w2c(np.array([2.0 * np.cos(a), 2.0 * np.sin(a), 0.5]), np.zeros(3))
+             for a in (0.0, 1.0, 2.0)]
+    corrections = PoseCorrections(torch.tensor(np.array([p[0] for p in poses])),
+                                  torch.tensor(np.array([p[1] for p in poses])))
+    frames = torch.tensor([0, 1, 2] * 20)
+    rotations, translations = corrections(frames)
+    u, v = torch.rand(60) * 15, torch.rand(60) * 15
+    origins, directions = pixel_rays(camera, rotations, translations, u, v)
+    near, far = near_far(origins, 1.0)
+    (rgb, _, _), = render_rays([field], origins, directions, near, far, (16, 0), torch.ones(3))
+    rgb.sum().backward()
+    grad = corrections.xi.grad
+    assert torch.all(grad[0] == 0) and grad[1:].abs().sum() > 0
+
+
+def test_resampling_puts_samples_where_the_weight_is():
+    depths = torch.linspace(2.0, 6.0, 33).expand(4, 33)
+    weights = torch.zeros(4, 33)
+    weights[:, 20] = 1.0
+    more = resample(depths, weights, 64, torch.Generator().manual_seed(0))
+    assert more.shape == (4, 97) and torch.all(torch.diff(more, dim=-1) >= 0)
+    added = more[(more > depths[0, 19]) & (more < depths[0, 21])]
+    assert len(added) >= 4 * 60
+
+
+def test_perturbed_toy_poses_move_toward_the_truth(toy_scene, tmp_path):
+    config = AvatarConfig(**{**TOY, 'field': 'mlp', 'mlp_depth': 4, 'mlp_width': 64,
+                             'mlp_skip': 2, 'pe_xyz': 6, 'field_lr': (5e-3, 5e-4),
+                             'stage1_steps': 800, 'stage2_steps': 0, 'checkpoint_every': 1000,
+                             'log_every': 100})
+    trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config, perturb_sigma=0.06, seed=1)
+    before = trainer.pose_report()['rotation_error_deg']
+    metrics = trainer.run()
+    assert metrics['rotation_error_deg'] < 0.7 * before
+    written = json.loads((tmp_path / 'run' / 'transforms.json').read_text())
+    assert len(written['frames']) == 30
+    assert sum(f['held_out'] for f in written['frames']) == 6
+
+
+def test_kill_and_resume_continue_exactly(toy_scene, tmp_path):
+    config = AvatarConfig(**TOY)
+    straight = AvatarTrainer(toy_scene, tmp_path / 'a', config, perturb_sigma=0.05, seed=2)
+    straight.run()
+    killed = AvatarTrainer(toy_scene, tmp_path / 'b', config, perturb_sigma=0.05, seed=2)
+    for _ in range(17):  # killed after step 17: the checkpoint holds step 10
+        killed._train_step()
+    del killed
+    resumed = AvatarTrainer(toy_scene, tmp_path / 'b', config, resume=True)
+    assert (resumed.stage, resumed.step) == (1, 10)
+    resumed.run()
+    for a, b in zip(straight.fields.state_dict().values(), resumed.fields.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(straight.poses.xi, resumed.poses.xi, rtol=0, atol=0)
+    with pytest.raises(TrainingError, match='--resume'):
+        AvatarTrainer(toy_scene, tmp_path / 'a', config)
+
+
+def test_a_nan_is_rolled_back_and_the_learning_rate_lowered(toy_scene, tmp_path):
+    config = AvatarConfig(**{**TOY, 'stage2_steps': 0})
+    trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config)
+    for _ in range(12):
+        trainer._train_step()
+    with torch.no_grad():
+        trainer.fields[0].grids[0].fill_(float('nan'))
+    trainer._train_step()
+    assert trainer.step == 10 and trainer.lr_scale == 0.5 and trainer.rollbacks == 1
+    assert all(torch.isfinite(p).all() for p in trainer.fields.parameters())
+    events = [json.loads(line) for line in (tmp_path / 'run' / EVENTS).read_text().split('\n')
+              if line]
+    assert events[-1]['event'] == 'rollback'
+    trainer.run()
+    assert trainer.step == config.stage1_steps
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(toy_scene, tmp_path):
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / CHECKPOINT).write_bytes(b'not a checkpoint')
+    with pytest.raises(TrainingError, match='not a usable avatar checkpoint'):
+        AvatarTrainer(toy_scene, tmp_path / 'run', AvatarConfig(**TOY), resume=True)
+
+
+def test_shipped_configs_load_and_bad_values_are_refused():
+    for name in NAMES:
+        assert load_avatar_config(name).stage1_steps > 0
+    with pytest.raises(ValueError, match='field'):
+        AvatarConfig(field='voxels')
+    with pytest.raises(ValueError, match='near'):
+        AvatarConfig(near=3.0, far=2.0)
+
+
+def test_perturbation_has_the_asked_spread():
+    rotations = torch.eye(3).expand(4000, 3, 3)
+    rotated, moved = perturb(rotations, torch.zeros(4000, 3), 0.15,
+                             torch.Generator().manual_seed(0))
+    angles = torch.arccos(((rotated.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1))
+    assert abs(float((angles ** 2).mean()) - 3 * 0.15 ** 2) < 0.01
+
+
+def test_held_out_cameras_are_carried_into_the_refined_frame():
+    from head_capture.avatar.evaluate import carry_over
+    from head_capture.geometry import so3_exp
+
+    rng = np.random.default_rng(3)
+    poses = [look_at_w2c(rng.normal(size=3) * 2 + np.array([0, 0, 3]), np.zeros(3))
+             for _ in range(8)]
+    rotations = np.array([p[0] for p in poses])
+    translations = np.array([p[1] for p in poses])
+    turn, scale, shift = so3_exp(np.array([0.2, -0.1, 0.3])), 1.7, np.array([0.5, -1.0, 2.0])
+    # The same cameras in a frame x' = s A x + b: R' = R A^T, c' = s A c + b.
+    moved_r = rotations @ turn.T
+    centres = scale * (-np.einsum('nji,nj->ni', rotations, translations)) @ turn.T + shift
+    moved_t = -np.einsum('nij,nj->ni', moved_r, centres)
+    r, t = carry_over((rotations[:6], translations[:6]), (moved_r[:6], moved_t[:6]),
+                      (rotations[6:], translations[6:]))
+    np.testing.assert_allclose(r, moved_r[6:], atol=1e-9)
+    np.testing.assert_allclose(t, moved_t[6:], atol=1e-9)
+
+
+def test_held_out_views_render_close_to_their_images(toy_scene, tmp_path):
+    from head_capture.avatar.evaluate import evaluate_held_out
+
+    config = AvatarConfig(**{**TOY, 'stage1_steps': 300, 'stage2_steps': 0,
+                             'refine_poses': False, 'checkpoint_every': 1000})
+    trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config)
+    trainer.run()
+    result = evaluate_held_out(trainer, pose_steps=10)
+    assert result['views'] == 6 and result['psnr'] > 22 and 0.7 < result['ssim'] <= 1
+    assert result['per_view'][0]['image'].shape == (48, 48, 3)
