@@ -22,7 +22,7 @@ TOY = {'field': 'grid', 'image_size': 0, 'rays': 256, 'coarse_samples': 24, 'fin
        'grid_features': 2, 'grid_hidden': 16, 'pe_dir': 2, 'scene_radius': 1.0, 'near': 1.5,
        'far': 4.0, 'background': 'white', 'holdout_every': 5, 'checkpoint_every': 10,
        'log_every': 5, 'field_lr': (2e-3, 5e-4), 'grid_lr': (3e-2, 3e-3),
-       'pose_lr': (3e-3, 1e-4)}
+       'pose_lr': (3e-3, 1e-4), 'test_pose_steps': 5, 'turntable_frames': 0, 'mesh_views': 0}
 
 
 class Blobs(torch.nn.Module):
@@ -196,13 +196,17 @@ def test_held_out_cameras_are_carried_into_the_refined_frame():
     np.testing.assert_allclose(t, moved_t[6:], atol=1e-9)
 
 
-def test_held_out_views_render_close_to_their_images(toy_scene, tmp_path):
-    from head_capture.avatar.evaluate import evaluate_held_out
+def test_outputs_held_out_renders_turntable_and_mesh(toy_scene, tmp_path):
+    import av
 
     config = AvatarConfig(**{**TOY, 'stage1_steps': 300, 'stage2_steps': 0,
-                             'refine_poses': False, 'checkpoint_every': 1000})
-    trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config)
-    trainer.run()
-    result = evaluate_held_out(trainer, pose_steps=10)
-    assert result['views'] == 6 and result['psnr'] > 22 and 0.7 < result['ssim'] <= 1
-    assert result['per_view'][0]['image'].shape == (48, 48, 3)
+                             'refine_poses': False, 'checkpoint_every': 1000,
+                             'turntable_frames': 4, 'mesh_views': 6, 'mesh_resolution': 48})
+    metrics = AvatarTrainer(toy_scene, tmp_path / 'run', config).run()
+    assert metrics['held_out_psnr'] > 22 and 0.7 < metrics['held_out_ssim'] <= 1
+    assert json.loads((tmp_path / 'run' / 'metrics.json').read_text()) == metrics
+    assert len(list((tmp_path / 'run' / 'held_out').glob('*.png'))) == 6
+    with av.open(str(tmp_path / 'run' / 'turntable.mp4')) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 4
+    assert metrics['mesh_vertices'] > 100
+    assert (tmp_path / 'run' / 'avatar.ply').stat().st_size > 1000

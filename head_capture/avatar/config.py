@@ -50,6 +50,12 @@ class AvatarConfig:
     # Background behind segmented views: random (so the field cannot learn it), white, black.
     background: str = 'random'
     holdout_every: int = 10
+    # Outputs: test-time pose steps per held-out view, turntable frames, mesh cameras and
+    # TSDF resolution (0 skips that output).
+    test_pose_steps: int = 100
+    turntable_frames: int = 60
+    mesh_views: int = 36
+    mesh_resolution: int = 192
     checkpoint_every: int = 1000
     log_every: int = 100
     threads: int = 2
@@ -62,9 +68,10 @@ class AvatarConfig:
                 self.background in ('random', 'white', 'black'),
             'rays, coarse_samples, stage1_steps must be >= 1':
                 min(self.rays, self.coarse_samples, self.stage1_steps) >= 1,
-            'fine_samples, stage2_steps, image_size, holdout_every must be >= 0':
-                min(self.fine_samples, self.stage2_steps, self.image_size,
-                    self.holdout_every) >= 0,
+            'fine_samples, stage2_steps, image_size, holdout_every and the output sizes must '
+            'be >= 0': min(self.fine_samples, self.stage2_steps, self.image_size,
+                           self.holdout_every, self.test_pose_steps, self.turntable_frames,
+                           self.mesh_views, self.mesh_resolution) >= 0,
             'learning rates are (start, end) pairs of positive numbers':
                 all(len(lr) == 2 and min(lr) > 0
                     for lr in (self.field_lr, self.grid_lr, self.pose_lr)),

@@ -10,6 +10,7 @@ error. Metrics: PSNR and SSIM (Gaussian window 11, sigma 1.5, on [0, 1] RGB).
 
 import cv2
 from head_capture.avatar.barf import PoseCorrections
+from head_capture.avatar.export import render_view
 from head_capture.avatar.rays import near_far, pixel_rays
 from head_capture.avatar.render import render_rays
 from head_capture.geometry import camera_center, umeyama
@@ -27,30 +28,6 @@ def carry_over(reference_train, refined_train, reference_held):
     rotations = reference_held[0] @ fit.rotation.T
     centres = fit.apply(camera_center(*reference_held))
     return rotations, -np.einsum('nij,nj->ni', rotations, centres)
-
-
-def render_image(fields, rotation, translation, intrinsics, config, background, chunk=4096):
-    """Render one full view (H, W, 3) in [0, 1] from the last field, without gradients."""
-    height, width = intrinsics.height, intrinsics.width
-    device = next(fields.parameters()).device
-    rotation, translation, background = (x.to(device) for x in (rotation, translation,
-                                                                background))
-    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=device),
-                          torch.arange(width, dtype=torch.float32, device=device),
-                          indexing='ij')
-    u, v = u.reshape(-1), v.reshape(-1)
-    rows = []
-    with torch.no_grad():
-        for start in range(0, len(u), chunk):
-            part = slice(start, start + chunk)
-            count = len(u[part])
-            origins, directions = pixel_rays(intrinsics, rotation.expand(count, 3, 3),
-                                             translation.expand(count, 3), u[part], v[part])
-            near, far = near_far(origins, config.scene_radius, config.near, config.far)
-            outputs = render_rays(fields, origins, directions, near, far,
-                                  (config.coarse_samples, config.fine_samples), background)
-            rows.append(outputs[-1][0])
-    return torch.cat(rows).reshape(height, width, 3).clamp(0, 1).cpu()
 
 
 def optimise_pose(fields, image, rotation, translation, intrinsics, config, background,
@@ -131,8 +108,8 @@ def evaluate_held_out(trainer, pose_steps=100, background=1.0):
             rotation, translation = optimise_pose(trainer.fields, truth, rotation, translation,
                                                   views.intrinsics, config, fill, pose_steps,
                                                   generator=generator)
-        image = render_image(trainer.fields, rotation, translation, views.intrinsics, config,
-                             fill).numpy()
+        image = render_view(trainer.fields, rotation, translation, views.intrinsics, config,
+                            fill)[0]
         results.append({'frame': views.names[frame], 'psnr': psnr(image, truth.numpy()),
                         'ssim': ssim(image, truth.numpy()), 'image': image,
                         'truth': truth.numpy()})

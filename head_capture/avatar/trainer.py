@@ -21,12 +21,16 @@ import time
 from head_capture.avatar import TrainingError
 from head_capture.avatar.barf import perturb, PoseCorrections
 from head_capture.avatar.config import AvatarConfig
+from head_capture.avatar.evaluate import evaluate_held_out
+from head_capture.avatar.export import write_mesh, write_turntable
 from head_capture.avatar.fields import make_field
 from head_capture.avatar.rays import holdout_split, load_views, near_far, pixel_rays, \
     sample_pixels
 from head_capture.avatar.render import render_rays
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
-from head_capture.session import FrameRecord, Transforms, write_bytes_atomic, write_transforms
+from head_capture.session import (FrameRecord, Transforms, write_bytes_atomic,
+                                  write_image_atomic, write_transforms)
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -271,6 +275,29 @@ class AvatarTrainer:
 
     # -- outputs -----------------------------------------------------------------------------
 
+    def _write_outputs(self):
+        """Held-out renders and metrics, turntable video, mesh; return what was made."""
+        cfg, made = self.config, {}
+        if len(self.held_ids):
+            held = evaluate_held_out(self, cfg.test_pose_steps)
+            for view in held['per_view']:
+                pair = np.hstack([view['image'], view['truth']])
+                write_image_atomic(self.out / 'held_out' / f'{Path(view["frame"]).stem}.png',
+                                   (pair * 255).round().astype(np.uint8))
+            made.update(held_out_psnr=held['psnr'], held_out_ssim=held['ssim'],
+                        test_time_pose_steps=cfg.test_pose_steps)
+        training = tuple(p.detach().cpu().double().numpy() for p in self.poses())
+        if cfg.turntable_frames:
+            write_turntable(self.out / 'turntable.mp4', self.fields, *training,
+                            self.views.intrinsics, cfg, cfg.turntable_frames)
+            made['turntable'] = 'turntable.mp4'
+        if cfg.mesh_views:
+            made['mesh_vertices'] = write_mesh(self.out / 'avatar.ply', self.fields, *training,
+                                               self.views.intrinsics, cfg, cfg.mesh_views,
+                                               cfg.mesh_resolution)
+            made['mesh'] = 'avatar.ply'
+        return made
+
     def refined_poses(self):
         """Return every frame's pose: refined for training frames, the starting one otherwise."""
         rotations, translations = (p.clone() for p in self.initial)
@@ -294,7 +321,7 @@ class AvatarTrainer:
                    'seconds': round(time.monotonic() - self.started, 1),
                    'training_frames': len(self.train_ids), 'held_out_frames': len(held),
                    'perturb_sigma': self.perturb_sigma, 'rollbacks': self.rollbacks,
-                   **self.pose_report()}
+                   **self.pose_report(), **self._write_outputs()}
         write_bytes_atomic(self.out / 'metrics.json',
                            (json.dumps(metrics, indent=2) + '\n').encode())
         return metrics
