@@ -147,6 +147,16 @@ def _parser():
                         metavar='KEY=VALUE', help='override one config key (YAML value)')
     avatar.set_defaults(run=_run_train_avatar)
 
+    scores = commands.add_parser(
+        'evaluate', help="a trained avatar's PSNR/SSIM on held-out views and its pose errors")
+    scores.add_argument('avatar', type=Path, help='avatar directory (written by train)')
+    scores.add_argument('--test', type=Path,
+                        help="transforms.json of test views (default: the run's held-out views)")
+    scores.add_argument('--pose-steps', type=int, default=100,
+                        help='test-time pose optimisation steps per view (0: none)')
+    scores.add_argument('--out', type=Path, help='JSON to write (default AVATAR/evaluation.json)')
+    scores.set_defaults(run=_run_evaluate_avatar)
+
     demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
     demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
     demo.set_defaults(run=_run_demo)
@@ -390,6 +400,29 @@ def _run_train_avatar(args):
                                 report)
         metrics = trainer.run()
     console.print(f'[green]avatar trained[/] in {metrics["seconds"]:.0f} s -> {args.out}')
+    return 0
+
+
+def _run_evaluate_avatar(args):
+    from head_capture.avatar.evaluate import evaluate_held_out, evaluate_test_set
+    from head_capture.avatar.trainer import AvatarTrainer
+    from head_capture.session import write_bytes_atomic
+
+    if args.pose_steps < 0:
+        raise ValueError(f'--pose-steps must be >= 0, got {args.pose_steps}')
+    trainer = AvatarTrainer.reopen(args.avatar)
+    with console.status('rendering the test views'):
+        if args.test is not None:
+            result = evaluate_test_set(trainer, args.test, args.pose_steps)
+        else:
+            result = evaluate_held_out(trainer, args.pose_steps)
+    per_view = [{k: v for k, v in view.items() if k not in ('image', 'truth')}
+                for view in result.pop('per_view', [])]
+    report = {**result, **trainer.pose_report(), 'per_view': per_view,
+              'test': str(args.test) if args.test else 'held-out views of the run'}
+    out = args.out or args.avatar / 'evaluation.json'
+    write_bytes_atomic(out, (json.dumps(report, indent=2) + '\n').encode())
+    print(json.dumps({k: v for k, v in report.items() if k != 'per_view'}, indent=2))
     return 0
 
 

@@ -210,3 +210,19 @@ def test_outputs_held_out_renders_turntable_and_mesh(toy_scene, tmp_path):
         assert sum(1 for _ in video.decode(video=0)) == 4
     assert metrics['mesh_vertices'] > 100
     assert (tmp_path / 'run' / 'avatar.ply').stat().st_size > 1000
+
+
+def test_evaluate_cli_reopens_a_run_from_its_directory(toy_scene, tmp_path, capsys):
+    from head_capture.cli import main
+
+    overrides = [f'--set={k}={json.dumps(list(v) if isinstance(v, tuple) else v)}'
+                 for k, v in TOY.items()]
+    assert main(['train', str(toy_scene), '--out', str(tmp_path / 'run'), '--perturb', '0.02',
+                 *overrides]) == 0
+    capsys.readouterr()
+    assert main(['evaluate', str(tmp_path / 'run'), '--test', str(toy_scene),
+                 '--pose-steps', '3']) == 0
+    report = json.loads((tmp_path / 'run' / 'evaluation.json').read_text())
+    assert report['views'] == 30 and 'rotation_error_deg' in report
+    assert json.loads(capsys.readouterr().out)['views'] == 30
+    assert main(['evaluate', str(tmp_path / 'nothing')]) == 2

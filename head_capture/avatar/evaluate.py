@@ -11,7 +11,7 @@ error. Metrics: PSNR and SSIM (Gaussian window 11, sigma 1.5, on [0, 1] RGB).
 import cv2
 from head_capture.avatar.barf import PoseCorrections
 from head_capture.avatar.export import render_view
-from head_capture.avatar.rays import near_far, pixel_rays
+from head_capture.avatar.rays import load_views, near_far, pixel_rays
 from head_capture.avatar.render import render_rays
 from head_capture.geometry import camera_center, umeyama
 import numpy as np
@@ -83,23 +83,41 @@ def ssim(image, truth):
 
 
 def evaluate_held_out(trainer, pose_steps=100, background=1.0):
-    """
-    PSNR and SSIM of every held-out view after test-time pose optimisation; per view too.
+    """PSNR and SSIM of the run's own held-out views (see ``evaluate_views``)."""
+    held = trainer.held_ids
+    reference = tuple(p[held].double().numpy() for p in trainer.reference)
+    return evaluate_views(trainer, trainer.views, held, reference, pose_steps, background)
 
+
+def evaluate_test_set(trainer, transforms_path, pose_steps=100, background=1.0):
+    """PSNR and SSIM of the views of another transforms.json, given in the same frame."""
+    views = load_views(transforms_path, trainer.config.image_size)
+    if (views.intrinsics.width, views.intrinsics.height) != (trainer.views.intrinsics.width,
+                                                             trainer.views.intrinsics.height):
+        raise ValueError(f'{transforms_path} has {views.intrinsics.width}x'
+                         f'{views.intrinsics.height} views at the training size, the avatar '
+                         f'{trainer.views.intrinsics.width}x{trainer.views.intrinsics.height}')
+    given = (views.rotations.double().numpy(), views.translations.double().numpy())
+    return evaluate_views(trainer, views, np.arange(len(views)), given, pose_steps, background)
+
+
+def evaluate_views(trainer, views, frames, given, pose_steps=100, background=1.0):
+    """
+    PSNR and SSIM of ``frames`` of ``views`` after test-time pose optimisation; per view too.
+
+    ``given`` holds their poses in the frame of the run's given (reference) cameras;
     ``background`` is the grey level the views are composited on for comparison.
     """
-    held = trainer.held_ids
-    if len(held) == 0:
+    if len(frames) == 0:
         return {'views': 0}
-    views, config = trainer.views, trainer.config
+    config = trainer.config
     refined = tuple(p.detach().cpu().double().numpy() for p in trainer.poses())
-    reference = tuple(p.double().numpy() for p in trainer.reference)
-    start_r, start_t = carry_over(tuple(p[trainer.train_ids] for p in reference), refined,
-                                  tuple(p[held] for p in reference))
+    reference = tuple(p[trainer.train_ids].double().numpy() for p in trainer.reference)
+    start_r, start_t = carry_over(reference, refined, given)
     generator = torch.Generator().manual_seed(0)
     fill = torch.full((3,), float(background))
     results = []
-    for number, frame in enumerate(held):
+    for number, frame in enumerate(frames):
         mask = views.masks[frame][..., None]
         truth = views.images[frame] * mask + fill * (1 - mask)
         rotation = torch.tensor(start_r[number], dtype=torch.float32)

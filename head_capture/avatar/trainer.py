@@ -27,6 +27,7 @@ from head_capture.avatar.fields import make_field
 from head_capture.avatar.rays import holdout_split, load_views, near_far, pixel_rays, \
     sample_pixels
 from head_capture.avatar.render import render_rays
+from head_capture.config import build
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
 from head_capture.session import (FrameRecord, Transforms, write_bytes_atomic,
                                   write_image_atomic, write_transforms)
@@ -47,6 +48,20 @@ def _device(name):
     return torch.device(name)
 
 
+def _read_checkpoint(path):
+    """Load a checkpoint's state dict, with a clear error for a missing or damaged file."""
+    if not Path(path).is_file():
+        raise TrainingError(f'no avatar checkpoint at {path}')
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        if not isinstance(state, dict) or state.get('format') != 1:
+            raise ValueError('unknown checkpoint format')
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise TrainingError(f'{path} is not a usable avatar checkpoint ({exc}); remove it to '
+                            'start again') from exc
+    return state
+
+
 def decayed(pair, share):
     """Exponential decay from pair[0] at share 0 to pair[1] at share 1."""
     return pair[0] * (pair[1] / pair[0]) ** min(max(share, 0.0), 1.0)
@@ -65,6 +80,7 @@ class AvatarTrainer:
         if checkpoint.exists() and not resume:
             raise TrainingError(f'{self.out} already holds a run: pass --resume to continue '
                                 'it, or choose another --out')
+        self.data = str(Path(data).resolve())
         self.views = load_views(data, config.image_size)
         self.train_ids, self.held_ids = holdout_split(len(self.views), config.holdout_every)
         if len(self.train_ids) < 2:
@@ -85,6 +101,14 @@ class AvatarTrainer:
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             self._save()
+
+    @classmethod
+    def reopen(cls, out_dir, progress=None):
+        """Reopen a run from its directory alone: data and config come from the checkpoint."""
+        path = Path(out_dir) / CHECKPOINT
+        state = _read_checkpoint(path)
+        config = build(AvatarConfig, state['config'], str(path))
+        return cls(state['data'], out_dir, config, resume=True, progress=progress)
 
     # -- the stages --------------------------------------------------------------------------
 
@@ -237,7 +261,7 @@ class AvatarTrainer:
     def _state(self):
         return {'format': 1, 'stage': self.stage, 'step': self.step,
                 'lr_scale': self.lr_scale, 'rollbacks': self.rollbacks,
-                'config': self.config.as_dict(), 'seed': self.seed,
+                'config': self.config.as_dict(), 'data': self.data, 'seed': self.seed,
                 'perturb_sigma': self.perturb_sigma,
                 'initial': [p.clone() for p in self.initial],
                 'fields': self.fields.state_dict(), 'poses': self.poses.state_dict(),
@@ -251,13 +275,7 @@ class AvatarTrainer:
         write_bytes_atomic(self.out / CHECKPOINT, buffer.getvalue())
 
     def _load(self, path):
-        try:
-            state = torch.load(path, map_location='cpu', weights_only=True)
-            if state.get('format') != 1:
-                raise ValueError('unknown checkpoint format')
-        except Exception as exc:  # torch raises many kinds for a damaged file
-            raise TrainingError(f'{path} is not a usable avatar checkpoint ({exc}); remove it '
-                                'to start again') from exc
+        state = _read_checkpoint(path)
         if state['config'] != self.config.as_dict():
             raise TrainingError(f'{path} was written with another config; resume with the same '
                                 'config or choose another --out')
