@@ -19,7 +19,7 @@ import time
 
 from common import save
 import cv2
-from head_capture.avatar.config import load_avatar_config
+from head_capture.avatar.config import load_avatar_config, parse_overrides
 from head_capture.avatar.evaluate import evaluate_held_out
 from head_capture.avatar.trainer import AvatarTrainer
 import numpy as np
@@ -73,12 +73,7 @@ def main():
                         help='test-time pose optimisation steps per held-out view')
     parser.add_argument('--out', type=Path)
     args = parser.parse_args()
-    import yaml
-
-    overrides = dict(SCENE)
-    for item in args.overrides:
-        key, _, value = item.partition('=')
-        overrides[key] = yaml.safe_load(value)
+    overrides = {**SCENE, **parse_overrides(args.overrides)}
     config = load_avatar_config(args.config, overrides)
     out = args.out or Path(f'bench/results/barf_lego_{args.config}.json')
     with tempfile.TemporaryDirectory() as work:

@@ -359,9 +359,8 @@ def _run_evaluate_poses(args):
 
 
 def _run_train_avatar(args):
-    from head_capture.avatar.config import load_avatar_config
+    from head_capture.avatar.config import load_avatar_config, parse_overrides
     from head_capture.avatar.trainer import AvatarTrainer
-    import yaml
 
     data = args.data
     if data.is_dir():
@@ -370,12 +369,7 @@ def _run_train_avatar(args):
         if not found:
             raise FileNotFoundError(f'no transforms.json or transforms_train.json in {data}')
         data = found[0]
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise ValueError(f'--set wants KEY=VALUE, got {item!r}')
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides = parse_overrides(args.overrides)
     if args.perturb < 0:
         raise ValueError(f'--perturb must be >= 0, got {args.perturb}')
     config = load_avatar_config(args.config, overrides)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from head_capture.config import build, ConfigError, load_yaml
 from head_capture.resources import share_path
+import yaml
 
 NAMES = ('paper', 'fast', 'cpu_preview')
 
@@ -102,3 +103,14 @@ def load_avatar_config(name_or_path, overrides=None):
                               'YAML path')
         path = share_path('config', f'avatar_{name_or_path}.yaml')
     return build(AvatarConfig, {**load_yaml(path), **(overrides or {})}, str(path))
+
+
+def parse_overrides(items):
+    """Turn ``KEY=VALUE`` strings (values in YAML) into a dict of config overrides."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise ConfigError(f'--set wants KEY=VALUE, got {item!r}')
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
