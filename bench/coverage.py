@@ -19,7 +19,7 @@ import cv2
 from head_capture.capture.coverage import Coverage, coverage_image, guidance, View
 from head_capture.capture.keyframes import OnlineKeyframeSelector
 from head_capture.capture.pose import PoseConfig
-from head_capture.capture.registration import pose_of_frame
+from head_capture.capture.registration import NO_HEAD, pose_of_frame
 from head_capture.capture.sources import open_source
 from head_capture.geometry import c2w_opengl_to_w2c
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector
@@ -75,7 +75,7 @@ def main():
                                             f' {coverage.score:.0%}\n(frame {index}, orbit '
                                             f'{orbit})'))
                 else:
-                    problem = 'no_pose' if 'head found' not in estimate.reason else 'no_head'
+                    problem = 'no_head' if estimate.reason == NO_HEAD else 'no_pose'
                 timeline.append({'frame': index, 'time_s': round(keyframe.frame.time_s, 3),
                                  'registered': estimate.registered,
                                  'confidence': round(estimate.confidence, 3),

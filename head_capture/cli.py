@@ -157,6 +157,25 @@ def _parser():
     scores.add_argument('--out', type=Path, help='JSON to write (default AVATAR/evaluation.json)')
     scores.set_defaults(run=_run_evaluate_avatar)
 
+    up = commands.add_parser(
+        'up', help='run the live capture graph (every node, one process) from pip')
+    up.add_argument('--source', help='stream this in: video, image folder, MCAP bag or URL '
+                    '(default: images arrive on a ROS topic)')
+    up.add_argument('--image-topic', help='raw image topic (default /camera/image_raw)')
+    up.add_argument('--compressed', action='store_true', default=None,
+                    help='subscribe to IMAGE_TOPIC/compressed (JPEG) instead of raw images')
+    up.add_argument('--session', type=Path,
+                    help='session directory (default ./capture_<date>_<time>)')
+    up.add_argument('--avatar-config', help='paper, fast, cpu_preview or a YAML path')
+    up.add_argument('--params', type=Path,
+                    help='ROS parameters file (default: the shipped config/head_capture.yaml)')
+    up.add_argument('--set', action='append', default=[], dest='overrides',
+                    metavar='NODE.KEY=VALUE', help='override one node parameter (YAML value)')
+    up.add_argument('--until', choices=('forever', 'avatar'), default='forever',
+                    help='stop when the avatar is published (or training fails)')
+    up.add_argument('--timeout', type=float, help='stop after this many seconds')
+    up.set_defaults(run=_run_up)
+
     demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
     demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
     demo.set_defaults(run=_run_demo)
@@ -431,6 +450,35 @@ def _run_train_landmarks(args):
         if value is not None:
             argv += [flag, str(value)]
     return train_main(argv)
+
+
+def _run_up(args):
+    from head_capture.avatar.config import parse_overrides
+    from head_capture.graph import graph
+    from head_capture.nodes.up import run_graph
+
+    overrides = {}
+    for key, value in parse_overrides(args.overrides).items():
+        node, dot, name = key.partition('.')
+        if not dot:
+            raise ValueError(f'--set wants NODE.KEY=VALUE, got {key!r}')
+        overrides.setdefault(node, {})[name] = value
+    session = args.session or Path(time.strftime('capture_%Y%m%d_%H%M%S'))
+    settings = {'source': args.source, 'image_topic': args.image_topic,
+                'compressed': args.compressed, 'session_dir': str(session.resolve()),
+                'config': args.avatar_config}
+    nodes = graph(args.params, settings, overrides)
+    console.print(f'head_capture up: {", ".join(spec.name for spec, _ in nodes)}; session '
+                  f'{session}')
+
+    def finished(built):
+        trainer = next(n for n in built if n.get_name() == 'avatar_trainer')
+        return trainer.state in ('done', 'failed')
+
+    code = run_graph(nodes, finished if args.until == 'avatar' else None, args.timeout,
+                     report=lambda line: console.print(line))
+    console.print(f'session kept in {session}')
+    return code
 
 
 def _run_demo(args):

@@ -28,6 +28,8 @@ import numpy as np
 TRANSFORMS_FILE = 'transforms.json'
 FRAMES_DIR = 'frames'
 MASKS_DIR = 'masks'
+# Live captures: every keyframe as taken, named by its stamp (the nodes' shared key).
+KEYFRAMES_DIR = 'keyframes'
 # Keys of transforms.json that describe the camera; everything else at the top level is kept.
 _CAMERA_KEYS = ('fl_x', 'fl_y', 'cx', 'cy', 'w', 'h', 'k1', 'k2', 'p1', 'p2', 'camera_model',
                 'camera_angle_x', 'camera_angle_y')
@@ -195,6 +197,17 @@ class Session:
         self.frames.append(record)
         return record
 
+    def add_record(self, file_path, c2w=None, mask=None, meta=None):
+        """List an image already in the session (a live keyframe), with its pose and mask."""
+        self.path_of(file_path)
+        mask_path = None
+        if mask is not None:
+            mask_path = f'{MASKS_DIR}/{Path(file_path).stem}.png'
+            write_image_atomic(self.root / mask_path, mask)
+        record = FrameRecord(file_path, c2w, mask_path, dict(meta or {}))
+        self.frames.append(record)
+        return record
+
     def write_mask(self, index, mask):
         """Store the foreground mask (uint8, 255 = head) of frame ``index``."""
         relative = f'{MASKS_DIR}/{index:06d}.png'
@@ -212,6 +225,11 @@ class Session:
     def save(self):
         """Write ``transforms.json`` atomically."""
         write_transforms(self.root / TRANSFORMS_FILE, self.transforms)
+
+
+def keyframe_file(stamp_ns):
+    """Return the session-relative path of the live keyframe stamped ``stamp_ns``."""
+    return f'{KEYFRAMES_DIR}/{int(stamp_ns):020d}.png'
 
 
 def resolve_inside(root, relative):

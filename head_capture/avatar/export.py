@@ -33,8 +33,13 @@ def orbit(rotations, translations, count, elevation_deg=None):
     return poses
 
 
-def render_view(fields, rotation, translation, intrinsics, config, background, chunk=4096):
-    """Render colour (H, W, 3), opacity (H, W) and depth (H, W) of one camera, no gradients."""
+def render_view(fields, rotation, translation, intrinsics, config, background, chunk=4096,
+                progress=1.0, c2f=(0.0, 0.0)):
+    """
+    Render colour (H, W, 3), opacity (H, W) and depth (H, W) of one camera, no gradients.
+
+    ``progress`` and ``c2f`` render a field mid-way through its coarse-to-fine schedule.
+    """
     device = next(fields.parameters()).device
     rotation = torch.as_tensor(rotation, dtype=torch.float32, device=device)
     translation = torch.as_tensor(translation, dtype=torch.float32, device=device)
@@ -54,7 +59,7 @@ def render_view(fields, rotation, translation, intrinsics, config, background, c
             near, far = near_far(origins, config.scene_radius, config.near, config.far)
             rgb, opacity, depth = render_rays(fields, origins, directions, near, far,
                                               (config.coarse_samples, config.fine_samples),
-                                              background)[-1]
+                                              background, progress, c2f)[-1]
             parts.append(torch.cat([rgb, opacity[:, None], depth[:, None]], -1))
     image = torch.cat(parts).reshape(height, width, 5).cpu().numpy()
     return image[..., :3].clip(0, 1), image[..., 3], image[..., 4]
@@ -75,7 +80,8 @@ def write_mesh(path, fields, rotations, translations, intrinsics, config, views=
     """
     TSDF-fuse rendered depth and colour from ``views`` cameras around the scene into a mesh.
 
-    Pixels the field leaves mostly transparent carry no depth. Returns the vertex count.
+    Pixels the field leaves mostly transparent carry no depth. Returns the vertex count; a
+    field with no surface yet (a very short training) gives no file and 0.
     """
     import open3d as o3d
 
@@ -102,8 +108,23 @@ def write_mesh(path, fields, rotations, translations, intrinsics, config, views=
         extrinsic[:3, :3], extrinsic[:3, 3] = rotation, translation
         volume.integrate(rgbd, camera, extrinsic)
     mesh = volume.extract_triangle_mesh()
+    if len(mesh.triangles) == 0:
+        return 0
     mesh.compute_vertex_normals()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if not o3d.io.write_triangle_mesh(str(path), mesh):
         raise OSError(f'could not write the mesh to {path}')
     return len(mesh.vertices)
+
+
+def mesh_triangles(path, max_triangles=60000):
+    """Return a mesh file's triangles (T, 3, 3) and their vertex colours (T, 3, 3) in [0, 1]."""
+    import open3d as o3d
+
+    mesh = o3d.io.read_triangle_mesh(str(path))
+    if len(mesh.triangles) > max_triangles:
+        mesh = mesh.simplify_quadric_decimation(max_triangles)
+    vertices, triangles = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    colours = (np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors()
+               else np.full_like(vertices, 0.8))
+    return vertices[triangles], colours[triangles]

@@ -22,7 +22,7 @@ from head_capture.avatar import TrainingError
 from head_capture.avatar.barf import perturb, PoseCorrections
 from head_capture.avatar.config import AvatarConfig
 from head_capture.avatar.evaluate import evaluate_held_out
-from head_capture.avatar.export import write_mesh, write_turntable
+from head_capture.avatar.export import render_view, write_mesh, write_turntable
 from head_capture.avatar.fields import make_field
 from head_capture.avatar.rays import holdout_split, load_views, near_far, pixel_rays, \
     sample_pixels
@@ -37,6 +37,7 @@ import torch
 log = logging.getLogger(__name__)
 CHECKPOINT = 'checkpoint.pt'
 EVENTS = 'events.jsonl'
+PREVIEW = 'preview.png'
 MAX_ROLLBACKS = 6
 
 
@@ -152,6 +153,7 @@ class AvatarTrainer:
         while self.step < self.stage_steps:
             self._train_step()
         self._save()
+        self.write_preview()
         self._event('stage_end', self.pose_report())
 
     def next_stage(self):
@@ -202,6 +204,7 @@ class AvatarTrainer:
                                  'lr_pose': self.pose_optimizer.param_groups[0]['lr']})
         if self.step % cfg.checkpoint_every == 0:
             self._save()
+            self.write_preview()
 
     def _local_index(self, frames):
         """Map frame numbers to rows of the pose corrections (training frames only)."""
@@ -313,8 +316,17 @@ class AvatarTrainer:
             made['mesh_vertices'] = write_mesh(self.out / 'avatar.ply', self.fields, *training,
                                                self.views.intrinsics, cfg, cfg.mesh_views,
                                                cfg.mesh_resolution)
-            made['mesh'] = 'avatar.ply'
+            made['mesh'] = 'avatar.ply' if made['mesh_vertices'] else None
         return made
+
+    def write_preview(self):
+        """Render the first held-out (else first) view as it looks now to ``preview.png``."""
+        frame = int(self.held_ids[0]) if len(self.held_ids) else int(self.train_ids[0])
+        rotations, translations = self.refined_poses()
+        image = render_view(self.fields, rotations[frame], translations[frame],
+                            self.views.intrinsics, self.config, (1.0, 1.0, 1.0),
+                            progress=self.step / max(self.stage_steps, 1), c2f=self.c2f)[0]
+        write_image_atomic(self.out / PREVIEW, (image * 255).round().astype(np.uint8))
 
     def refined_poses(self):
         """Return every frame's pose: refined for training frames, the starting one otherwise."""

@@ -11,6 +11,7 @@ instruction, said from the point of view of the person holding the phone and fac
 
 from dataclasses import dataclass
 import math
+import re
 
 import cv2
 from head_capture.landmarks.metrics import view_angles
@@ -168,6 +169,33 @@ class Coverage:
                 'quality': np.round(self.quality, 4).tolist(), 'score': round(self.score, 4),
                 'band_shares': np.round(self.band_shares, 4).tolist(),
                 'complete': self.complete}
+
+    def grid(self):
+        """
+        Return the fill (bands, sectors) in [0, 1] (1 = covered) and its two axis labels.
+
+        The labels carry the layout, so a reader rebuilds the map with ``from_grid`` alone:
+        this is the /head_capture/coverage message.
+        """
+        fill = np.clip(self.quality / self.config.min_quality, 0.0, 1.0)
+        edges = ','.join(f'{e:g}' for e in self.edges)
+        return fill, (f'elevation_band(edges_deg={edges})',
+                      f'azimuth_sector(width_deg={self.sector_deg:g},first_centre_deg=0)')
+
+    @classmethod
+    def from_grid(cls, fill, labels):
+        """Rebuild a map (to draw) from ``grid``'s fill and labels; ValueError if unreadable."""
+        match = re.fullmatch(r'elevation_band\(edges_deg=([-0-9.,e]+)\)', labels[0])
+        fill = np.asarray(fill, float)
+        if match is None or fill.ndim != 2:
+            raise ValueError(f'not a coverage grid: labels {labels}, shape {fill.shape}')
+        edges = tuple(float(e) for e in match.group(1).split(','))
+        coverage = cls(CoverageConfig(azimuth_bins=fill.shape[1], elevation_edges_deg=edges,
+                                      min_quality=1.0))
+        if coverage.quality.shape != fill.shape:
+            raise ValueError(f'coverage grid {fill.shape} does not match its labels {labels}')
+        coverage.quality[:] = fill
+        return coverage
 
 
 PROBLEMS = {

@@ -20,6 +20,7 @@ from head_capture.session import (FrameRecord, read_image, read_transforms, reso
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 # Segmented views (RGBA) are seen over this grey, as the detector's plainest background.
 ALPHA_BACKGROUND = 128
+NO_HEAD = 'no head found (landmarks too unsure or no head mask)'
 
 
 @dataclass
@@ -91,10 +92,20 @@ def register_images(images, detector, template, config=PoseConfig(), progress=No
 
 def pose_of_frame(frame, intrinsics, detector, template, config=PoseConfig()):
     """Landmarks, then the pose, of one RGB frame; refused when no head is found."""
-    detection = detector.detect(frame)
+    return detect_and_solve(frame, intrinsics, detector, template, config)[1]
+
+
+def detect_and_solve(frame, intrinsics, detector, template, config=PoseConfig(), box=None):
+    """
+    Return the detection and the pose of one RGB frame (refused when no head is found).
+
+    ``box`` is the head box of the previous frame of a stream: it saves the detector a pass.
+    """
+    detection = detector.detect(frame, box)
     if not detection.usable:
-        return refused('no head found (landmarks too unsure or no head mask)')
-    return solve_pose(detection.landmarks, detection.sigma, template, intrinsics, config)
+        return detection, refused(NO_HEAD)
+    return detection, solve_pose(detection.landmarks, detection.sigma, template, intrinsics,
+                                 config)
 
 
 def registered_transforms(images, estimates, out_path, meta=None):

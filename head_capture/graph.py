@@ -1,0 +1,87 @@
+"""
+The node graph, described once: which nodes, their parameters, what a capture shares.
+
+``launch/full.launch.py`` (a ROS 2 install) and ``head-capture up`` (pip) both build from it,
+so the two ways of running cannot drift apart. Parameters come from the ROS parameters file
+(``config/head_capture.yaml`` by default), then from the few settings every capture chooses
+(session directory, image topic, source, avatar config), then from explicit overrides.
+"""
+
+from dataclasses import dataclass
+import importlib
+
+from head_capture.config import DEFAULT_PARAMS_FILE, node_section
+from head_capture.resources import share_path
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node: its name (= its parameters section), entry point and shared settings."""
+
+    name: str
+    module: str
+    cls: str
+    # The capture-wide settings this node takes (a subset of CAPTURE_SETTINGS).
+    takes: tuple
+
+    @property
+    def executable(self):
+        """Return the executable name (setup.py console script, launch ``executable``)."""
+        return self.name
+
+    def load(self):
+        """Return the node class (imports rclpy)."""
+        return getattr(importlib.import_module(self.module), self.cls)
+
+
+NODES = (
+    NodeSpec('camera_source', 'head_capture.nodes.camera_source', 'CameraSource',
+             ('source', 'image_topic', 'camera_info_topic')),
+    NodeSpec('keyframe_selector', 'head_capture.nodes.keyframe_selector', 'KeyframeSelector',
+             ('session_dir', 'image_topic', 'compressed')),
+    NodeSpec('pose_estimator', 'head_capture.nodes.pose_estimator', 'PoseEstimator',
+             ('session_dir', 'image_topic', 'compressed', 'camera_info_topic', 'model_path')),
+    NodeSpec('coverage_guide', 'head_capture.nodes.coverage_guide', 'CoverageGuide', ()),
+    NodeSpec('avatar_trainer', 'head_capture.nodes.avatar_trainer', 'AvatarTrainerNode',
+             ('session_dir', 'config')),
+)
+CAPTURE_SETTINGS = ('source', 'session_dir', 'image_topic', 'compressed', 'camera_info_topic',
+                    'model_path', 'config')
+
+
+def node_spec(name):
+    """Return the spec of node ``name``."""
+    for spec in NODES:
+        if spec.name == name:
+            return spec
+    raise ValueError(f'no node {name!r}; nodes: {[s.name for s in NODES]}')
+
+
+def graph(params_file=None, settings=None, overrides=None, with_source=None):
+    """
+    Return [(NodeSpec, parameters)] of the capture graph.
+
+    ``settings`` maps CAPTURE_SETTINGS to values (None or missing: the file's); ``overrides``
+    maps node name -> {parameter: value}. camera_source is included when a source is given
+    (or ``with_source`` says so): without one the images come from a ROS topic.
+    """
+    params_file = params_file or share_path('config', DEFAULT_PARAMS_FILE)
+    settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    unknown = set(settings) - set(CAPTURE_SETTINGS)
+    if unknown:
+        raise ValueError(f'unknown capture settings {sorted(unknown)}; known: '
+                         f'{list(CAPTURE_SETTINGS)}')
+    overrides = overrides or {}
+    for name in overrides:
+        node_spec(name)
+    if with_source is None:
+        with_source = 'source' in settings
+    nodes = []
+    for spec in NODES:
+        if spec.name == 'camera_source' and not with_source:
+            continue
+        parameters = dict(node_section(params_file, spec.name))
+        parameters.update({k: v for k, v in settings.items() if k in spec.takes})
+        parameters.update(overrides.get(spec.name, {}))
+        nodes.append((spec, parameters))
+    return nodes

@@ -1,0 +1,169 @@
+"""
+avatar_trainer: the two-stage trainer behind a Trigger service, in a child process.
+
+``/head_capture/train`` (called by a user or by coverage_guide's auto-trigger) freezes the
+session's registered keyframes and starts ``head-capture train`` as a child process, so the
+executor never blocks. Its event log becomes /diagnostics and log lines, its preview render
+``avatar_preview``; when it ends the avatar's files and metrics go out on ``avatar`` (transient
+local: rviz or a script started later still gets it) and the mesh as a marker. Stopping the
+node stops the child; the next request resumes from its checkpoint.
+"""
+
+from dataclasses import dataclass
+import json
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import Point
+from head_capture.avatar import TrainingError
+from head_capture.avatar.export import mesh_triangles
+from head_capture.avatar.job import TrainingJob
+from head_capture.avatar.trainer import PREVIEW
+from head_capture.nodes.ros_image import to_image
+from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, LATCHED_QOS,
+                                        run_node, session_root)
+from sensor_msgs.msg import Image
+from std_msgs.msg import ColorRGBA, String
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker, MarkerArray
+
+
+@dataclass
+class TrainerNodeConfig:
+    """What to train and how."""
+
+    session_dir: str = ''
+    # paper, fast, cpu_preview, or a YAML path.
+    config: str = 'cpu_preview'
+    # KEY=VALUE overrides of the avatar config, space-separated: 'stage1_steps=500 rays=256'.
+    overrides: str = ''
+    # Refuse to train on fewer registered keyframes.
+    min_keyframes: int = 8
+    poll_s: float = 1.0
+    frame_id: str = 'head'
+
+    def __post_init__(self):
+        if self.min_keyframes < 2 or self.poll_s <= 0:
+            raise ValueError('min_keyframes must be >= 2 and poll_s > 0')
+        if any('=' not in o for o in self.overrides.split()):
+            raise ValueError(f'overrides must be KEY=VALUE words, got {self.overrides!r}')
+
+
+def mesh_marker(path, frame_id, stamp):
+    """Return the avatar mesh as an rviz TRIANGLE_LIST marker with vertex colours."""
+    triangles, colours = mesh_triangles(path)
+    marker = Marker(header=header(stamp, frame_id), ns='avatar_mesh', id=0,
+                    type=Marker.TRIANGLE_LIST, action=Marker.ADD)
+    marker.scale.x = marker.scale.y = marker.scale.z = 1.0
+    marker.pose.orientation.w = 1.0
+    marker.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+    marker.points = [Point(x=float(x), y=float(y), z=float(z))
+                     for x, y, z in triangles.reshape(-1, 3)]
+    marker.colors = [ColorRGBA(r=float(r), g=float(g), b=float(b), a=1.0)
+                     for r, g, b in colours.reshape(-1, 3)]
+    return marker
+
+
+class AvatarTrainerNode(HeadCaptureNode):
+    """Start, follow and publish avatar training."""
+
+    NAME = 'avatar_trainer'
+
+    def __init__(self, **kwargs):
+        super().__init__(self.NAME, **kwargs)
+        self.config = declare_config(self, TrainerNodeConfig)
+        cfg = self.config
+        self.root = session_root(cfg.session_dir)
+        self.job = TrainingJob(self.root, cfg.config, cfg.overrides.split(), cfg.min_keyframes)
+        self.state, self.message, self._preview_time = 'idle', 'waiting for a train request', 0
+        self._avatar = self.create_publisher(String, '/head_capture/avatar', LATCHED_QOS)
+        self._preview = self.create_publisher(Image, '/head_capture/avatar_preview', 2)
+        self._markers = self.create_publisher(MarkerArray, '/head_capture/markers', 10)
+        self.create_service(Trigger, '/head_capture/train', self.on_train)
+        self.create_timer(cfg.poll_s, self.follow)
+
+    def on_train(self, request, response):
+        """Start training now, or say why not."""
+        try:
+            response.message = self.job.start()
+        except (TrainingError, OSError) as exc:
+            response.success, response.message = False, str(exc)
+            self.get_logger().warning(f'train request refused: {exc}')
+            return response
+        response.success = True
+        self.state, self.message = 'training', response.message
+        self.get_logger().info(response.message)
+        return response
+
+    def follow(self):
+        """Read the child's new events; publish the result when it ends."""
+        if self.state != 'training':
+            return
+        for event in self.job.poll():
+            self.health.ok()
+            if event['event'] in ('stage_end', 'rollback', 'resumed'):
+                self.get_logger().info(f'avatar training: {json.dumps(event)}')
+        self._publish_preview()
+        code = self.job.returncode
+        if code is None:
+            event = self.job.last_event or {}
+            self.message = (f'stage {event.get("stage", 1)} step {event.get("step", 0)}, '
+                            f'PSNR {event.get("psnr", float("nan")):.2f}')
+            return
+        self.job.stop()
+        if code != 0:
+            self.state = 'failed'
+            self.message = f'trainer exited with {code}: {self.job.log_tail()}'
+            self.get_logger().error(self.message)
+            return
+        self.state = 'done'
+        result = self.job.result()
+        self._avatar.publish(String(data=json.dumps(result)))
+        self.message = f'avatar ready in {result["avatar_dir"]}'
+        self.get_logger().info(self.message)
+        mesh = result['files'].get('avatar.ply')
+        if mesh:
+            try:
+                self._markers.publish(MarkerArray(markers=[mesh_marker(
+                    mesh, self.config.frame_id, self.get_clock().now().to_msg())]))
+            except (OSError, ValueError, RuntimeError) as exc:
+                self.drop('mesh not readable', exc)
+
+    def _publish_preview(self):
+        path = self.job.out / PREVIEW if self.job.out else None
+        if path is None or not path.exists() or path.stat().st_mtime_ns == self._preview_time:
+            return
+        self._preview_time = path.stat().st_mtime_ns
+        pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if pixels is not None:
+            self._preview.publish(to_image(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB),
+                                           header(self.get_clock().now().to_msg(),
+                                                  self.config.frame_id)))
+
+    def status_values(self):
+        """Training progress for /diagnostics."""
+        event = self.job.last_event or {}
+        return {'state': self.state, 'avatar_dir': str(self.job.out or ''),
+                **{k: event[k] for k in ('stage', 'step', 'psnr', 'rotation_error_deg',
+                                         'pose_update_deg') if k in event}}
+
+    def status_message(self):
+        """One-line summary."""
+        return f'{self.state}: {self.message}'
+
+    def status_level(self):
+        """Error when the trainer failed."""
+        return DiagnosticStatus.ERROR if self.state == 'failed' else None
+
+    def close(self):
+        """Stop the child; its checkpoint stays for the next request."""
+        self.job.stop()
+
+
+def main(args=None):
+    """Run avatar_trainer."""
+    return run_node(AvatarTrainerNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

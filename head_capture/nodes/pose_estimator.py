@@ -1,0 +1,332 @@
+"""
+pose_estimator: landmarks and a camera pose for every keyframe, and live at a set rate.
+
+Keyframes (reliable, none skipped) get the detector, RANSAC PnP and, when registered, a line in
+``SESSION/transforms.json`` with their head mask: that file is what the trainer reads. Live
+frames (best effort) are processed at ``live_rate_hz`` on the newest frame only, so a slow
+machine lowers the rate instead of building a queue. Published: the live pose, TF (when tf2 is
+installed), the keyframe poses, the path, frustum and landmark markers, a per-keyframe JSON
+report for the coverage guide, and the annotated guidance image.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+import json
+import threading
+
+from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TransformStamped
+from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.capture.coverage import Coverage, View
+from head_capture.capture.image_encoding import ImageDecodeError
+from head_capture.capture.pose import PoseConfig
+from head_capture.capture.registration import detect_and_solve
+from head_capture.capture.visuals import frustum_segments, guidance_image
+from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl, w2c_to_ros_pose
+from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
+from head_capture.landmarks.template import HeadTemplate
+from head_capture.nodes.ros_image import to_image, to_rgb
+from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, LATCHED_QOS,
+                                        RELIABLE_QOS, run_node, SENSOR_QOS, session_root,
+                                        stamp_msg, stamp_ns, StartupError)
+from head_capture.resources import share_path
+from head_capture.session import (keyframe_file, read_image, Session, SessionError,
+                                  TRANSFORMS_FILE)
+from nav_msgs.msg import Path as PathMsg
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import ColorRGBA, Float32MultiArray, String
+from visualization_msgs.msg import Marker, MarkerArray
+
+try:  # a real ROS install
+    from tf2_ros import TransformBroadcaster
+except ImportError:  # pip-installed rclpy: no TF, poses are still on their topics
+    TransformBroadcaster = None
+
+PATH_LENGTH = 2000
+
+
+@dataclass
+class PoseNodeConfig:
+    """Inputs, model, rates and outputs of pose_estimator."""
+
+    image_topic: str = '/camera/image_raw'
+    compressed: bool = False
+    camera_info_topic: str = '/camera/camera_info'
+    session_dir: str = ''
+    # The landmark model (ONNX); empty: the shipped one.
+    model_path: str = ''
+    threads: int = 2
+    # Live poses per second on the newest frame (0: keyframes only).
+    live_rate_hz: float = 5.0
+    # Field of view assumed until a usable camera_info arrives.
+    fov_deg: float = DEFAULT_FOV_DEG
+    frame_id: str = 'head'
+    camera_frame_id: str = 'camera_optical'
+    publish_tf: bool = True
+
+    def __post_init__(self):
+        if self.threads < 1 or self.live_rate_hz < 0:
+            raise ValueError('threads must be >= 1 and live_rate_hz >= 0')
+
+
+def ros_pose(rotation, translation):
+    """Return the geometry_msgs/Pose of a world-to-camera pose (the camera in the head frame)."""
+    position, quat = w2c_to_ros_pose(rotation, translation)
+    return Pose(position=Point(x=float(position[0]), y=float(position[1]),
+                               z=float(position[2])),
+                orientation=Quaternion(x=float(quat[0]), y=float(quat[1]), z=float(quat[2]),
+                                       w=float(quat[3])))
+
+
+def line_marker(points, namespace, colour, frame_id, stamp, width=0.003, marker_id=0):
+    """Return a LINE_LIST marker through consecutive point pairs (N, 3)."""
+    marker = Marker(header=header(stamp, frame_id), ns=namespace, id=marker_id,
+                    type=Marker.LINE_LIST, action=Marker.ADD)
+    marker.scale.x = width
+    marker.color = ColorRGBA(r=colour[0], g=colour[1], b=colour[2], a=1.0)
+    marker.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in points]
+    marker.pose.orientation.w = 1.0
+    return marker
+
+
+class PoseEstimator(HeadCaptureNode):
+    """Landmarks + PnP on keyframes and live frames."""
+
+    NAME = 'pose_estimator'
+
+    def __init__(self, **kwargs):
+        super().__init__(self.NAME, **kwargs)
+        self.config, self.pose_config = declare_config(self, PoseNodeConfig, PoseConfig)
+        cfg = self.config
+        self.root = session_root(cfg.session_dir)
+        try:
+            self.detector = LandmarkDetector(cfg.model_path or default_model_path(),
+                                             threads=cfg.threads)
+        except ModelError as exc:
+            raise StartupError(str(exc)) from exc
+        self.template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+        self.session = self._open_session()
+        self.camera, self._fov_warned = None, False
+        self.coverage, self.guidance = None, 'point the phone at the head to start'
+        self.keyframe_poses = [ros_pose(*c2w_opengl_to_w2c(f.c2w))
+                               for f in (self.session.frames if self.session else [])]
+        self.frustums = []
+        self.path = deque(maxlen=PATH_LENGTH)
+        self._latest, self._lock, self._box = None, threading.Lock(), None
+        self.registered, self.keyframes = len(self.keyframe_poses), 0
+        self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
+                    else None)
+        work = MutuallyExclusiveCallbackGroup()  # one detector: one frame at a time
+        self._pose = self.create_publisher(PoseStamped, '/head_capture/camera_pose', 10)
+        self._poses = self.create_publisher(PoseArray, '/head_capture/keyframe_poses',
+                                            LATCHED_QOS)
+        self._path = self.create_publisher(PathMsg, '/head_capture/camera_path', 10)
+        self._markers = self.create_publisher(MarkerArray, '/head_capture/markers', 10)
+        self._report = self.create_publisher(String, '/head_capture/keyframe_report',
+                                             RELIABLE_QOS)
+        self._image = self.create_publisher(Image, '/head_capture/guidance_image', 2)
+        self.create_subscription(CameraInfo, cfg.camera_info_topic, self.on_camera_info,
+                                 SENSOR_QOS)
+        self.create_subscription(Image, '/head_capture/keyframes', self.on_keyframe,
+                                 RELIABLE_QOS, callback_group=work)
+        self.create_subscription(Float32MultiArray, '/head_capture/coverage', self.on_coverage,
+                                 10)
+        self.create_subscription(String, '/head_capture/guidance', self.on_guidance, 10)
+        if cfg.live_rate_hz > 0:
+            kind = CompressedImage if cfg.compressed else Image
+            topic = cfg.image_topic + ('/compressed' if cfg.compressed else '')
+            self.create_subscription(kind, topic, self.on_live, SENSOR_QOS)
+            self.create_timer(1.0 / cfg.live_rate_hz, self.process_live, callback_group=work)
+        self._template_marker = self._make_template_marker()
+        self._markers.publish(MarkerArray(markers=[self._template_marker]))
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def on_camera_info(self, message):
+        """Keep the newest usable intrinsics."""
+        try:
+            camera = Intrinsics.from_camera_info(message.width, message.height, message.k,
+                                                 message.d, message.distortion_model)
+        except ValueError as exc:
+            self.drop('unusable camera_info', exc)
+            return
+        self.camera = camera
+
+    def on_live(self, message):
+        """Keep only the newest frame: the live timer takes it when the detector is free."""
+        with self._lock:
+            self._latest = message
+
+    def on_coverage(self, message):
+        """Keep the coverage map, to draw its ring on the guidance image."""
+        try:
+            fill = np.asarray(message.data, float).reshape(
+                [d.size for d in message.layout.dim])
+            self.coverage = Coverage.from_grid(fill, [d.label for d in message.layout.dim])
+        except ValueError as exc:
+            self.drop('unreadable coverage message', exc)
+
+    def on_guidance(self, message):
+        """Keep the latest instruction, to write it on the guidance image."""
+        self.guidance = message.data
+
+    # -- work --------------------------------------------------------------------------------
+
+    def process_live(self):
+        """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
+        with self._lock:
+            message, self._latest = self._latest, None
+        if message is None:
+            return
+        result = self._estimate(message, self._box)
+        if result is None:
+            return
+        image, detection, estimate, camera = result
+        self._box = detection.box if detection.usable else None
+        stamp = message.header.stamp
+        view = None
+        if estimate.registered:
+            pose = ros_pose(estimate.rotation, estimate.translation)
+            self._pose.publish(PoseStamped(header=header(stamp, self.config.frame_id), pose=pose))
+            self.path.append(PoseStamped(header=header(stamp, self.config.frame_id), pose=pose))
+            self._path.publish(PathMsg(header=header(stamp, self.config.frame_id),
+                                       poses=list(self.path)))
+            self._broadcast(stamp, pose)
+            view = View.of_pose(estimate.rotation, estimate.translation)
+            live = line_marker(frustum_segments(estimate.rotation, estimate.translation, camera,
+                                                0.08), 'live_camera', (1.0, 0.6, 0.0),
+                               self.config.frame_id, stamp, 0.004)
+            self._markers.publish(MarkerArray(markers=[live]))
+        if self._image.get_subscription_count():
+            picture = guidance_image(image, self.guidance, detection, estimate, camera,
+                                     self.coverage, view)
+            self._image.publish(to_image(picture, header(stamp, self.config.camera_frame_id)))
+
+    def on_keyframe(self, message):
+        """Pose of a keyframe: into the session when registered, reported either way."""
+        self.keyframes += 1
+        result = self._estimate(message, None)
+        if result is None:
+            return
+        _, detection, estimate, camera = result
+        stamp = stamp_ns(message.header.stamp)
+        relative = keyframe_file(stamp)
+        report = {'stamp_ns': stamp, 'file_path': relative, **estimate.to_json(),
+                  'problem': None if estimate.registered else
+                  ('no_head' if not detection.usable else 'no_pose')}
+        if estimate.registered and self._record(relative, detection, estimate, camera, stamp):
+            self.registered += 1
+            self.keyframe_poses.append(ros_pose(estimate.rotation, estimate.translation))
+            self.frustums.append(frustum_segments(estimate.rotation, estimate.translation,
+                                                  camera))
+            self._poses.publish(PoseArray(header=header(message.header.stamp,
+                                                        self.config.frame_id),
+                                          poses=self.keyframe_poses))
+            self._markers.publish(MarkerArray(markers=[self._template_marker, line_marker(
+                np.concatenate(self.frustums), 'keyframe_frustums', (0.2, 0.6, 1.0),
+                self.config.frame_id, message.header.stamp)]))
+        self._report.publish(String(data=json.dumps(report)))
+
+    def _estimate(self, message, box):
+        try:
+            image = to_rgb(message)
+        except ImageDecodeError as exc:
+            self.drop('undecodable image', exc)
+            return None
+        camera = self._camera_for(image)
+        detection, estimate = detect_and_solve(image, camera, self.detector, self.template,
+                                               self.pose_config, box)
+        self.health.ok()
+        return image, detection, estimate, camera
+
+    def _camera_for(self, image):
+        height, width = image.shape[:2]
+        camera = self.camera
+        if camera is None:
+            if not self._fov_warned:
+                self._fov_warned = True
+                self.get_logger().warning(f'no camera_info on {self.config.camera_info_topic}: '
+                                          f'assuming a {self.config.fov_deg:g}° field of view')
+            return Intrinsics.from_fov(width, height, self.config.fov_deg)
+        if (camera.width, camera.height) != (width, height):
+            return camera.resized(width, height)
+        return camera
+
+    # -- the session -------------------------------------------------------------------------
+
+    def _open_session(self):
+        if (self.root / TRANSFORMS_FILE).is_file():
+            try:
+                session = Session.load(self.root)
+            except SessionError as exc:
+                raise StartupError(f'{self.root} holds an unreadable session ({exc}); choose '
+                                   'another session_dir') from exc
+            self.get_logger().info(f'continuing the session in {self.root}: '
+                                   f'{len(session.frames)} registered keyframes')
+            return session
+        return None
+
+    def _record(self, relative, detection, estimate, camera, stamp):
+        """Add a registered keyframe to transforms.json; False (counted) if it cannot be."""
+        try:
+            read_image(self.root / relative)  # the selector wrote it before publishing
+            if self.session is None:
+                self.session = Session.create(self.root, camera, meta={
+                    'head_capture': {'poses': 'head landmarks + RANSAC PnP, live'}})
+            elif self.session.transforms.intrinsics != camera:
+                self.drop('keyframe from another camera', f"{camera} vs the session's")
+                return False
+            mask = ((detection.mask > 0.5) * 255).astype(np.uint8)
+            self.session.add_record(relative, w2c_to_c2w_opengl(estimate.rotation,
+                                                                estimate.translation),
+                                    mask, {'stamp_ns': stamp,
+                                           'pose_quality': {'confidence': estimate.confidence,
+                                                            'inlier_share':
+                                                                estimate.inlier_share}})
+            self.session.save()
+        except (OSError, SessionError) as exc:
+            self.drop('keyframe not recorded', exc)
+            return False
+        return True
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def _broadcast(self, stamp, pose):
+        if self._tf is None:
+            return
+        transform = TransformStamped(header=header(stamp, self.config.frame_id),
+                                     child_frame_id=self.config.camera_frame_id)
+        transform.transform.translation.x = pose.position.x
+        transform.transform.translation.y = pose.position.y
+        transform.transform.translation.z = pose.position.z
+        transform.transform.rotation = pose.orientation
+        self._tf.sendTransform(transform)
+
+    def _make_template_marker(self):
+        marker = Marker(header=header(stamp_msg(0), self.config.frame_id), ns='template',
+                        id=0, type=Marker.SPHERE_LIST, action=Marker.ADD)
+        marker.scale.x = marker.scale.y = marker.scale.z = 0.004
+        marker.color = ColorRGBA(r=0.9, g=0.9, b=0.9, a=0.8)
+        marker.pose.orientation.w = 1.0
+        marker.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in self.template]
+        return marker
+
+    def status_values(self):
+        """Return the counts for /diagnostics."""
+        return {'keyframes': self.keyframes, 'registered': self.registered,
+                'camera': 'camera_info' if self.camera else f'assumed {self.config.fov_deg:g}°',
+                'tf': 'on' if self._tf else 'off (tf2_ros not installed)'}
+
+    def status_message(self):
+        """One-line summary."""
+        return f'{self.registered} of {self.keyframes} keyframes registered'
+
+
+def main(args=None):
+    """Run pose_estimator."""
+    return run_node(PoseEstimator, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

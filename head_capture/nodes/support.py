@@ -1,0 +1,149 @@
+"""
+What every head_capture node shares: validated parameters, drop counting, /diagnostics, main().
+
+A node's settings are a dataclass; each field is declared as a ROS parameter (any type, so a
+params file may write 1 for 1.0) and the whole set is built and validated once at start. A
+node that cannot start (bad parameter, missing model) says why in one line and exits.
+"""
+
+import array
+import dataclasses
+import os
+from pathlib import Path
+import sys
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from head_capture.config import build, ConfigError
+from head_capture.health import Health
+from rcl_interfaces.msg import ParameterDescriptor
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
+from std_msgs.msg import Header
+
+SENSOR_QOS = qos_profile_sensor_data
+# Late joiners (rviz started after the avatar was made) still get the last message.
+LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         reliability=ReliabilityPolicy.RELIABLE)
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class StartupError(RuntimeError):
+    """A node cannot start: bad parameters, a missing model, an unusable session directory."""
+
+
+def declare_config(node, *classes):
+    """Declare the fields of each dataclass as parameters; return the validated configs."""
+    configs = []
+    for cls in classes:
+        values = {}
+        for field in dataclasses.fields(cls):
+            default = (field.default if field.default is not dataclasses.MISSING
+                       else field.default_factory())
+            node.declare_parameter(field.name, list(default) if isinstance(default, tuple)
+                                   else default, ParameterDescriptor(dynamic_typing=True))
+            value = node.get_parameter(field.name).value
+            values[field.name] = (list(value) if isinstance(value, (array.array, tuple))
+                                  else value)
+        try:
+            configs.append(build(cls, values, f'{node.get_name()} parameters'))
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
+    return configs[0] if len(configs) == 1 else tuple(configs)
+
+
+def session_root(path):
+    """Return the session directory a node writes into, created; refuse an unusable one."""
+    if not path:
+        raise StartupError('session_dir is required: the directory this capture is kept in')
+    root = Path(path).expanduser().resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f'cannot create session_dir {root}: {exc}') from exc
+    if not os.access(root, os.W_OK):
+        raise StartupError(f'session_dir {root} is not writable')
+    return root
+
+
+def stamp_ns(stamp):
+    """Return a builtin_interfaces/Time as integer nanoseconds."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def stamp_msg(nanoseconds):
+    """Return integer nanoseconds as a builtin_interfaces/Time."""
+    return Time(sec=int(nanoseconds) // 1_000_000_000, nanosec=int(nanoseconds) % 1_000_000_000)
+
+
+def header(stamp, frame_id):
+    """Return a Header."""
+    return Header(stamp=stamp, frame_id=frame_id)
+
+
+class HeadCaptureNode(Node):
+    """A node with a Health counter published on /diagnostics every ``period_s``."""
+
+    def __init__(self, name, period_s=1.0, **kwargs):
+        super().__init__(name, **kwargs)
+        self.health = Health()
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(period_s, self.publish_diagnostics)
+
+    def drop(self, cause, detail=''):
+        """Count a dropped input; log each cause once, not once per frame."""
+        if self.health.drop(cause, detail):
+            self.get_logger().warning(f'dropping input: {cause}{f" ({detail})" if detail else ""}'
+                                      '; further drops of this kind are only counted in '
+                                      '/diagnostics')
+
+    def close(self):
+        """Stop background work and flush what is kept (override in nodes)."""
+
+    def status_values(self):
+        """Return extra key/values for the diagnostics status (override in nodes)."""
+        return {}
+
+    def status_message(self):
+        """Return the one-line summary of the diagnostics status (override in nodes)."""
+        return f'{self.health.handled} handled, {sum(self.health.dropped.values())} dropped'
+
+    def status_level(self):
+        """Return a DiagnosticStatus level that overrides the drop-based one, or None."""
+        return None
+
+    def publish_diagnostics(self):
+        """Publish this node's status."""
+        level = self.status_level()
+        if level is None:
+            level = DiagnosticStatus.WARN if self.health.warning else DiagnosticStatus.OK
+        values = {**self.health.values(), **self.status_values()}
+        status = DiagnosticStatus(level=level, name=f'head_capture: {self.get_name()}',
+                                  message=self.status_message(), hardware_id='head_capture',
+                                  values=[KeyValue(key=k, value=str(v))
+                                          for k, v in values.items()])
+        self._diagnostics.publish(DiagnosticArray(header=header(self.get_clock().now().to_msg(),
+                                                                ''), status=[status]))
+
+
+def run_node(cls, args=None):
+    """Entry point of a node executable: start, spin until shut down, exit 2 if it cannot start."""
+    rclpy.init(args=args)
+    try:
+        node = cls()
+    except StartupError as exc:
+        print(f'[{cls.NAME}] cannot start: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

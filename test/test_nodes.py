@@ -1,0 +1,196 @@
+"""The node graph on a real rclpy loopback graph: a synthetic capture streamed in end to end."""
+
+import json
+import os
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseArray, PoseStamped
+from head_capture.capture.coverage import Coverage
+from head_capture.geometry import c2w_opengl_to_w2c, ros_pose_to_w2c, rotation_angle_deg
+from head_capture.graph import graph
+from head_capture.nodes.support import LATCHED_QOS, RELIABLE_QOS
+from head_capture.nodes.up import build_nodes, close_nodes
+from head_capture.session import read_transforms
+from head_capture.synth.capture_video import CaptureConfig, write_capture
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32MultiArray, String
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+# Keep this graph apart from anything else running on the machine.
+os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
+
+STAMP_ORIGIN_S = 1.0
+TINY_AVATAR = ('stage1_steps=30 stage2_steps=10 rays=128 image_size=48 coarse_samples=16 '
+               'fine_samples=16 turntable_frames=3 mesh_views=4 mesh_resolution=32 '
+               'test_pose_steps=2 checkpoint_every=20 log_every=10')
+
+
+class Listener(Node):
+    """Records what the graph publishes."""
+
+    TOPICS = {
+        '/head_capture/keyframes': (Image, RELIABLE_QOS),
+        '/head_capture/camera_pose': (PoseStamped, 10),
+        '/head_capture/keyframe_poses': (PoseArray, LATCHED_QOS),
+        '/head_capture/keyframe_report': (String, RELIABLE_QOS),
+        '/head_capture/coverage': (Float32MultiArray, 10),
+        '/head_capture/guidance': (String, 10),
+        '/head_capture/guidance_image': (Image, 2),
+        '/head_capture/markers': (MarkerArray, 10),
+        '/head_capture/avatar': (String, LATCHED_QOS),
+        '/diagnostics': (DiagnosticArray, 50),
+    }
+
+    def __init__(self, context):
+        super().__init__('test_listener', context=context)
+        self.got = {topic: [] for topic in self.TOPICS}
+        self.lock = threading.Lock()
+        for topic, (kind, qos) in self.TOPICS.items():
+            self.create_subscription(kind, topic, self._keeper(topic), qos)
+        self.train = self.create_client(Trigger, '/head_capture/train')
+
+    def _keeper(self, topic):
+        def keep(message):
+            with self.lock:
+                self.got[topic].append(message)
+        return keep
+
+    def wait_for(self, topic, timeout_s, count=1):
+        """Wait until ``count`` messages arrived on ``topic``; return them."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.got[topic]) >= count:
+                    return list(self.got[topic])
+            time.sleep(0.1)
+        raise AssertionError(f'{len(self.got[topic])} of {count} message(s) on {topic} '
+                             f'within {timeout_s} s')
+
+
+@pytest.fixture(scope='module')
+def capture(tmp_path_factory):
+    """Render a short synthetic phone capture: 8 s at 10 frames/s, 640x360."""
+    folder = tmp_path_factory.mktemp('capture')
+    write_capture(folder, CaptureConfig(seconds=8.0, fps=10.0, width=640, height=360,
+                                        blur_share=0.1, seed=3))
+    return folder
+
+
+@pytest.fixture
+def ros_context():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+def spin(context, nodes):
+    """Spin nodes in a background executor; return it (shut it down when done)."""
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    for node in nodes:
+        executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    return executor
+
+
+def test_capture_graph_end_to_end(capture, tmp_path, ros_context):
+    session = tmp_path / 'session'
+    nodes = graph(settings={'source': str(capture / 'capture.mp4'), 'session_dir': str(session),
+                            'config': 'cpu_preview'},
+                  overrides={'camera_source': {'intrinsics_file': str(capture /
+                                                                      'ground_truth.json'),
+                                               'stamp_origin_s': STAMP_ORIGIN_S},
+                             'keyframe_selector': {'min_interval_s': 0.3},
+                             'coverage_guide': {'auto_train': False},
+                             'avatar_trainer': {'overrides': TINY_AVATAR,
+                                                'min_keyframes': 4}})
+    listener = Listener(ros_context)
+    executor = spin(ros_context, [listener])
+    built = build_nodes(nodes, context=ros_context)
+    try:
+        for node in built:
+            executor.add_node(node)
+        source = built[0]
+        assert source.finished.wait(60), 'the 8 s capture did not finish streaming in 60 s'
+        time.sleep(3.0)  # the last keyframes through the detector
+        truth = read_transforms(capture / 'ground_truth.json')
+
+        # Keyframes: kept on disk and published; poses registered and close to the truth.
+        keyframes = listener.wait_for('/head_capture/keyframes', 5, 5)
+        assert len(list((session / 'keyframes').glob('*.png'))) >= len(keyframes)
+        reports = [json.loads(m.data) for m in listener.wait_for(
+            '/head_capture/keyframe_report', 5, len(keyframes))]
+        registered = [r for r in reports if r['registered']]
+        assert len(registered) >= 0.6 * len(reports)
+        errors = []
+        for report in registered:
+            frame = round((report['stamp_ns'] * 1e-9 - STAMP_ORIGIN_S) * 10.0)
+            rotation, _ = c2w_opengl_to_w2c(truth.frames[frame].c2w)
+            errors.append(rotation_angle_deg(rotation, np.array(report['rotation'])))
+        # Unaligned (template frame vs the render's head frame): loose, but a wrong pose
+        # is tens of degrees off.
+        assert np.median(errors) < 15.0, errors
+        session_frames = read_transforms(session / 'transforms.json').frames
+        assert len(session_frames) == len(registered)
+        assert all((session / f.mask_path).is_file() for f in session_frames)
+
+        # Live poses, their path, and what the person holding the phone sees.
+        live = listener.wait_for('/head_capture/camera_pose', 5, 5)
+        assert all(m.header.frame_id == 'head' for m in live)
+        frame = round((live[-1].header.stamp.sec + live[-1].header.stamp.nanosec * 1e-9
+                       - STAMP_ORIGIN_S) * 10.0)
+        p, q = live[-1].pose.position, live[-1].pose.orientation
+        rotation, _ = ros_pose_to_w2c([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+        assert rotation_angle_deg(c2w_opengl_to_w2c(truth.frames[frame].c2w)[0],
+                                  rotation) < 20.0
+        poses = listener.wait_for('/head_capture/keyframe_poses', 5)
+        assert len(poses[-1].poses) == len(registered)
+        coverage = listener.wait_for('/head_capture/coverage', 5)[-1]
+        fill = np.array(coverage.data).reshape([d.size for d in coverage.layout.dim])
+        rebuilt = Coverage.from_grid(fill, [d.label for d in coverage.layout.dim])
+        assert rebuilt.score > 0
+        texts = {m.data for m in listener.wait_for('/head_capture/guidance', 5)}
+        assert texts and all(texts)
+        picture = listener.wait_for('/head_capture/guidance_image', 5)[-1]
+        assert (picture.width, picture.height) == (640, 360)
+        namespaces = {m.ns for a in listener.wait_for('/head_capture/markers', 5)
+                      for m in a.markers}
+        assert {'keyframe_frustums', 'template', 'coverage_dome', 'live_camera'} <= namespaces
+
+        # Training on request (the same service the coverage trigger calls).
+        assert listener.train.wait_for_service(5)
+        response = listener.train.call_async(Trigger.Request())
+        deadline = time.monotonic() + 10
+        while not response.done() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert response.result().success, response.result().message
+        trainer = built[-1]
+        deadline = time.monotonic() + 240
+        while trainer.state == 'training' and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert trainer.state == 'done', trainer.message
+        avatar = json.loads(listener.wait_for('/head_capture/avatar', 5)[-1].data)
+        for path in avatar['files'].values():
+            assert os.path.isfile(path)
+        assert {'transforms.json', 'turntable.mp4', 'preview.png'} <= set(avatar['files'])
+        assert np.isfinite(avatar['metrics']['held_out_psnr'])
+        if 'avatar.ply' in avatar['files']:
+            assert 'avatar_mesh' in {m.ns for a in listener.wait_for('/head_capture/markers', 5)
+                                     for m in a.markers}
+
+        names = {s.name for a in listener.wait_for('/diagnostics', 5) for s in a.status}
+        assert {f'head_capture: {spec.name}' for spec, _ in nodes} <= names
+    finally:
+        executor.shutdown()
+        close_nodes(built)
+        listener.destroy_node()
