@@ -35,6 +35,12 @@ setup(
     entry_points={
         'console_scripts': [
             'head-capture = head_capture.cli:main',
+            # The nodes, one executable each (ros2 run head_capture <node>; the launch files).
+            'camera_source = head_capture.nodes.camera_source:main',
+            'keyframe_selector = head_capture.nodes.keyframe_selector:main',
+            'pose_estimator = head_capture.nodes.pose_estimator:main',
+            'coverage_guide = head_capture.nodes.coverage_guide:main',
+            'avatar_trainer = head_capture.nodes.avatar_trainer:main',
         ],
     },
 )

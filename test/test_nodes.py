@@ -194,3 +194,102 @@ def test_capture_graph_end_to_end(capture, tmp_path, ros_context):
         executor.shutdown()
         close_nodes(built)
         listener.destroy_node()
+
+
+def test_bad_input_is_dropped_counted_and_nothing_is_lost(capture, tmp_path, ros_context):
+    from head_capture.capture.sources import open_source
+    from head_capture.nodes.ros_image import to_compressed, to_image
+    from head_capture.nodes.support import header, SENSOR_QOS, stamp_msg
+    from sensor_msgs.msg import CompressedImage
+
+    session = tmp_path / 'session'
+    nodes = [(spec, params) for spec, params in graph(
+        settings={'session_dir': str(session)},
+        overrides={'keyframe_selector': {'min_interval_s': 0.0},
+                   # Live frames as JPEG (a phone's usual stream), keyframes raw.
+                   'pose_estimator': {'live_rate_hz': 20.0, 'compressed': True}})
+        if spec.name in ('keyframe_selector', 'pose_estimator')]
+    listener = Listener(ros_context)
+    feeder = Node('test_feeder', context=ros_context)
+    raw = feeder.create_publisher(Image, '/camera/image_raw', SENSOR_QOS)
+    jpeg = feeder.create_publisher(CompressedImage, '/camera/image_raw/compressed', SENSOR_QOS)
+    executor = spin(ros_context, [listener, feeder])
+    built = build_nodes(nodes, context=ros_context)
+    for node in built:
+        executor.add_node(node)
+    selector, estimator = built
+    with open_source(capture / 'capture.mp4') as source:
+        heads = [f.image for f in source][:6]
+    rng = np.random.default_rng(0)
+    good = 0
+
+    def send(message, compressed=None):
+        raw.publish(message)
+        if compressed is None and message.height and message.encoding == 'rgb8' and len(
+                message.data) == 3 * message.width * message.height:
+            pixels = np.frombuffer(bytes(message.data), np.uint8).reshape(
+                message.height, message.width, 3)
+            compressed = to_compressed(pixels, message.header)
+        if compressed is not None:
+            jpeg.publish(compressed)
+        time.sleep(0.15)
+
+    def image(pixels, k):
+        return to_image(pixels, header(stamp_msg(10**9 * (k + 1)), 'camera_optical'))
+
+    try:
+        time.sleep(1.0)  # discovery
+        for k, pixels in enumerate(heads[:3]):  # a first good stretch, kept on disk
+            send(image(pixels, k))
+            good += 1
+        wrong = image(heads[0], 10)
+        wrong.encoding = 'bayer_rggb8'
+        send(wrong)
+        empty = image(heads[0], 11)
+        empty.height = empty.width = 0
+        empty.data = b''
+        send(empty)
+        short = image(heads[0], 12)
+        short.data = bytes(short.data)[:1000]
+        send(short)
+        corrupt = to_compressed(heads[0], header(stamp_msg(10**9 * 13), 'camera_optical'))
+        corrupt.data = bytes(corrupt.data)[:200] + bytes(300)  # a JPEG cut off mid-stream
+        jpeg.publish(corrupt)  # alone, and time for the live timer to take it
+        time.sleep(1.0)
+        noise = rng.integers(0, 255, heads[0].shape, dtype=np.uint8)  # no head in view
+        for k in range(13, 16):
+            send(image(noise, k))
+        for k, pixels in enumerate(heads[3:], 20):  # the stream goes on
+            send(image(pixels, k))
+            good += 1
+        time.sleep(3.0)
+        assert selector.health.dropped['undecodable image'] == 3
+        assert estimator.health.dropped['undecodable image'] == 1  # the cut-off JPEG
+        reports = [json.loads(m.data) for m in listener.got['/head_capture/keyframe_report']]
+        assert any(r['problem'] == 'no_head' for r in reports)
+        assert sum(r['registered'] for r in reports) >= good - 2
+        kept = sorted(p.name for p in (session / 'keyframes').glob('*.png'))
+        assert len(kept) == len(reports)  # every keyframe published was first kept
+        assert estimator.status_values()['camera'].startswith('assumed')  # no camera_info
+        statuses = {s.name: {v.key: v.value for v in s.values}
+                    for a in listener.wait_for('/diagnostics', 5) for s in a.status}
+        assert int(statuses['head_capture: keyframe_selector']['dropped: undecodable image']) \
+            == 3
+    finally:
+        executor.shutdown()
+        close_nodes(built)
+        feeder.destroy_node()
+        listener.destroy_node()
+
+
+def test_a_missing_model_stops_the_node_with_one_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, '-m', 'head_capture.nodes.pose_estimator', '--ros-args',
+         '-p', f'session_dir:={tmp_path}', '-p', 'model_path:=/nonexistent/model.onnx'],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert '[pose_estimator] cannot start:' in result.stderr
+    assert '/nonexistent/model.onnx' in result.stderr

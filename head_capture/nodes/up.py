@@ -33,6 +33,9 @@ def build_nodes(nodes, context=None):
                                  context=context))
             except StartupError as exc:
                 raise StartupError(f'{spec.name}: {exc}') from exc
+            unknown = sorted(k for k in parameters if not built[-1].has_parameter(k))
+            if unknown:  # rclpy ignores them; a typo in a params file must not pass silently
+                raise StartupError(f'{spec.name}: unknown parameter(s) {unknown}')
     except BaseException:
         close_nodes(built)
         raise

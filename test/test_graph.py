@@ -1,0 +1,85 @@
+"""The node graph description, its launch files, and every node starting from the shipped config."""
+
+import importlib.util
+from pathlib import Path
+
+from head_capture.config import DEFAULT_PARAMS_FILE, node_section
+from head_capture.graph import graph, NODES
+from head_capture.nodes.support import StartupError
+from head_capture.nodes.up import build_nodes, close_nodes
+from head_capture.resources import share_path
+from head_capture.synth.recordings import write_video
+import numpy as np
+import pytest
+import rclpy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def ros_context():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+def test_graph_shares_capture_settings_and_keeps_file_parameters(tmp_path):
+    nodes = dict((spec.name, params) for spec, params in graph(settings={
+        'session_dir': str(tmp_path), 'image_topic': '/phone/image', 'compressed': True}))
+    assert 'camera_source' not in nodes  # no source: images come from a ROS topic
+    assert nodes['keyframe_selector']['image_topic'] == '/phone/image'
+    assert nodes['pose_estimator']['compressed'] is True
+    assert nodes['avatar_trainer']['session_dir'] == str(tmp_path)
+    assert 'image_topic' not in nodes['coverage_guide']
+    shipped = node_section(share_path('config', DEFAULT_PARAMS_FILE), 'pose_estimator')
+    assert nodes['pose_estimator']['solver'] == shipped['solver']
+    with_source = [spec.name for spec, _ in graph(settings={'source': 'x.mp4'})]
+    assert with_source == [spec.name for spec in NODES]
+
+
+def test_graph_refuses_unknown_settings_and_nodes():
+    with pytest.raises(ValueError, match='unknown capture settings'):
+        graph(settings={'sesion_dir': 'x'})
+    with pytest.raises(ValueError, match='no node'):
+        graph(overrides={'pose_estimater': {}})
+
+
+def test_every_node_starts_from_the_shipped_parameters(tmp_path, ros_context):
+    video = tmp_path / 'tiny.mp4'
+    write_video(video, (np.full((48, 64, 3), 90 + k, np.uint8) for k in range(3)), 10)
+    nodes = graph(settings={'source': str(video), 'session_dir': str(tmp_path / 'session')},
+                  overrides={'camera_source': {'speed': 0.0}})
+    built = build_nodes(nodes, context=ros_context)
+    try:
+        assert [n.get_name() for n in built] == [spec.name for spec in NODES]
+        for node, (_, parameters) in zip(built, nodes):
+            for name, value in parameters.items():
+                got = node.get_parameter(name).value
+                assert (list(got) if isinstance(got, (list, tuple)) or hasattr(got, 'tolist')
+                        else got) == value, (node.get_name(), name)
+    finally:
+        close_nodes(built)
+
+
+def test_a_misspelt_or_invalid_parameter_stops_the_graph_with_its_name(tmp_path, ros_context):
+    base = {'session_dir': str(tmp_path)}
+    with pytest.raises(StartupError, match=r"coverage_guide: unknown parameter\(s\) \['azimuth_bin'\]"):
+        build_nodes(graph(settings=base, overrides={'coverage_guide': {'azimuth_bin': 8}}),
+                    context=ros_context)
+    with pytest.raises(StartupError, match='keyframe_selector.*sharpness_ratio'):
+        build_nodes(graph(settings=base, overrides={'keyframe_selector':
+                                                    {'sharpness_ratio': 3.0}}),
+                    context=ros_context)
+
+
+def test_launch_files_describe_the_graph():
+    pytest.importorskip('launch_ros', reason='launch_ros comes with a ROS 2 install, not pip')
+    for name in ('full', 'capture'):
+        path = ROOT / 'launch' / f'{name}.launch.py'
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        description = module.generate_launch_description()
+        arguments = {a.name for a in description.get_launch_arguments()}
+        assert {'params_file', 'image_topic', 'session_dir', 'use_rviz'} <= arguments
