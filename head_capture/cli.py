@@ -176,6 +176,16 @@ def _parser():
     up.add_argument('--timeout', type=float, help='stop after this many seconds')
     up.set_defaults(run=_run_up)
 
+    record = commands.add_parser(
+        'record', help='record the camera topics to a rosbag2 MCAP bag (replay: up --source)')
+    record.add_argument('bag', type=Path, help='new bag directory (rosbag2 layout, MCAP)')
+    record.add_argument('--image-topic', default='/camera/image_raw')
+    record.add_argument('--compressed', action='store_true',
+                        help='record IMAGE_TOPIC/compressed instead of raw images')
+    record.add_argument('--seconds', type=float, help='stop after this long')
+    record.add_argument('--frames', type=int, help='stop after this many images')
+    record.set_defaults(run=_run_record)
+
     demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
     demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
     demo.set_defaults(run=_run_demo)
@@ -478,6 +488,26 @@ def _run_up(args):
     code = run_graph(nodes, finished if args.until == 'avatar' else None, args.timeout,
                      report=lambda line: console.print(line))
     console.print(f'session kept in {session}')
+    return code
+
+
+def _run_record(args):
+    from head_capture.graph import NodeSpec
+    from head_capture.nodes.up import run_graph
+
+    spec = NodeSpec('recorder', 'head_capture.nodes.recorder', 'Recorder', ())
+    parameters = {'bag': str(args.bag), 'image_topic': args.image_topic,
+                  'compressed': args.compressed}
+    console.print(f'recording {args.image_topic}{"/compressed" if args.compressed else ""} '
+                  f'and camera_info to {args.bag} (Ctrl-C to stop)')
+
+    def enough(built):
+        return args.frames is not None and built[0].images >= args.frames
+
+    code = run_graph([(spec, parameters)], enough, args.seconds,
+                     report=lambda line: console.print(line))
+    if code == 0:
+        console.print(f'bag written: {args.bag} (replay: head-capture up --source {args.bag})')
     return code
 
 
