@@ -41,6 +41,7 @@ setup(
             'pose_estimator = head_capture.nodes.pose_estimator:main',
             'coverage_guide = head_capture.nodes.coverage_guide:main',
             'avatar_trainer = head_capture.nodes.avatar_trainer:main',
+            'foxglove_bridge = head_capture.nodes.foxglove_bridge:main',
         ],
     },
 )

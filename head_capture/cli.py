@@ -171,6 +171,8 @@ def _parser():
                     help='ROS parameters file (default: the shipped config/head_capture.yaml)')
     up.add_argument('--set', action='append', default=[], dest='overrides',
                     metavar='NODE.KEY=VALUE', help='override one node parameter (YAML value)')
+    up.add_argument('--foxglove', action='store_true',
+                    help='serve the live view to Foxglove on ws://localhost:8765 (no rviz needed)')
     up.add_argument('--until', choices=('forever', 'avatar'), default='forever',
                     help='stop when the avatar is published (or training fails)')
     up.add_argument('--timeout', type=float, help='stop after this many seconds')
@@ -477,7 +479,7 @@ def _run_up(args):
     settings = {'source': args.source, 'image_topic': args.image_topic,
                 'compressed': args.compressed, 'session_dir': str(session.resolve()),
                 'config': args.avatar_config}
-    nodes = graph(args.params, settings, overrides)
+    nodes = graph(args.params, settings, overrides, foxglove=args.foxglove)
     console.print(f'head_capture up: {", ".join(spec.name for spec, _ in nodes)}; session '
                   f'{session}')
 

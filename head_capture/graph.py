@@ -45,25 +45,29 @@ NODES = (
     NodeSpec('avatar_trainer', 'head_capture.nodes.avatar_trainer', 'AvatarTrainerNode',
              ('session_dir', 'config')),
 )
+# Optional: the live view in Foxglove for users without rviz.
+FOXGLOVE = NodeSpec('foxglove_bridge', 'head_capture.nodes.foxglove_bridge', 'FoxgloveBridge',
+                    ())
 CAPTURE_SETTINGS = ('source', 'session_dir', 'image_topic', 'compressed', 'camera_info_topic',
                     'model_path', 'config')
 
 
 def node_spec(name):
     """Return the spec of node ``name``."""
-    for spec in NODES:
+    for spec in NODES + (FOXGLOVE,):
         if spec.name == name:
             return spec
     raise ValueError(f'no node {name!r}; nodes: {[s.name for s in NODES]}')
 
 
-def graph(params_file=None, settings=None, overrides=None, with_source=None):
+def graph(params_file=None, settings=None, overrides=None, with_source=None, foxglove=False):
     """
     Return [(NodeSpec, parameters)] of the capture graph.
 
     ``settings`` maps CAPTURE_SETTINGS to values (None or missing: the file's); ``overrides``
     maps node name -> {parameter: value}. camera_source is included when a source is given
     (or ``with_source`` says so): without one the images come from a ROS topic.
+    ``foxglove`` adds the Foxglove bridge.
     """
     params_file = params_file or share_path('config', DEFAULT_PARAMS_FILE)
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
@@ -77,7 +81,7 @@ def graph(params_file=None, settings=None, overrides=None, with_source=None):
     if with_source is None:
         with_source = 'source' in settings
     nodes = []
-    for spec in NODES:
+    for spec in NODES + ((FOXGLOVE,) if foxglove else ()):
         if spec.name == 'camera_source' and not with_source:
             continue
         parameters = dict(node_section(params_file, spec.name))

@@ -1,4 +1,4 @@
-"""The node graph description, its launch files, and every node starting from the shipped config."""
+"""The node graph description, its launch files, every node starting from the shipped config."""
 
 import importlib.util
 from pathlib import Path
@@ -25,8 +25,8 @@ def ros_context():
 
 
 def test_graph_shares_capture_settings_and_keeps_file_parameters(tmp_path):
-    nodes = dict((spec.name, params) for spec, params in graph(settings={
-        'session_dir': str(tmp_path), 'image_topic': '/phone/image', 'compressed': True}))
+    nodes = {spec.name: params for spec, params in graph(settings={
+        'session_dir': str(tmp_path), 'image_topic': '/phone/image', 'compressed': True})}
     assert 'camera_source' not in nodes  # no source: images come from a ROS topic
     assert nodes['keyframe_selector']['image_topic'] == '/phone/image'
     assert nodes['pose_estimator']['compressed'] is True
@@ -64,7 +64,8 @@ def test_every_node_starts_from_the_shipped_parameters(tmp_path, ros_context):
 
 def test_a_misspelt_or_invalid_parameter_stops_the_graph_with_its_name(tmp_path, ros_context):
     base = {'session_dir': str(tmp_path)}
-    with pytest.raises(StartupError, match=r"coverage_guide: unknown parameter\(s\) \['azimuth_bin'\]"):
+    with pytest.raises(StartupError,
+                       match=r"coverage_guide: unknown parameter\(s\) \['azimuth_bin'\]"):
         build_nodes(graph(settings=base, overrides={'coverage_guide': {'azimuth_bin': 8}}),
                     context=ros_context)
     with pytest.raises(StartupError, match='keyframe_selector.*sharpness_ratio'):

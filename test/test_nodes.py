@@ -203,12 +203,12 @@ def test_bad_input_is_dropped_counted_and_nothing_is_lost(capture, tmp_path, ros
     from sensor_msgs.msg import CompressedImage
 
     session = tmp_path / 'session'
-    nodes = [(spec, params) for spec, params in graph(
-        settings={'session_dir': str(session)},
-        overrides={'keyframe_selector': {'min_interval_s': 0.0},
-                   # Live frames as JPEG (a phone's usual stream), keyframes raw.
-                   'pose_estimator': {'live_rate_hz': 20.0, 'compressed': True}})
-        if spec.name in ('keyframe_selector', 'pose_estimator')]
+    nodes = graph(settings={'session_dir': str(session)},
+                  overrides={'keyframe_selector': {'min_interval_s': 0.0},
+                             # Live frames as JPEG (a phone's usual stream), keyframes raw.
+                             'pose_estimator': {'live_rate_hz': 20.0, 'compressed': True}})
+    nodes = [(spec, params) for spec, params in nodes
+             if spec.name in ('keyframe_selector', 'pose_estimator')]
     listener = Listener(ros_context)
     feeder = Node('test_feeder', context=ros_context)
     raw = feeder.create_publisher(Image, '/camera/image_raw', SENSOR_QOS)
@@ -323,3 +323,51 @@ def test_record_to_mcap_and_replay_through_camera_source(tmp_path, ros_context):
     for frame in replayed:
         index = round((frame.time_s - STAMP_ORIGIN_S) * 10)
         assert abs(int(frame.image.mean()) - 20 * index) <= 3
+
+
+def test_foxglove_bridge_serves_the_live_view(tmp_path, ros_context):
+    import socket
+
+    import foxglove
+    from head_capture.capture.coverage import Coverage
+    from head_capture.nodes.coverage_guide import dome_marker
+    from head_capture.nodes.pose_estimator import line_marker, ros_pose
+    from head_capture.nodes.ros_image import to_image
+    from head_capture.nodes.support import header, stamp_msg
+
+    recording = foxglove.open_mcap(tmp_path / 'view.mcap')  # everything the bridge sends
+    bridge, = build_nodes([(node_spec('foxglove_bridge'), {'port': 0})], context=ros_context)
+    feeder = Node('test_feeder', context=ros_context)
+    executor = spin(ros_context, [bridge, feeder])
+    publishers = {
+        'pose': feeder.create_publisher(PoseStamped, '/head_capture/camera_pose', 10),
+        'markers': feeder.create_publisher(MarkerArray, '/head_capture/markers', 10),
+        'image': feeder.create_publisher(Image, '/head_capture/guidance_image', 2),
+        'text': feeder.create_publisher(String, '/head_capture/guidance', 10)}
+    try:
+        with socket.create_connection(('127.0.0.1', bridge.server.port), timeout=5):
+            pass  # the WebSocket server listens
+        time.sleep(1.0)
+        stamp = stamp_msg(5 * 10**9)
+        pose = ros_pose(np.eye(3), np.array([0.0, 0.0, 0.6]))
+        dome = dome_marker(Coverage(), 0.5, 'head', stamp)
+        for _ in range(3):
+            publishers['pose'].publish(PoseStamped(header=header(stamp, 'head'), pose=pose))
+            publishers['markers'].publish(MarkerArray(markers=[
+                line_marker(np.zeros((4, 3)), 'frustums', (1.0, 0.5, 0.0), 'head', stamp),
+                dome]))
+            publishers['image'].publish(to_image(np.zeros((48, 64, 3), np.uint8),
+                                                 header(stamp, 'camera_optical')))
+            publishers['text'].publish(String(data='move right 30°'))
+            time.sleep(0.3)
+        assert bridge.health.handled >= 8
+        assert not bridge.health.dropped
+    finally:
+        executor.shutdown()
+        close_nodes([bridge])
+        feeder.destroy_node()
+        recording.close()
+    data = (tmp_path / 'view.mcap').read_bytes()
+    for topic in ('/head_capture/camera_pose', '/tf', '/head_capture/scene',
+                  '/head_capture/guidance_image', '/head_capture/guidance'):
+        assert topic.encode() in data

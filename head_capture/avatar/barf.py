@@ -24,27 +24,44 @@ def compose(xi, rotations, translations):
 
 
 class PoseCorrections(nn.Module):
-    """Learnable se(3) corrections of N starting poses, the first one fixed."""
+    """
+    Learnable se(3) corrections of N starting poses, with the gauge held.
 
-    def __init__(self, rotations, translations, fix_first=True):
+    ``gauge`` 'first' holds the first frame's correction at zero; 'mean' holds the mean
+    correction at zero (each step's update is projected so), which keeps the scene where the
+    starting poses put it on average instead of where one noisy camera does; 'none' holds
+    nothing (a single camera's test-time optimisation).
+    """
+
+    GAUGES = ('first', 'mean', 'none')
+
+    def __init__(self, rotations, translations, gauge='first'):
         super().__init__()
+        if gauge not in self.GAUGES:
+            raise ValueError(f'gauge must be one of {self.GAUGES}, got {gauge!r}')
         self.register_buffer('rotations', rotations.clone().float())
         self.register_buffer('translations', translations.clone().float())
         self.xi = nn.Parameter(torch.zeros(len(rotations), 6))
         mask = torch.ones(len(rotations), 1)
-        if fix_first:
+        if gauge == 'first':
             mask[0] = 0.0
         self.register_buffer('mask', mask)
+        self.gauge = gauge
+
+    def corrections(self):
+        """Return every frame's correction (N, 6) with the gauge applied."""
+        xi = self.xi * self.mask
+        return xi - xi.mean(0, keepdim=True) if self.gauge == 'mean' else xi
 
     def forward(self, index=None):
         """Return corrected (R, t) of frames ``index`` (all when None)."""
         index = slice(None) if index is None else index
-        return compose(self.xi[index] * self.mask[index], self.rotations[index],
+        return compose(self.corrections()[index], self.rotations[index],
                        self.translations[index])
 
     def update_norms(self):
         """Return each frame's correction so far: rotation (degrees) and translation."""
-        xi = (self.xi * self.mask).detach()
+        xi = self.corrections().detach()
         return torch.rad2deg(xi[:, :3].norm(dim=-1)), xi[:, 3:].norm(dim=-1)
 
 

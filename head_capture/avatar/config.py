@@ -40,6 +40,8 @@ class AvatarConfig:
     stage2_c2f: bool = False
     # Refine the cameras (BARF); off only to train on poses known to be right.
     refine_poses: bool = True
+    # What holds the gauge of the refined cameras: the first one, or their mean correction.
+    pose_gauge: str = 'first'
     # Learning rates, each decaying exponentially over a stage from the first to the second.
     field_lr: tuple = (5e-4, 1e-4)
     grid_lr: tuple = (1e-2, 1e-3)
@@ -65,6 +67,7 @@ class AvatarConfig:
     def __post_init__(self):
         checks = {
             "field must be 'mlp' or 'grid'": self.field in ('mlp', 'grid'),
+            "pose_gauge must be 'first' or 'mean'": self.pose_gauge in ('first', 'mean'),
             "background must be 'random', 'white' or 'black'":
                 self.background in ('random', 'white', 'black'),
             'rays, coarse_samples, stage1_steps must be >= 1':

@@ -35,7 +35,7 @@ def optimise_pose(fields, image, rotation, translation, intrinsics, config, back
     """Refine one camera against its image with the field frozen; return (R, t)."""
     device = next(fields.parameters()).device
     image, background = image.to(device), background.to(device)
-    correction = PoseCorrections(rotation[None], translation[None], fix_first=False).to(device)
+    correction = PoseCorrections(rotation[None], translation[None], gauge='none').to(device)
     optimiser = torch.optim.Adam(correction.parameters(), lr=1e-3)
     height, width = image.shape[:2]
     for parameter in fields.parameters():

@@ -55,6 +55,20 @@ def coverage_message(coverage):
     return Float32MultiArray(layout=layout, data=fill.astype(np.float32).reshape(-1).tolist())
 
 
+def dome_marker(coverage, radius, frame_id, stamp):
+    """Return the coverage dome as an rviz TRIANGLE_LIST marker, coloured per bin."""
+    triangles, colours = dome_triangles(coverage, radius)
+    marker = Marker(header=header(stamp, frame_id), ns='coverage_dome', id=0,
+                    type=Marker.TRIANGLE_LIST, action=Marker.ADD)
+    marker.scale.x = marker.scale.y = marker.scale.z = 1.0
+    marker.pose.orientation.w = 1.0
+    marker.points = [Point(x=float(x), y=float(y), z=float(z))
+                     for x, y, z in triangles.reshape(-1, 3)]
+    marker.colors = [ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(a))
+                     for r, g, b, a in np.repeat(colours, 3, 0)]
+    return marker
+
+
 class CoverageGuide(HeadCaptureNode):
     """Coverage map, guidance, dome and the training trigger."""
 
@@ -149,19 +163,9 @@ class CoverageGuide(HeadCaptureNode):
                              self.current_problem())
         self._guidance.publish(String(data=self.text))
         self._coverage.publish(coverage_message(self.coverage))
-        self._markers.publish(MarkerArray(markers=[self._dome()]))
-
-    def _dome(self):
-        triangles, colours = dome_triangles(self.coverage, self.config.dome_radius_m)
-        marker = Marker(header=header(self.get_clock().now().to_msg(), self.config.frame_id),
-                        ns='coverage_dome', id=0, type=Marker.TRIANGLE_LIST, action=Marker.ADD)
-        marker.scale.x = marker.scale.y = marker.scale.z = 1.0
-        marker.pose.orientation.w = 1.0
-        marker.points = [Point(x=float(x), y=float(y), z=float(z))
-                         for x, y, z in triangles.reshape(-1, 3)]
-        marker.colors = [ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(a))
-                         for r, g, b, a in np.repeat(colours, 3, 0)]
-        return marker
+        self._markers.publish(MarkerArray(markers=[dome_marker(
+            self.coverage, self.config.dome_radius_m, self.config.frame_id,
+            self.get_clock().now().to_msg())]))
 
     def status_values(self):
         """Coverage for /diagnostics."""

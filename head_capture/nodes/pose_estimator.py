@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 import json
 import threading
+import time
 
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TransformStamped
 from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
@@ -114,6 +115,7 @@ class PoseEstimator(HeadCaptureNode):
         self.frustums = []
         self.path = deque(maxlen=PATH_LENGTH)
         self._latest, self._lock, self._box = None, threading.Lock(), None
+        self._live_started = 0.0
         self.registered, self.keyframes = len(self.keyframe_poses), 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
                     else None)
@@ -137,7 +139,9 @@ class PoseEstimator(HeadCaptureNode):
             kind = CompressedImage if cfg.compressed else Image
             topic = cfg.image_topic + ('/compressed' if cfg.compressed else '')
             self.create_subscription(kind, topic, self.on_live, SENSOR_QOS)
-            self.create_timer(1.0 / cfg.live_rate_hz, self.process_live, callback_group=work)
+            # Ticks at 3x the rate, so a frame waits at most a third of a period to start.
+            self.create_timer(1.0 / (3 * cfg.live_rate_hz), self.process_live,
+                              callback_group=work)
         self._template_marker = self._make_template_marker()
         self._markers.publish(MarkerArray(markers=[self._template_marker]))
 
@@ -175,10 +179,14 @@ class PoseEstimator(HeadCaptureNode):
 
     def process_live(self):
         """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
+        now = time.monotonic()
+        if now - self._live_started < 0.95 / self.config.live_rate_hz:
+            return
         with self._lock:
             message, self._latest = self._latest, None
         if message is None:
             return
+        self._live_started = now
         result = self._estimate(message, self._box)
         if result is None:
             return
