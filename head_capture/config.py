@@ -61,9 +61,19 @@ def build(cls, values, where='config'):
 
 
 def load_node_config(cls, node, path=None, overrides=None):
-    """Load ``cls`` for ``node`` from ``path`` (the shipped defaults when None)."""
+    """
+    Load ``cls`` for ``node`` from ``path`` (the shipped defaults when None).
+
+    The node's own settings (topics, files, rates: ``node_settings``) share the section and
+    are left to the node; any other key that ``cls`` does not know is refused.
+    """
+    from head_capture.node_settings import NODE_SETTINGS
+
     path = Path(path) if path is not None else share_path('config', DEFAULT_PARAMS_FILE)
-    values = {**node_section(path, node), **(overrides or {})}
+    node_keys = ({f.name for f in dataclasses.fields(NODE_SETTINGS[node])}
+                 if node in NODE_SETTINGS else set())
+    values = {k: v for k, v in node_section(path, node).items() if k not in node_keys}
+    values.update(overrides or {})
     return build(cls, values, f'{path}:{node}')
 
 

@@ -9,7 +9,6 @@ local: rviz or a script started later still gets it) and the mesh as a marker. S
 node stops the child; the next request resumes from its checkpoint.
 """
 
-from dataclasses import dataclass
 import json
 
 import cv2
@@ -19,6 +18,7 @@ from head_capture.avatar import TrainingError
 from head_capture.avatar.export import mesh_triangles
 from head_capture.avatar.job import TrainingJob
 from head_capture.avatar.trainer import PREVIEW
+from head_capture.node_settings import TrainerNodeConfig
 from head_capture.nodes.ros_image import to_image
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, LATCHED_QOS,
                                         run_node, session_root)
@@ -26,27 +26,6 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
-
-
-@dataclass
-class TrainerNodeConfig:
-    """What to train and how."""
-
-    session_dir: str = ''
-    # paper, fast, cpu_preview, or a YAML path.
-    config: str = 'cpu_preview'
-    # KEY=VALUE overrides of the avatar config, space-separated: 'stage1_steps=500 rays=256'.
-    overrides: str = ''
-    # Refuse to train on fewer registered keyframes.
-    min_keyframes: int = 8
-    poll_s: float = 1.0
-    frame_id: str = 'head'
-
-    def __post_init__(self):
-        if self.min_keyframes < 2 or self.poll_s <= 0:
-            raise ValueError('min_keyframes must be >= 2 and poll_s > 0')
-        if any('=' not in o for o in self.overrides.split()):
-            raise ValueError(f'overrides must be KEY=VALUE words, got {self.overrides!r}')
 
 
 def mesh_marker(path, frame_id, stamp):

@@ -7,55 +7,17 @@ CompressedImage and CameraInfo, stamped at the source's own timeline, paced in r
 fast as they decode.
 """
 
-from dataclasses import dataclass
 import threading
 
-from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.camera import Intrinsics
 from head_capture.capture.sources import open_source, SourceError
+from head_capture.node_settings import CameraSourceConfig
 from head_capture.nodes.ros_image import to_compressed, to_image
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, run_node,
                                         SENSOR_QOS, StartupError)
 from head_capture.session import read_transforms, SessionError
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-
-
-@dataclass
-class CameraSourceConfig:
-    """Parameters of camera_source."""
-
-    # Video file, image folder, rosbag2 (MCAP) or URL (MJPEG/RTSP/HTTP snapshots).
-    source: str = ''
-    # Raw images go here, JPEG to image_topic + '/compressed'.
-    image_topic: str = '/camera/image_raw'
-    camera_info_topic: str = '/camera/camera_info'
-    # Playback speed: 1 is the source's own frame rate, 2 twice as fast, 0 as fast as frames
-    # decode (a subscriber that cannot keep up then drops frames).
-    speed: float = 1.0
-    # Start again at the end (replayable sources only).
-    loop: bool = False
-    frame_id: str = 'camera_optical'
-    # The camera: a transforms.json whose intrinsics describe the source, else a field of view.
-    intrinsics_file: str = ''
-    fov_deg: float = DEFAULT_FOV_DEG
-    publish_raw: bool = True
-    publish_compressed: bool = True
-    jpeg_quality: int = 90
-    # Frame rate to assume for sources that do not say (folders, URLs).
-    default_fps: float = 30.0
-    # Stamps are this time (s) plus the frame's time in the source; 0: the clock at start.
-    # A fixed origin makes a replay's stamps name its frames (tests, benchmarks).
-    stamp_origin_s: float = 0.0
-
-    def __post_init__(self):
-        if not self.source:
-            raise ValueError('source is required: a video, image folder, MCAP bag or URL')
-        if not (self.publish_raw or self.publish_compressed):
-            raise ValueError('publish_raw and publish_compressed are both off: nothing to do')
-        if not 0 <= self.jpeg_quality <= 100 or self.default_fps <= 0 or self.speed < 0:
-            raise ValueError('jpeg_quality must be within 0-100, default_fps > 0, speed >= 0')
-        if self.stamp_origin_s < 0:
-            raise ValueError('stamp_origin_s must be >= 0')
 
 
 def camera_info(intrinsics, stamp, frame_id):

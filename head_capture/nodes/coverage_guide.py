@@ -8,7 +8,6 @@ orbit is nearly full it calls ``/head_capture/train`` once, the same service a u
 """
 
 from collections import deque
-from dataclasses import dataclass
 import json
 import time
 
@@ -16,6 +15,7 @@ from geometry_msgs.msg import Point, PoseStamped
 from head_capture.capture.coverage import Coverage, CoverageConfig, guidance, View
 from head_capture.capture.visuals import dome_triangles
 from head_capture.geometry import ros_pose_to_w2c
+from head_capture.node_settings import GuideNodeConfig
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, RELIABLE_QOS,
                                         run_node)
 import numpy as np
@@ -28,21 +28,6 @@ from visualization_msgs.msg import Marker, MarkerArray
 LIVE_POSE_FRESH_S = 1.0
 # "Hold still" when most frames of the last second were blurred.
 BLUR_WINDOW_S, BLUR_SHARE = 1.0, 0.7
-
-
-@dataclass
-class GuideNodeConfig:
-    """Rates and outputs of coverage_guide."""
-
-    # Call /head_capture/train when the coverage target is met.
-    auto_train: bool = True
-    publish_rate_hz: float = 2.0
-    dome_radius_m: float = 0.6
-    frame_id: str = 'head'
-
-    def __post_init__(self):
-        if self.publish_rate_hz <= 0 or self.dome_radius_m <= 0:
-            raise ValueError('publish_rate_hz and dome_radius_m must be > 0')
 
 
 def coverage_message(coverage):

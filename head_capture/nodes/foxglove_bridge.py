@@ -7,10 +7,10 @@ the annotated guidance image, the live camera pose and its transform, the keyfra
 Connect Foxglove to ``ws://localhost:8765``.
 """
 
-from dataclasses import dataclass
 
 from geometry_msgs.msg import PoseArray, PoseStamped
 from head_capture.capture.image_encoding import encode_compressed, ImageDecodeError
+from head_capture.node_settings import FoxgloveConfig
 from head_capture.nodes.ros_image import to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, LATCHED_QOS, run_node,
                                         StartupError)
@@ -25,21 +25,6 @@ try:
                                    PoseInFrameChannel, PosesInFrameChannel, SceneUpdateChannel)
 except ImportError:  # an optional viewer: the rest of the graph does not need it
     foxglove = None
-
-
-@dataclass
-class FoxgloveConfig:
-    """Where to serve and how."""
-
-    host: str = '127.0.0.1'
-    port: int = 8765
-    jpeg_quality: int = 80
-    frame_id: str = 'head'
-    camera_frame_id: str = 'camera_optical'
-
-    def __post_init__(self):
-        if not 0 <= self.port <= 65535 or not 0 <= self.jpeg_quality <= 100:
-            raise ValueError('port must be within 0-65535 and jpeg_quality within 0-100')
 
 
 def _time(stamp):

@@ -7,11 +7,11 @@ estimator is already safe on disk. The verdict on every frame (sharp, blurred, d
 to ``frame_status`` for the guidance.
 """
 
-from dataclasses import dataclass
 
 from head_capture.capture.image_encoding import ImageDecodeError
 from head_capture.capture.keyframes import KeyframeConfig, OnlineKeyframeSelector
 from head_capture.capture.sources import Frame
+from head_capture.node_settings import KeyframeNodeConfig
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, RELIABLE_QOS,
                                         run_node, SENSOR_QOS, session_root, stamp_msg,
@@ -19,16 +19,6 @@ from head_capture.nodes.support import (declare_config, HeadCaptureNode, header,
 from head_capture.session import keyframe_file, SessionError, write_image_atomic
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
-
-
-@dataclass
-class KeyframeNodeConfig:
-    """Topics and storage of keyframe_selector."""
-
-    image_topic: str = '/camera/image_raw'
-    # Subscribe to image_topic + '/compressed' (JPEG from a phone) instead of raw images.
-    compressed: bool = False
-    session_dir: str = ''
 
 
 class KeyframeSelector(HeadCaptureNode):

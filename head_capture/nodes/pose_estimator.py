@@ -10,13 +10,12 @@ report for the coverage guide, and the annotated guidance image.
 """
 
 from collections import deque
-from dataclasses import dataclass
 import json
 import threading
 import time
 
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TransformStamped
-from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.camera import Intrinsics
 from head_capture.capture.coverage import Coverage, View
 from head_capture.capture.image_encoding import ImageDecodeError
 from head_capture.capture.pose import PoseConfig
@@ -25,6 +24,7 @@ from head_capture.capture.visuals import frustum_segments, guidance_image
 from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl, w2c_to_ros_pose
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
 from head_capture.landmarks.template import HeadTemplate
+from head_capture.node_settings import PoseNodeConfig
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, LATCHED_QOS,
                                         RELIABLE_QOS, run_node, SENSOR_QOS, session_root,
@@ -45,30 +45,6 @@ except ImportError:  # pip-installed rclpy: no TF, poses are still on their topi
     TransformBroadcaster = None
 
 PATH_LENGTH = 2000
-
-
-@dataclass
-class PoseNodeConfig:
-    """Inputs, model, rates and outputs of pose_estimator."""
-
-    image_topic: str = '/camera/image_raw'
-    compressed: bool = False
-    camera_info_topic: str = '/camera/camera_info'
-    session_dir: str = ''
-    # The landmark model (ONNX); empty: the shipped one.
-    model_path: str = ''
-    threads: int = 2
-    # Live poses per second on the newest frame (0: keyframes only).
-    live_rate_hz: float = 5.0
-    # Field of view assumed until a usable camera_info arrives.
-    fov_deg: float = DEFAULT_FOV_DEG
-    frame_id: str = 'head'
-    camera_frame_id: str = 'camera_optical'
-    publish_tf: bool = True
-
-    def __post_init__(self):
-        if self.threads < 1 or self.live_rate_hz < 0:
-            raise ValueError('threads must be >= 1 and live_rate_hz >= 0')
 
 
 def ros_pose(rotation, translation):
