@@ -371,3 +371,38 @@ def test_foxglove_bridge_serves_the_live_view(tmp_path, ros_context):
     for topic in ('/head_capture/camera_pose', '/tf', '/head_capture/scene',
                   '/head_capture/guidance_image', '/head_capture/guidance'):
         assert topic.encode() in data
+
+
+def test_head_capture_up_runs_and_stops_and_refuses_a_bad_parameter(tmp_path):
+    import subprocess
+    import sys
+
+    def up(*args):
+        return subprocess.run([sys.executable, '-m', 'head_capture.cli', 'up', '--session',
+                               str(tmp_path / 'session'), *args], capture_output=True,
+                              text=True, timeout=120)
+
+    result = up('--timeout', '2')
+    assert result.returncode == 0, result.stderr
+    assert 'stopping after 2 s' in result.stderr
+    assert (tmp_path / 'session').is_dir()
+    result = up('--set', 'coverage_guide.azimuth_bin=8', '--timeout', '2')
+    assert result.returncode == 2
+    assert "coverage_guide: unknown parameter(s) ['azimuth_bin']" in result.stderr
+
+
+def test_the_avatar_mesh_becomes_an_rviz_marker(tmp_path):
+    import open3d as o3d
+    from head_capture.nodes.avatar_trainer import mesh_marker
+    from head_capture.nodes.support import stamp_msg
+    from visualization_msgs.msg import Marker
+
+    sphere = o3d.geometry.TriangleMesh.create_sphere(0.1, resolution=8)
+    sphere.paint_uniform_color([0.8, 0.5, 0.3])
+    o3d.io.write_triangle_mesh(str(tmp_path / 'avatar.ply'), sphere)
+    marker = mesh_marker(tmp_path / 'avatar.ply', 'head', stamp_msg(0))
+    assert marker.type == Marker.TRIANGLE_LIST
+    assert len(marker.points) == 3 * len(sphere.triangles) == len(marker.colors)
+    radii = [np.linalg.norm([p.x, p.y, p.z]) for p in marker.points]
+    assert np.allclose(radii, 0.1, atol=1e-6)
+    assert abs(marker.colors[0].r - 0.8) < 1e-3
