@@ -75,7 +75,8 @@ def main():
         executor = MultiThreadedExecutor(num_threads=4)
         for node in [probe, *built]:
             executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
         source, selector, estimator = built[0], built[1], built[2]
         started, cpu_start = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
         memory = []
@@ -92,6 +93,7 @@ def main():
         published, seen = source.health.handled, selector.health.handled
         estimates = estimator.health.handled
         executor.shutdown()
+        spinner.join(timeout=10.0)
         close_nodes(built)
         probe.destroy_node()
     rclpy.try_shutdown()

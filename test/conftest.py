@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Tests that start ROS nodes stay on this machine.
+# Tests that start ROS nodes stay on this machine, apart from any other graph running on it.
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
 
 ROOT = Path(__file__).resolve().parents[1]
 LEGO = ROOT.parent / 'shared' / 'data' / 'lego_200'
@@ -32,3 +34,14 @@ def sample_clip():
 def rng():
     """Return a seeded generator, so every test run sees the same data."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def ros_context():
+    """Return a fresh rclpy context (its own graph participants), shut down afterwards."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)

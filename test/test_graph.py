@@ -11,17 +11,8 @@ from head_capture.resources import share_path
 from head_capture.synth.recordings import write_video
 import numpy as np
 import pytest
-import rclpy
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
 
 
 def test_graph_shares_capture_settings_and_keeps_file_parameters(tmp_path):

@@ -16,18 +16,12 @@ from head_capture.session import read_transforms
 from head_capture.synth.capture_video import CaptureConfig, write_capture
 import numpy as np
 import pytest
-import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
-
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
-# Keep this graph apart from anything else running on the machine.
-os.environ.setdefault('ROS_DOMAIN_ID', str(40 + os.getpid() % 50))
 
 STAMP_ORIGIN_S = 1.0
 TINY_AVATAR = ('stage1_steps=30 stage2_steps=10 rays=128 image_size=48 coarse_samples=16 '
@@ -86,21 +80,29 @@ def capture(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
+class Spinner:
+    """A multithreaded executor spinning in a background thread."""
+
+    def __init__(self, context, nodes):
+        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        for node in nodes:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def add_node(self, node):
+        """Spin one more node."""
+        self.executor.add_node(node)
+
+    def shutdown(self):
+        """Stop spinning and wait for the thread (one left in rcl aborts the process)."""
+        self.executor.shutdown()
+        self.thread.join(timeout=10.0)
 
 
 def spin(context, nodes):
-    """Spin nodes in a background executor; return it (shut it down when done)."""
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    for node in nodes:
-        executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    return executor
+    """Spin nodes in the background; call ``shutdown`` on the result when done."""
+    return Spinner(context, nodes)
 
 
 def test_capture_graph_end_to_end(capture, tmp_path, ros_context):

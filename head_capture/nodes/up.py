@@ -78,6 +78,7 @@ def run_graph(nodes, until=None, timeout_s=None, report=print):
                 time.sleep(0.2)
         finally:
             executor.shutdown()
+            spinner.join(timeout=10.0)  # a thread still in rcl at exit aborts the process
             close_nodes(built)
         return 0
     finally:
