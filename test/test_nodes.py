@@ -408,3 +408,74 @@ def test_the_avatar_mesh_becomes_an_rviz_marker(tmp_path):
     radii = [np.linalg.norm([p.x, p.y, p.z]) for p in marker.points]
     assert np.allclose(radii, 0.1, atol=1e-6)
     assert abs(marker.colors[0].r - 0.8) < 1e-3
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'mono8'])
+def test_ros_image_round_trips_messages(encoding, rng):
+    from head_capture.capture.image_encoding import ImageDecodeError
+    from head_capture.nodes.ros_image import to_compressed, to_image, to_rgb
+    from head_capture.nodes.support import header, stamp_msg
+
+    pixels = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    if encoding == 'mono8':
+        pixels[:] = pixels[..., :1]
+    message = to_image(pixels, header(stamp_msg(7), 'cam'), encoding)
+    assert (message.encoding, message.width, message.height) == (encoding, 40, 30)
+    assert np.array_equal(to_rgb(message), pixels)
+    png = to_compressed(pixels, header(stamp_msg(7), 'cam'), 'png')
+    assert np.array_equal(to_rgb(png), pixels)
+    message.encoding = '32FC1'
+    with pytest.raises(ImageDecodeError, match='unsupported image encoding'):
+        to_rgb(message)
+
+
+def test_coverage_guide_triggers_training_once_and_guides(ros_context):
+    from head_capture.nodes.pose_estimator import ros_pose
+    from head_capture.nodes.support import header, stamp_msg
+    from head_capture.geometry import look_at_w2c
+
+    guide, = build_nodes([(node_spec('coverage_guide'), {
+        'azimuth_bins': 4, 'elevation_edges_deg': [-60.0, 60.0], 'target_share': 0.5,
+        'min_quality': 0.1, 'publish_rate_hz': 10.0})], context=ros_context)
+    calls = []
+    fake = Node('fake_trainer', context=ros_context)
+
+    def train(request, response):
+        calls.append(time.monotonic())
+        response.success, response.message = True, 'training'
+        return response
+
+    fake.create_service(Trigger, '/head_capture/train', train)
+    listener = Listener(ros_context)
+    reports = fake.create_publisher(String, '/head_capture/keyframe_report', RELIABLE_QOS)
+    status = fake.create_publisher(String, '/head_capture/frame_status', 50)
+    poses = fake.create_publisher(PoseStamped, '/head_capture/camera_pose', 10)
+    executor = spin(ros_context, [guide, fake, listener])
+    try:
+        time.sleep(1.0)
+        for azimuth in (0.0, 90.0, 95.0, 180.0):  # the second sector completes half of four
+            a = np.radians(azimuth)
+            rotation, translation = look_at_w2c(np.array([0.6 * np.cos(a), 0.6 * np.sin(a),
+                                                          0.0]), np.zeros(3))
+            reports.publish(String(data=json.dumps({
+                'registered': True, 'rotation': rotation.tolist(),
+                'translation': translation.tolist(), 'confidence': 0.9, 'stamp_ns': 1})))
+            poses.publish(PoseStamped(header=header(stamp_msg(1), 'head'),
+                                      pose=ros_pose(rotation, translation)))
+            time.sleep(0.3)
+        time.sleep(1.0)
+        assert len(calls) == 1  # once, though later keyframes keep it complete
+        assert guide.coverage.complete
+        assert 'coverage complete' in listener.wait_for('/head_capture/guidance', 5)[-1].data
+        reports.publish(String(data='not json'))
+        for _ in range(15):
+            status.publish(String(data='blurred'))
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert guide.current_problem() == 'blurred'
+        assert guide.health.dropped['unreadable keyframe report'] == 1
+    finally:
+        executor.shutdown()
+        close_nodes([guide])
+        fake.destroy_node()
+        listener.destroy_node()
