@@ -30,8 +30,7 @@ from head_capture.nodes.support import (declare_config, HeadCaptureNode, header,
                                         RELIABLE_QOS, run_node, SENSOR_QOS, session_root,
                                         stamp_msg, stamp_ns, StartupError)
 from head_capture.resources import share_path
-from head_capture.session import (keyframe_file, read_image, Session, SessionError,
-                                  TRANSFORMS_FILE)
+from head_capture.session import keyframe_file, Session, SessionError, TRANSFORMS_FILE
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -254,7 +253,9 @@ class PoseEstimator(HeadCaptureNode):
     def _record(self, relative, detection, estimate, camera, stamp):
         """Add a registered keyframe to transforms.json; False (counted) if it cannot be."""
         try:
-            read_image(self.root / relative)  # the selector wrote it before publishing
+            if not (self.root / relative).is_file():  # the selector writes before publishing
+                raise SessionError(f'{relative} is not in the session: is keyframe_selector '
+                                   'writing to the same session_dir?')
             if self.session is None:
                 self.session = Session.create(self.root, camera, meta={
                     'head_capture': {'poses': 'head landmarks + RANSAC PnP, live'}})
