@@ -13,17 +13,17 @@ import json
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticStatus
-from geometry_msgs.msg import Point
 from head_capture.avatar import TrainingError
 from head_capture.avatar.export import mesh_triangles
 from head_capture.avatar.job import TrainingJob
 from head_capture.avatar.trainer import PREVIEW
 from head_capture.node_settings import TrainerNodeConfig
+from head_capture.nodes.markers import list_marker
 from head_capture.nodes.ros_image import to_image
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, LATCHED_QOS,
                                         run_node, session_root)
 from sensor_msgs.msg import Image
-from std_msgs.msg import ColorRGBA, String
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -31,16 +31,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 def mesh_marker(path, frame_id, stamp):
     """Return the avatar mesh as an rviz TRIANGLE_LIST marker with vertex colours."""
     triangles, colours = mesh_triangles(path)
-    marker = Marker(header=header(stamp, frame_id), ns='avatar_mesh', id=0,
-                    type=Marker.TRIANGLE_LIST, action=Marker.ADD)
-    marker.scale.x = marker.scale.y = marker.scale.z = 1.0
-    marker.pose.orientation.w = 1.0
-    marker.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
-    marker.points = [Point(x=float(x), y=float(y), z=float(z))
-                     for x, y, z in triangles.reshape(-1, 3)]
-    marker.colors = [ColorRGBA(r=float(r), g=float(g), b=float(b), a=1.0)
-                     for r, g, b in colours.reshape(-1, 3)]
-    return marker
+    return list_marker(Marker.TRIANGLE_LIST, triangles, 'avatar_mesh', frame_id, stamp,
+                       colours=colours)
 
 
 class AvatarTrainerNode(HeadCaptureNode):

@@ -11,16 +11,15 @@ from collections import deque
 import json
 import time
 
-from geometry_msgs.msg import Point, PoseStamped
+from geometry_msgs.msg import PoseStamped
 from head_capture.capture.coverage import Coverage, CoverageConfig, guidance, View
 from head_capture.capture.visuals import dome_triangles
 from head_capture.geometry import ros_pose_to_w2c
 from head_capture.node_settings import GuideNodeConfig
-from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, RELIABLE_QOS,
-                                        run_node)
+from head_capture.nodes.markers import list_marker
+from head_capture.nodes.support import declare_config, HeadCaptureNode, RELIABLE_QOS, run_node
 import numpy as np
-from std_msgs.msg import ColorRGBA, Float32MultiArray, MultiArrayDimension, MultiArrayLayout, \
-    String
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension, MultiArrayLayout, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -43,15 +42,8 @@ def coverage_message(coverage):
 def dome_marker(coverage, radius, frame_id, stamp):
     """Return the coverage dome as an rviz TRIANGLE_LIST marker, coloured per bin."""
     triangles, colours = dome_triangles(coverage, radius)
-    marker = Marker(header=header(stamp, frame_id), ns='coverage_dome', id=0,
-                    type=Marker.TRIANGLE_LIST, action=Marker.ADD)
-    marker.scale.x = marker.scale.y = marker.scale.z = 1.0
-    marker.pose.orientation.w = 1.0
-    marker.points = [Point(x=float(x), y=float(y), z=float(z))
-                     for x, y, z in triangles.reshape(-1, 3)]
-    marker.colors = [ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(a))
-                     for r, g, b, a in np.repeat(colours, 3, 0)]
-    return marker
+    return list_marker(Marker.TRIANGLE_LIST, triangles, 'coverage_dome', frame_id, stamp,
+                       colours=np.repeat(colours, 3, 0))
 
 
 class CoverageGuide(HeadCaptureNode):

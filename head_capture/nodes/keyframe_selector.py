@@ -13,11 +13,12 @@ from head_capture.capture.keyframes import KeyframeConfig, OnlineKeyframeSelecto
 from head_capture.capture.sources import Frame
 from head_capture.node_settings import KeyframeNodeConfig
 from head_capture.nodes.ros_image import to_image, to_rgb
-from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, RELIABLE_QOS,
+from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
+                                        RELIABLE_QOS,
                                         run_node, SENSOR_QOS, session_root, stamp_msg,
                                         stamp_ns)
 from head_capture.session import keyframe_file, SessionError, write_image_atomic
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 
@@ -35,8 +36,7 @@ class KeyframeSelector(HeadCaptureNode):
         self._frame_id = ''
         self._publisher = self.create_publisher(Image, '/head_capture/keyframes', RELIABLE_QOS)
         self._status = self.create_publisher(String, '/head_capture/frame_status', 10)
-        kind = CompressedImage if self.config.compressed else Image
-        topic = self.config.image_topic + ('/compressed' if self.config.compressed else '')
+        kind, topic = image_input(self.config.image_topic, self.config.compressed)
         self.create_subscription(kind, topic, self.on_image, SENSOR_QOS)
         self.get_logger().info(f'keyframes from {topic} into {self.root}')
 

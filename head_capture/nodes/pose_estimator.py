@@ -25,8 +25,10 @@ from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl, w2c_to_r
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.node_settings import PoseNodeConfig
+from head_capture.nodes.markers import list_marker
 from head_capture.nodes.ros_image import to_image, to_rgb
-from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, LATCHED_QOS,
+from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
+                                        LATCHED_QOS,
                                         RELIABLE_QOS, run_node, SENSOR_QOS, session_root,
                                         stamp_msg, stamp_ns, StartupError)
 from head_capture.resources import share_path
@@ -34,8 +36,8 @@ from head_capture.session import keyframe_file, Session, SessionError, TRANSFORM
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import ColorRGBA, Float32MultiArray, String
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float32MultiArray, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 try:  # a real ROS install
@@ -57,13 +59,8 @@ def ros_pose(rotation, translation):
 
 def line_marker(points, namespace, colour, frame_id, stamp, width=0.003, marker_id=0):
     """Return a LINE_LIST marker through consecutive point pairs (N, 3)."""
-    marker = Marker(header=header(stamp, frame_id), ns=namespace, id=marker_id,
-                    type=Marker.LINE_LIST, action=Marker.ADD)
-    marker.scale.x = width
-    marker.color = ColorRGBA(r=colour[0], g=colour[1], b=colour[2], a=1.0)
-    marker.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in points]
-    marker.pose.orientation.w = 1.0
-    return marker
+    return list_marker(Marker.LINE_LIST, points, namespace, frame_id, stamp, width,
+                       (*colour, 1.0), marker_id=marker_id)
 
 
 class PoseEstimator(HeadCaptureNode):
@@ -111,8 +108,7 @@ class PoseEstimator(HeadCaptureNode):
                                  10)
         self.create_subscription(String, '/head_capture/guidance', self.on_guidance, 10)
         if cfg.live_rate_hz > 0:
-            kind = CompressedImage if cfg.compressed else Image
-            topic = cfg.image_topic + ('/compressed' if cfg.compressed else '')
+            kind, topic = image_input(cfg.image_topic, cfg.compressed)
             self.create_subscription(kind, topic, self.on_live, SENSOR_QOS)
             # Ticks at 3x the rate, so a frame waits at most a third of a period to start.
             self.create_timer(1.0 / (3 * cfg.live_rate_hz), self.process_live,
@@ -289,13 +285,8 @@ class PoseEstimator(HeadCaptureNode):
         self._tf.sendTransform(transform)
 
     def _make_template_marker(self):
-        marker = Marker(header=header(stamp_msg(0), self.config.frame_id), ns='template',
-                        id=0, type=Marker.SPHERE_LIST, action=Marker.ADD)
-        marker.scale.x = marker.scale.y = marker.scale.z = 0.004
-        marker.color = ColorRGBA(r=0.9, g=0.9, b=0.9, a=0.8)
-        marker.pose.orientation.w = 1.0
-        marker.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in self.template]
-        return marker
+        return list_marker(Marker.SPHERE_LIST, self.template, 'template',
+                           self.config.frame_id, stamp_msg(0), 0.004, (0.9, 0.9, 0.9, 0.8))
 
     def status_values(self):
         """Return the counts for /diagnostics."""

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from head_capture.capture.recording import BagRecorder, CAMERA_INFO, RecordingError
 from head_capture.capture.sources import COMPRESSED_IMAGE, RAW_IMAGE
-from head_capture.nodes.support import declare_config, HeadCaptureNode, SENSOR_QOS, \
+from head_capture.nodes.support import declare_config, HeadCaptureNode, image_input, SENSOR_QOS, \
     StartupError
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo
 
 
 @dataclass
@@ -37,9 +37,8 @@ class Recorder(HeadCaptureNode):
     def __init__(self, **kwargs):
         super().__init__(self.NAME, **kwargs)
         cfg = self.config = declare_config(self, RecorderConfig)
-        image = cfg.image_topic + ('/compressed' if cfg.compressed else '')
-        kinds = {image: (CompressedImage if cfg.compressed else Image,
-                         COMPRESSED_IMAGE if cfg.compressed else RAW_IMAGE),
+        kind, image = image_input(cfg.image_topic, cfg.compressed)
+        kinds = {image: (kind, COMPRESSED_IMAGE if cfg.compressed else RAW_IMAGE),
                  cfg.camera_info_topic: (CameraInfo, CAMERA_INFO)}
         try:
             self.bag = BagRecorder(cfg.bag, {t: name for t, (_, name) in kinds.items()})

@@ -22,6 +22,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 SENSOR_QOS = qos_profile_sensor_data
@@ -67,6 +68,11 @@ def session_root(path):
     if not os.access(root, os.W_OK):
         raise StartupError(f'session_dir {root} is not writable')
     return root
+
+
+def image_input(image_topic, compressed):
+    """Return the message type and topic of a camera: raw, or image_transport's JPEG twin."""
+    return (CompressedImage, image_topic + '/compressed') if compressed else (Image, image_topic)
 
 
 def stamp_ns(stamp):
