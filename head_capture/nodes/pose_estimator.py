@@ -91,7 +91,7 @@ class PoseEstimator(HeadCaptureNode):
         self.registered, self.keyframes = len(self.keyframe_poses), 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
                     else None)
-        work = MutuallyExclusiveCallbackGroup()  # one detector: one frame at a time
+        self._waiting = deque()  # keyframes received, not yet through the detector
         self._pose = self.create_publisher(PoseStamped, '/head_capture/camera_pose', 10)
         self._poses = self.create_publisher(PoseArray, '/head_capture/keyframe_poses',
                                             LATCHED_QOS)
@@ -103,16 +103,17 @@ class PoseEstimator(HeadCaptureNode):
         self.create_subscription(CameraInfo, cfg.camera_info_topic, self.on_camera_info,
                                  SENSOR_QOS)
         self.create_subscription(Image, '/head_capture/keyframes', self.on_keyframe,
-                                 RELIABLE_QOS, callback_group=work)
+                                 RELIABLE_QOS)
         self.create_subscription(Float32MultiArray, '/head_capture/coverage', self.on_coverage,
                                  10)
         self.create_subscription(String, '/head_capture/guidance', self.on_guidance, 10)
         if cfg.live_rate_hz > 0:
             kind, topic = image_input(cfg.image_topic, cfg.compressed)
             self.create_subscription(kind, topic, self.on_live, SENSOR_QOS)
-            # Ticks at 3x the rate, so a frame waits at most a third of a period to start.
-            self.create_timer(1.0 / (3 * cfg.live_rate_hz), self.process_live,
-                              callback_group=work)
+        # One detector, one frame at a time, keyframes first. The timer ticks at 3x the live
+        # rate, so a live frame waits at most a third of a period to start.
+        self.create_timer(1.0 / (3 * cfg.live_rate_hz) if cfg.live_rate_hz else 0.05,
+                          self.work, callback_group=MutuallyExclusiveCallbackGroup())
         self._template_marker = self._make_template_marker()
         self._markers.publish(MarkerArray(markers=[self._template_marker]))
 
@@ -127,6 +128,10 @@ class PoseEstimator(HeadCaptureNode):
             self.drop('unusable camera_info', exc)
             return
         self.camera = camera
+
+    def on_keyframe(self, message):
+        """Queue a keyframe for the detector: none is skipped, all go before live frames."""
+        self._waiting.append(message)
 
     def on_live(self, message):
         """Keep only the newest frame: the live timer takes it when the detector is free."""
@@ -147,6 +152,13 @@ class PoseEstimator(HeadCaptureNode):
         self.guidance = message.data
 
     # -- work --------------------------------------------------------------------------------
+
+    def work(self):
+        """Take the oldest waiting keyframe, else the newest live frame when one is due."""
+        if self._waiting:
+            self.process_keyframe(self._waiting.popleft())
+        elif self.config.live_rate_hz:
+            self.process_live()
 
     def process_live(self):
         """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
@@ -182,7 +194,7 @@ class PoseEstimator(HeadCaptureNode):
                                      self.coverage, view)
             self._image.publish(to_image(picture, header(stamp, self.config.camera_frame_id)))
 
-    def on_keyframe(self, message):
+    def process_keyframe(self, message):
         """Pose of a keyframe: into the session when registered, reported either way."""
         self.keyframes += 1
         result = self._estimate(message, None)
