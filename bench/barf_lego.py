@@ -10,6 +10,10 @@ poses without refinement: the refined run should come within 0.5 dB of its PSNR.
 stage 1 alone with stage 1 + stage 2 on the same data tests the paper's two-stage claim.
 
     python bench/barf_lego.py --config cpu_preview --out bench/results/barf_lego_cpu_preview.json
+
+``--minutes M`` fits the stage lengths to M minutes of training on this machine (both runs,
+evaluations not counted): a short timed probe of each stage sets them, the config's ratio of
+stage 1 to stage 2 is kept, and they never exceed the config's own.
 """
 
 import argparse
@@ -25,6 +29,7 @@ from head_capture.avatar.config import load_avatar_config, parse_overrides
 from head_capture.avatar.evaluate import evaluate_held_out
 from head_capture.avatar.trainer import AvatarTrainer
 import numpy as np
+import torch
 
 LEGO = Path(__file__).resolve().parents[1] / '..' / 'shared' / 'data' / 'lego_200'
 # The lego scene: inside a ball of radius 1.5 at the origin, cameras at 4.03, white background.
@@ -35,6 +40,9 @@ def errors(report):
     """Rotation (degrees) and translation (x100 scene units) errors of a pose report."""
     return {'rotation_deg': round(report['rotation_error_deg'], 4),
             'translation_x100': round(100 * report['translation_error'], 4)}
+
+
+PROBE_STEPS = 50
 
 
 def timeline(events_path, budget_s=1800.0):
@@ -54,6 +62,33 @@ def timeline(events_path, budget_s=1800.0):
                 'rotation_deg': round(at_budget['rotation_error_deg'], 4),
                 'translation_x100': round(100 * at_budget['translation_error'], 4)},
             'first_below_1_deg': first_below(1.0), 'first_below_0.5_deg': first_below(0.5)}
+
+
+def fit_to_budget(data, name, overrides, minutes, perturb, seed):
+    """Return stage lengths that fit ``minutes`` of training, and the probe's step times."""
+    config = load_avatar_config(name, overrides)
+    # Each stage runs 2 x PROBE_STEPS; only the second half is timed (warm-up excluded).
+    probe = load_avatar_config(name, {**overrides, 'stage1_steps': 2 * PROBE_STEPS,
+                                      'stage2_steps': 2 * PROBE_STEPS if config.stage2_steps
+                                      else 0, 'log_every': PROBE_STEPS})
+    with tempfile.TemporaryDirectory() as work:
+        trainer = AvatarTrainer(data, Path(work), probe, perturb, seed)
+        while True:
+            trainer.run_stage()
+            if not trainer.next_stage():
+                break
+        times = {(e['stage'], e['step']): e['seconds'] for e in map(
+            json.loads, (Path(work) / 'events.jsonl').read_text().splitlines())
+            if e['event'] == 'step'}
+    seconds = [(times[stage, 2 * PROBE_STEPS] - times[stage, PROBE_STEPS]) / PROBE_STEPS
+               for stage in sorted({stage for stage, _ in times})]
+    ratio = config.stage2_steps / config.stage1_steps
+    # The refined run trains both stages, the true-pose reference stage 2 again.
+    per_stage1_step = seconds[0] + 2 * ratio * seconds[-1]
+    stage1 = max(1, min(config.stage1_steps, int(minutes * 60 / per_stage1_step)))
+    steps = {'stage1_steps': stage1, 'stage2_steps': round(ratio * stage1)}
+    print(f'probe: {seconds} s/step -> {steps} for {minutes} min', flush=True)
+    return steps, {'minutes': minutes, 'probe_seconds_per_step': [round(t, 5) for t in seconds]}
 
 
 def train_and_measure(data, folder, config, perturb, seed, pose_steps):
@@ -76,9 +111,13 @@ def train_and_measure(data, folder, config, perturb, seed, pose_steps):
         print(f'  stage {trainer.stage}: {result["stages"][-1]}', flush=True)
         if not trainer.next_stage():
             break
-    trainer.finish()
     result['seconds'] = round(time.monotonic() - started, 1)
     return result, renders, truths
+
+
+def device_name():
+    """Name the accelerator the runs used, or the CPU."""
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'
 
 
 def main():
@@ -92,9 +131,16 @@ def main():
                         metavar='KEY=VALUE', help='override a config key (YAML value)')
     parser.add_argument('--pose-steps', type=int, default=100,
                         help='test-time pose optimisation steps per held-out view')
+    parser.add_argument('--minutes', type=float,
+                        help='fit the stage lengths to this much training on this machine')
     parser.add_argument('--out', type=Path)
     args = parser.parse_args()
     overrides = {**SCENE, **parse_overrides(args.overrides)}
+    budget = None
+    if args.minutes:
+        steps, budget = fit_to_budget(args.data, args.config, overrides, args.minutes,
+                                      args.perturb, args.seed)
+        overrides.update(steps)
     config = load_avatar_config(args.config, overrides)
     out = args.out or Path(f'bench/results/barf_lego_{args.config}.json')
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +148,8 @@ def main():
         print('perturbed cameras, refined:', flush=True)
         refined, renders, truths = train_and_measure(args.data, Path(work) / 'refined', config,
                                                      args.perturb, args.seed, args.pose_steps)
-        refined['stage1_timeline'] = timeline(Path(work) / 'refined' / 'events.jsonl')
+        refined['stage1_timeline'] = timeline(Path(work) / 'refined' / 'events.jsonl',
+                                              60.0 * (args.minutes or 30.0))
         shutil.copy(Path(work) / 'refined' / 'events.jsonl', out.with_suffix('.events.jsonl'))
         print('true cameras, not refined:', flush=True)
         # Stage 1 only refines cameras and its field is thrown away: with the cameras fixed at
@@ -117,7 +164,8 @@ def main():
                                            cv2.COLOR_RGB2BGR))
     last, truth_last = refined['stages'][-1], reference['stages'][-1]
     save(out, {'benchmark': 'BARF protocol on lego_200', 'config': args.config,
-               'settings': config.as_dict(), 'perturb': args.perturb, 'seed': args.seed,
+               'settings': config.as_dict(), 'budget': budget, 'device': device_name(),
+               'perturb': args.perturb, 'seed': args.seed,
                'refined': refined, 'true_poses': reference,
                'psnr_gap_db': round(truth_last['held_out_psnr'] - last['held_out_psnr'], 3),
                'picture': f'{picture} (rows: held-out truth, refined run, true-pose run)',

@@ -146,8 +146,9 @@ def test_capture_graph_end_to_end(capture, tmp_path, ros_context):
         assert len(session_frames) == len(registered)
         assert all((session / f.mask_path).is_file() for f in session_frames)
 
-        # Live poses, their path, and what the person holding the phone sees.
-        live = listener.wait_for('/head_capture/camera_pose', 5, 5)
+        # Live poses, their path, and what the person holding the phone sees. Keyframes go
+        # through the detector first, so a loaded machine (CI) gets only a few live poses.
+        live = listener.wait_for('/head_capture/camera_pose', 5)
         assert all(m.header.frame_id == 'head' for m in live)
         frame = round((live[-1].header.stamp.sec + live[-1].header.stamp.nanosec * 1e-9
                        - STAMP_ORIGIN_S) * 10.0)

@@ -12,7 +12,6 @@ from pathlib import Path
 from head_capture.avatar.rays import near_far, pixel_rays
 from head_capture.avatar.render import render_rays
 from head_capture.geometry import camera_center, look_at_w2c
-from head_capture.synth.recordings import write_video
 import numpy as np
 import torch
 
@@ -68,6 +67,8 @@ def render_view(fields, rotation, translation, intrinsics, config, background, c
 def write_turntable(path, fields, rotations, translations, intrinsics, config, frames=60,
                     fps=20):
     """Render a turn around the scene to an mp4; return the frame count."""
+    from head_capture.synth.recordings import write_video  # PyAV: only for the video
+
     poses = orbit(rotations, translations, frames)
     images = (render_view(fields, r, t, intrinsics, config, (1.0, 1.0, 1.0))[0]
               for r, t in poses)

@@ -12,6 +12,7 @@ last checkpoint is reloaded and the learning rates halved, and the event log say
 """
 
 import io
+import itertools
 import json
 import logging
 import math
@@ -77,6 +78,9 @@ class AvatarTrainer:
         self.progress = progress
         torch.set_num_threads(config.threads)
         self.device = _device(config.device)
+        if self.device.type == 'cuda':
+            # TF32 matrix products: several times faster on the MLP, the same training in practice.
+            torch.set_float32_matmul_precision('high')
         checkpoint = self.out / CHECKPOINT
         if checkpoint.exists() and not resume:
             raise TrainingError(f'{self.out} already holds a run: pass --resume to continue '
@@ -218,13 +222,11 @@ class AvatarTrainer:
         return torch.full((count, 3), 1.0 if self.config.background == 'white' else 0.0)
 
     def _finite(self, loss):
-        if not torch.isfinite(loss):
-            return False
-        for group in (self.fields.parameters(), self.poses.parameters()):
-            for p in group:
-                if p.grad is not None and not torch.isfinite(p.grad).all():
-                    return False
-        return True
+        grads = [p.grad for p in itertools.chain(self.fields.parameters(),
+                                                 self.poses.parameters()) if p.grad is not None]
+        # One check (one device sync) for the loss and every gradient.
+        return bool(torch.stack([torch.isfinite(loss)] + [torch.isfinite(g).all()
+                                                          for g in grads]).all())
 
     def _rollback(self, loss):
         self.rollbacks += 1
