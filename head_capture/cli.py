@@ -158,7 +158,7 @@ def _parser():
     scores.set_defaults(run=_run_evaluate_avatar)
 
     up = commands.add_parser(
-        'up', help='run the live capture graph (every node, one process) from pip')
+        'up', help='run the live capture graph from pip (one process per node)')
     up.add_argument('--source', help='stream this in: video, image folder, MCAP bag or URL '
                     '(default: images arrive on a ROS topic)')
     up.add_argument('--image-topic', help='raw image topic (default /camera/image_raw)')
@@ -176,6 +176,8 @@ def _parser():
     up.add_argument('--until', choices=('forever', 'avatar'), default='forever',
                     help='stop when the avatar is published (or training fails)')
     up.add_argument('--timeout', type=float, help='stop after this many seconds')
+    up.add_argument('--one-process', action='store_true',
+                    help='run every node in this process (one multithreaded executor)')
     up.set_defaults(run=_run_up)
 
     record = commands.add_parser(
@@ -467,7 +469,7 @@ def _run_train_landmarks(args):
 def _run_up(args):
     from head_capture.avatar.config import parse_overrides
     from head_capture.graph import graph
-    from head_capture.nodes.up import run_graph
+    from head_capture.nodes.up import run_graph, run_processes
 
     overrides = {}
     for key, value in parse_overrides(args.overrides).items():
@@ -475,20 +477,26 @@ def _run_up(args):
         if not dot:
             raise ValueError(f'--set wants NODE.KEY=VALUE, got {key!r}')
         overrides.setdefault(node, {})[name] = value
-    session = args.session or Path(time.strftime('capture_%Y%m%d_%H%M%S'))
+    session = (args.session or Path(time.strftime('capture_%Y%m%d_%H%M%S'))).resolve()
     settings = {'source': args.source, 'image_topic': args.image_topic,
-                'compressed': args.compressed, 'session_dir': str(session.resolve()),
+                'compressed': args.compressed, 'session_dir': str(session),
                 'config': args.avatar_config}
     nodes = graph(args.params, settings, overrides, foxglove=args.foxglove)
-    console.print(f'head_capture up: {", ".join(spec.name for spec, _ in nodes)}; session '
-                  f'{session}')
+    layout = 'one process' if args.one_process else 'one process per node'
+    console.print(f'head_capture up ({layout}): {", ".join(spec.name for spec, _ in nodes)}; '
+                  f'session {session}')
 
-    def finished(built):
-        trainer = next(n for n in built if n.get_name() == 'avatar_trainer')
-        return trainer.state in ('done', 'failed')
+    if args.one_process:
+        def finished(built):
+            trainer = next(n for n in built if n.get_name() == 'avatar_trainer')
+            return trainer.state in ('done', 'failed')
 
-    code = run_graph(nodes, finished if args.until == 'avatar' else None, args.timeout,
-                     report=lambda line: console.print(line))
+        code = run_graph(nodes, finished if args.until == 'avatar' else None, args.timeout,
+                         console.print)
+    else:
+        # The parameters each node ran with stay with the session.
+        code = run_processes(nodes, session / 'graph_parameters.yaml', args.until == 'avatar',
+                             args.timeout, console.print)
     console.print(f'session kept in {session}')
     return code
 
@@ -507,7 +515,7 @@ def _run_record(args):
         return args.frames is not None and built[0].images >= args.frames
 
     code = run_graph([(spec, parameters)], enough, args.seconds,
-                     report=lambda line: console.print(line))
+                     report=console.print)
     if code == 0:
         console.print(f'bag written: {args.bag} (replay: head-capture up --source {args.bag})')
     return code

@@ -70,7 +70,7 @@ def load_node_config(cls, node, path=None, overrides=None):
     from head_capture.node_settings import NODE_SETTINGS
 
     path = Path(path) if path is not None else share_path('config', DEFAULT_PARAMS_FILE)
-    node_keys = ({f.name for f in dataclasses.fields(NODE_SETTINGS[node])}
+    node_keys = ({f.name for f in dataclasses.fields(NODE_SETTINGS[node][0])}
                  if node in NODE_SETTINGS else set())
     values = {k: v for k, v in node_section(path, node).items() if k not in node_keys}
     values.update(overrides or {})

@@ -9,9 +9,12 @@ so the two ways of running cannot drift apart. Parameters come from the ROS para
 
 from dataclasses import dataclass
 import importlib
+from pathlib import Path
 
 from head_capture.config import DEFAULT_PARAMS_FILE, node_section
+from head_capture.node_settings import check_parameters
 from head_capture.resources import share_path
+import yaml
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ def graph(params_file=None, settings=None, overrides=None, with_source=None, fox
     ``settings`` maps CAPTURE_SETTINGS to values (None or missing: the file's); ``overrides``
     maps node name -> {parameter: value}. camera_source is included when a source is given
     (or ``with_source`` says so): without one the images come from a ROS topic.
-    ``foxglove`` adds the Foxglove bridge.
+    ``foxglove`` adds the Foxglove bridge. Every node's parameters are validated here, before
+    anything starts: a misspelt or invalid one raises ConfigError naming node and key.
     """
     params_file = params_file or share_path('config', DEFAULT_PARAMS_FILE)
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
@@ -87,5 +91,26 @@ def graph(params_file=None, settings=None, overrides=None, with_source=None, fox
         parameters = dict(node_section(params_file, spec.name))
         parameters.update({k: v for k, v in settings.items() if k in spec.takes})
         parameters.update(overrides.get(spec.name, {}))
+        check_parameters(spec.name, parameters)
         nodes.append((spec, parameters))
     return nodes
+
+
+def ros_parameters(parameters):
+    """Return parameters as ROS types (lists mixing ints and floats become float lists)."""
+    def convert(value):
+        if isinstance(value, (list, tuple)):
+            floats = any(isinstance(v, float) for v in value)
+            return [float(v) if floats else v for v in value]
+        return value
+
+    return {name: convert(value) for name, value in parameters.items()}
+
+
+def write_parameters_file(nodes, path):
+    """Write a graph's parameters as a ROS 2 parameters file (``--params-file``); return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({spec.name: {'ros__parameters': ros_parameters(parameters)}
+                                    for spec, parameters in nodes}, sort_keys=False))
+    return path

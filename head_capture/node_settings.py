@@ -5,9 +5,14 @@ Kept apart from the rclpy nodes so the offline CLI can read the same parameters 
 ROS: ``config.load_node_config`` knows these keys belong to the node, not to the module.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 from head_capture.camera import DEFAULT_FOV_DEG
+from head_capture.capture.coverage import CoverageConfig
+from head_capture.capture.keyframes import KeyframeConfig
+from head_capture.capture.pose import PoseConfig
+from head_capture.config import build, ConfigError
 
 
 @dataclass
@@ -133,7 +138,23 @@ class FoxgloveConfig:
             raise ValueError('port must be within 0-65535 and jpeg_quality within 0-100')
 
 
-# Node name (its parameters section) -> its node-level settings.
-NODE_SETTINGS = {'camera_source': CameraSourceConfig, 'keyframe_selector': KeyframeNodeConfig,
-                 'pose_estimator': PoseNodeConfig, 'coverage_guide': GuideNodeConfig,
-                 'avatar_trainer': TrainerNodeConfig, 'foxglove_bridge': FoxgloveConfig}
+# Node name (its parameters section) -> the settings it declares as parameters: its own
+# first, then the config of the ROS-free module it wraps.
+NODE_SETTINGS = {'camera_source': (CameraSourceConfig,),
+                 'keyframe_selector': (KeyframeNodeConfig, KeyframeConfig),
+                 'pose_estimator': (PoseNodeConfig, PoseConfig),
+                 'coverage_guide': (GuideNodeConfig, CoverageConfig),
+                 'avatar_trainer': (TrainerNodeConfig,),
+                 'foxglove_bridge': (FoxgloveConfig,)}
+
+
+def check_parameters(node, parameters):
+    """Validate a node's parameters without ROS: unknown names and bad values raise ConfigError."""
+    classes = NODE_SETTINGS[node]
+    known = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise ConfigError(f'{node}: unknown parameter(s) {unknown}')
+    for cls in classes:
+        names = {f.name for f in dataclasses.fields(cls)}
+        build(cls, {k: v for k, v in parameters.items() if k in names}, f'{node} parameters')

@@ -3,9 +3,8 @@
 import importlib.util
 from pathlib import Path
 
-from head_capture.config import DEFAULT_PARAMS_FILE, node_section
-from head_capture.graph import graph, NODES
-from head_capture.nodes.support import StartupError
+from head_capture.config import ConfigError, DEFAULT_PARAMS_FILE, node_section
+from head_capture.graph import graph, NODES, write_parameters_file
 from head_capture.nodes.up import build_nodes, close_nodes
 from head_capture.resources import share_path
 from head_capture.synth.recordings import write_video
@@ -53,16 +52,35 @@ def test_every_node_starts_from_the_shipped_parameters(tmp_path, ros_context):
         close_nodes(built)
 
 
-def test_a_misspelt_or_invalid_parameter_stops_the_graph_with_its_name(tmp_path, ros_context):
+def test_a_misspelt_or_invalid_parameter_stops_the_graph_with_its_name(tmp_path):
     base = {'session_dir': str(tmp_path)}
-    with pytest.raises(StartupError,
+    with pytest.raises(ConfigError,
                        match=r"coverage_guide: unknown parameter\(s\) \['azimuth_bin'\]"):
-        build_nodes(graph(settings=base, overrides={'coverage_guide': {'azimuth_bin': 8}}),
-                    context=ros_context)
-    with pytest.raises(StartupError, match='keyframe_selector.*sharpness_ratio'):
-        build_nodes(graph(settings=base, overrides={'keyframe_selector':
-                                                    {'sharpness_ratio': 3.0}}),
-                    context=ros_context)
+        graph(settings=base, overrides={'coverage_guide': {'azimuth_bin': 8}})
+    with pytest.raises(ConfigError, match='keyframe_selector.*sharpness_ratio'):
+        graph(settings=base, overrides={'keyframe_selector': {'sharpness_ratio': 3.0}})
+
+
+def test_the_parameters_file_is_what_ros_reads(tmp_path, ros_context):
+    from rclpy.node import Node
+
+    nodes = graph(settings={'session_dir': str(tmp_path)},
+                  overrides={'coverage_guide': {'elevation_edges_deg': [-30, 0, 25.5, 55]}})
+    path = write_parameters_file(nodes, tmp_path / 'graph_parameters.yaml')
+    for spec, parameters in nodes:
+        node = Node(spec.name, context=ros_context, cli_args=['--ros-args', '--params-file',
+                                                              str(path)],
+                    automatically_declare_parameters_from_overrides=True)
+        try:
+            for name, value in parameters.items():
+                got = node.get_parameter(name).value
+                got = list(got) if isinstance(got, (list, tuple)) or hasattr(
+                    got, 'tolist') else got
+                assert got == value, (spec.name, name)
+        finally:
+            node.destroy_node()
+    assert node_section(path, 'coverage_guide')['elevation_edges_deg'] == [
+        -30.0, 0.0, 25.5, 55.0]
 
 
 def test_launch_files_describe_the_graph():

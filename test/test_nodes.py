@@ -385,13 +385,20 @@ def test_head_capture_up_runs_and_stops_and_refuses_a_bad_parameter(tmp_path):
                                str(tmp_path / 'session'), *args], capture_output=True,
                               text=True, timeout=120)
 
-    result = up('--timeout', '2')
-    assert result.returncode == 0, result.stderr
-    assert 'stopping after 2 s' in result.stderr
-    assert (tmp_path / 'session').is_dir()
+    for layout in ([], ['--one-process']):
+        result = up('--timeout', '3', *layout)
+        assert result.returncode == 0, result.stderr
+        assert 'stopping after 3 s' in result.stderr
+        assert 'keyframes from /camera/image_raw' in result.stderr  # a node got going
+    assert (tmp_path / 'session' / 'graph_parameters.yaml').is_file()
     result = up('--set', 'coverage_guide.azimuth_bin=8', '--timeout', '2')
     assert result.returncode == 2
     assert "coverage_guide: unknown parameter(s) ['azimuth_bin']" in result.stderr
+    # A node that cannot start (here: no model) stops the others; its reason is on stderr.
+    missing = tmp_path / 'no_model.onnx'
+    result = up('--set', f'pose_estimator.model_path={missing}', '--timeout', '60')
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and 'pose_estimator ended' in result.stderr
 
 
 def test_the_avatar_mesh_becomes_an_rviz_marker(tmp_path):

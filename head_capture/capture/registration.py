@@ -95,13 +95,15 @@ def pose_of_frame(frame, intrinsics, detector, template, config=PoseConfig()):
     return detect_and_solve(frame, intrinsics, detector, template, config)[1]
 
 
-def detect_and_solve(frame, intrinsics, detector, template, config=PoseConfig(), box=None):
+def detect_and_solve(frame, intrinsics, detector, template, config=PoseConfig(), box=None,
+                     refine=False):
     """
     Return the detection and the pose of one RGB frame (refused when no head is found).
 
-    ``box`` is the head box of the previous frame of a stream: it saves the detector a pass.
+    ``box`` is the head box of the previous frame of a stream: it saves the detector the
+    search (``refine``: see ``LandmarkDetector.detect``).
     """
-    detection = detector.detect(frame, box)
+    detection = detector.detect(frame, box, refine)
     if not detection.usable:
         return detection, refused(NO_HEAD)
     return detection, solve_pose(detection.landmarks, detection.sigma, template, intrinsics,

@@ -71,10 +71,28 @@ def square_warp(centre, side, size):
     return np.array([[scale, 0.0, -offset[0]], [0.0, scale, -offset[1]]])
 
 
+def _covered_part(frame, warp, size):
+    """
+    Return the part of ``frame`` the crop covers (plus a margin) and the warp from it.
+
+    An area resize of the whole frame for one crop costs ten times the crop itself.
+    """
+    height, width = frame.shape[:2]
+    margin = 2.0 / warp[0, 0] + 2.0
+    corners = _apply(_invert(warp), np.array([[0.0, 0.0], [size - 1.0, size - 1.0]]))
+    x0, y0 = np.floor(np.maximum(corners[0] - margin, 0)).astype(int)
+    x1, y1 = np.ceil(np.minimum(corners[1] + margin, [width, height])).astype(int)
+    if x1 <= x0 or y1 <= y0:  # the square lies outside the frame
+        return frame, warp
+    return frame[y0:y1, x0:x1], np.column_stack([warp[:, :2], warp[:, :2] @ [x0, y0]
+                                                 + warp[:, 2]])
+
+
 def crop_square(frame, warp, size):
     """Cut the size² crop ``warp`` describes; big shrinks go through an area resize first."""
     source, source_warp = frame, warp
     if warp[0, 0] < 0.8:  # a plain warp would alias
+        frame, warp = _covered_part(frame, warp, size)
         height, width = frame.shape[:2]
         source = cv2.resize(frame, (max(1, round(width * warp[0, 0])),
                                     max(1, round(height * warp[0, 0]))),
@@ -191,22 +209,23 @@ class LandmarkDetector:
         return cv2.warpAffine(full, _invert(warp), (frame_shape[1], frame_shape[0]),
                               flags=cv2.INTER_LINEAR)
 
-    def detect(self, frame, box=None):
+    def detect(self, frame, box=None, refine=False):
         """
         Detect the head's landmarks in an RGB frame.
 
         ``box`` (centre x, centre y, side) from the previous frame seeds the crop; without
-        one, a first pass over the frame finds the head and a second crop refines the box
-        before the final pass.
+        one, a first pass over the frame finds the head and more crops refine the box before
+        the final pass. ``refine`` (accuracy first, as for keyframes) refines a seeded box
+        the same way, and searches the frame when the head is not in it.
         """
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f'expected an RGB frame (H, W, 3), got shape {frame.shape}')
-        height, width = frame.shape[:2]
+        searched = box is None
         passes = 0
-        if box is None:
+        if searched:
             box = self._find_head(frame)
             passes += 1
-        for _ in range(REFINE_PASSES if passes else 1):
+        for _ in range(REFINE_PASSES if searched or refine else 1):
             warp = square_warp(box[:2], max(box[2] * CROP_OVER_HEAD, 16.0), self.size)
             landmarks, sigma, visibility, mask, found = self._pass(frame, warp)
             passes += 1
@@ -215,8 +234,11 @@ class LandmarkDetector:
             box = found
             if settled:  # the crop was already where the head is: one more would agree
                 break
-        return Detection(landmarks, sigma, visibility, self._frame_mask(mask, warp, frame.shape),
-                         box, passes)
+        detection = Detection(landmarks, sigma, visibility,
+                              self._frame_mask(mask, warp, frame.shape), box, passes)
+        if refine and not searched and not detection.usable:
+            return self.detect(frame)
+        return detection
 
 
 def default_model_path():

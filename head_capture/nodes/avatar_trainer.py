@@ -17,7 +17,7 @@ from head_capture.avatar import TrainingError
 from head_capture.avatar.export import mesh_triangles
 from head_capture.avatar.job import TrainingJob
 from head_capture.avatar.trainer import PREVIEW
-from head_capture.node_settings import TrainerNodeConfig
+from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker
 from head_capture.nodes.ros_image import to_image
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, LATCHED_QOS,
@@ -42,7 +42,7 @@ class AvatarTrainerNode(HeadCaptureNode):
 
     def __init__(self, **kwargs):
         super().__init__(self.NAME, **kwargs)
-        self.config = declare_config(self, TrainerNodeConfig)
+        self.config = declare_config(self, *NODE_SETTINGS[self.NAME])
         cfg = self.config
         self.root = session_root(cfg.session_dir)
         self.job = TrainingJob(self.root, cfg.config, cfg.overrides.split(), cfg.min_keyframes)

@@ -11,7 +11,7 @@ import threading
 
 from head_capture.camera import Intrinsics
 from head_capture.capture.sources import open_source, SourceError
-from head_capture.node_settings import CameraSourceConfig
+from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_compressed, to_image
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, run_node,
                                         SENSOR_QOS, StartupError)
@@ -37,7 +37,7 @@ class CameraSource(HeadCaptureNode):
 
     def __init__(self, **kwargs):
         super().__init__(self.NAME, **kwargs)
-        self.config = declare_config(self, CameraSourceConfig)
+        self.config = declare_config(self, *NODE_SETTINGS[self.NAME])
         try:
             self.source = open_source(self.config.source)
             self._camera = (read_transforms(self.config.intrinsics_file).intrinsics

@@ -12,10 +12,10 @@ import json
 import time
 
 from geometry_msgs.msg import PoseStamped
-from head_capture.capture.coverage import Coverage, CoverageConfig, guidance, View
+from head_capture.capture.coverage import Coverage, guidance, View
 from head_capture.capture.visuals import dome_triangles
 from head_capture.geometry import ros_pose_to_w2c
-from head_capture.node_settings import GuideNodeConfig
+from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker
 from head_capture.nodes.support import declare_config, HeadCaptureNode, RELIABLE_QOS, run_node
 import numpy as np
@@ -53,7 +53,7 @@ class CoverageGuide(HeadCaptureNode):
 
     def __init__(self, **kwargs):
         super().__init__(self.NAME, **kwargs)
-        self.config, coverage = declare_config(self, GuideNodeConfig, CoverageConfig)
+        self.config, coverage = declare_config(self, *NODE_SETTINGS[self.NAME])
         self.coverage = Coverage(coverage)
         self.view, self._view_time = None, 0.0
         self.problem = None

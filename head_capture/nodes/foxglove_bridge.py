@@ -10,7 +10,7 @@ Connect Foxglove to ``ws://localhost:8765``.
 
 from geometry_msgs.msg import PoseArray, PoseStamped
 from head_capture.capture.image_encoding import encode_compressed, ImageDecodeError
-from head_capture.node_settings import FoxgloveConfig
+from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, LATCHED_QOS, run_node,
                                         StartupError)
@@ -79,7 +79,7 @@ class FoxgloveBridge(HeadCaptureNode):
 
     def __init__(self, **kwargs):
         super().__init__(self.NAME, **kwargs)
-        cfg = self.config = declare_config(self, FoxgloveConfig)
+        cfg = self.config = declare_config(self, *NODE_SETTINGS[self.NAME])
         if foxglove is None:
             raise StartupError('foxglove-sdk is not installed (pip install foxglove-sdk)')
         try:

@@ -9,9 +9,9 @@ to ``frame_status`` for the guidance.
 
 
 from head_capture.capture.image_encoding import ImageDecodeError
-from head_capture.capture.keyframes import KeyframeConfig, OnlineKeyframeSelector
+from head_capture.capture.keyframes import OnlineKeyframeSelector
 from head_capture.capture.sources import Frame
-from head_capture.node_settings import KeyframeNodeConfig
+from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
                                         RELIABLE_QOS,
@@ -29,7 +29,7 @@ class KeyframeSelector(HeadCaptureNode):
 
     def __init__(self, **kwargs):
         super().__init__(self.NAME, **kwargs)
-        self.config, keyframes = declare_config(self, KeyframeNodeConfig, KeyframeConfig)
+        self.config, keyframes = declare_config(self, *NODE_SETTINGS[self.NAME])
         self.root = session_root(self.config.session_dir)
         self.selector = OnlineKeyframeSelector(keyframes)
         self.keyframes = 0
@@ -55,7 +55,7 @@ class KeyframeSelector(HeadCaptureNode):
             self._keep(decision.keyframe)
         self._frame_id = message.header.frame_id
 
-    def _keep(self, keyframe):
+    def _keep(self, keyframe, publish=True):
         frame = keyframe.frame
         try:
             write_image_atomic(self.root / keyframe_file(frame.index), frame.image)
@@ -63,9 +63,10 @@ class KeyframeSelector(HeadCaptureNode):
             # A full disk: the keyframe cannot be kept, so it is not handed on either.
             self.drop('keyframe not written', exc)
             return
-        self._publisher.publish(to_image(frame.image, header(stamp_msg(frame.index),
-                                                             self._frame_id)))
         self.keyframes += 1
+        if publish:
+            self._publisher.publish(to_image(frame.image, header(stamp_msg(frame.index),
+                                                                 self._frame_id)))
 
     def status_values(self):
         """Keyframe count for /diagnostics."""
@@ -76,10 +77,10 @@ class KeyframeSelector(HeadCaptureNode):
         return f'{self.keyframes} keyframes from {self.health.handled} frames'
 
     def close(self):
-        """Keep the best frame of the slot still open."""
+        """Keep the best frame of the slot still open (published if ROS is still up)."""
         keyframe = self.selector.flush()
         if keyframe is not None:
-            self._keep(keyframe)
+            self._keep(keyframe, publish=self.context.ok())
 
 
 def main(args=None):

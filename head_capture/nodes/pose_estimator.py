@@ -18,13 +18,12 @@ from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, T
 from head_capture.camera import Intrinsics
 from head_capture.capture.coverage import Coverage, View
 from head_capture.capture.image_encoding import ImageDecodeError
-from head_capture.capture.pose import PoseConfig
 from head_capture.capture.registration import detect_and_solve
 from head_capture.capture.visuals import frustum_segments, guidance_image
 from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl, w2c_to_ros_pose
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
 from head_capture.landmarks.template import HeadTemplate
-from head_capture.node_settings import PoseNodeConfig
+from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
@@ -46,6 +45,7 @@ except ImportError:  # pip-installed rclpy: no TF, poses are still on their topi
     TransformBroadcaster = None
 
 PATH_LENGTH = 2000
+PATH_PERIOD_S = 0.5
 
 
 def ros_pose(rotation, translation):
@@ -70,7 +70,7 @@ class PoseEstimator(HeadCaptureNode):
 
     def __init__(self, **kwargs):
         super().__init__(self.NAME, **kwargs)
-        self.config, self.pose_config = declare_config(self, PoseNodeConfig, PoseConfig)
+        self.config, self.pose_config = declare_config(self, *NODE_SETTINGS[self.NAME])
         cfg = self.config
         self.root = session_root(cfg.session_dir)
         try:
@@ -87,7 +87,7 @@ class PoseEstimator(HeadCaptureNode):
         self.frustums = []
         self.path = deque(maxlen=PATH_LENGTH)
         self._latest, self._lock, self._box = None, threading.Lock(), None
-        self._live_started = 0.0
+        self._live_due, self._path_sent = 0.0, 0.0
         self.registered, self.keyframes = len(self.keyframe_poses), 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
                     else None)
@@ -163,13 +163,14 @@ class PoseEstimator(HeadCaptureNode):
     def process_live(self):
         """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
         now = time.monotonic()
-        if now - self._live_started < 0.95 / self.config.live_rate_hz:
+        if now < self._live_due:
             return
         with self._lock:
             message, self._latest = self._latest, None
         if message is None:
             return
-        self._live_started = now
+        # Keep the cadence (the timer's own jitter averages out), without a burst to catch up.
+        self._live_due = max(self._live_due + 1.0 / self.config.live_rate_hz, now)
         result = self._estimate(message, self._box)
         if result is None:
             return
@@ -181,8 +182,10 @@ class PoseEstimator(HeadCaptureNode):
             pose = ros_pose(estimate.rotation, estimate.translation)
             self._pose.publish(PoseStamped(header=header(stamp, self.config.frame_id), pose=pose))
             self.path.append(PoseStamped(header=header(stamp, self.config.frame_id), pose=pose))
-            self._path.publish(PathMsg(header=header(stamp, self.config.frame_id),
-                                       poses=list(self.path)))
+            if now - self._path_sent >= PATH_PERIOD_S:  # a long trail: twice a second will do
+                self._path_sent = now
+                self._path.publish(PathMsg(header=header(stamp, self.config.frame_id),
+                                           poses=list(self.path)))
             self._broadcast(stamp, pose)
             view = View.of_pose(estimate.rotation, estimate.translation)
             live = line_marker(frustum_segments(estimate.rotation, estimate.translation, camera,
@@ -197,7 +200,8 @@ class PoseEstimator(HeadCaptureNode):
     def process_keyframe(self, message):
         """Pose of a keyframe: into the session when registered, reported either way."""
         self.keyframes += 1
-        result = self._estimate(message, None)
+        # Seeded by the live head box: the frame is searched only when the head is not there.
+        result = self._estimate(message, self._box, refine=True)
         if result is None:
             return
         _, detection, estimate, camera = result
@@ -219,7 +223,7 @@ class PoseEstimator(HeadCaptureNode):
                 self.config.frame_id, message.header.stamp)]))
         self._report.publish(String(data=json.dumps(report)))
 
-    def _estimate(self, message, box):
+    def _estimate(self, message, box, refine=False):
         try:
             image = to_rgb(message)
         except ImageDecodeError as exc:
@@ -227,7 +231,7 @@ class PoseEstimator(HeadCaptureNode):
             return None
         camera = self._camera_for(image)
         detection, estimate = detect_and_solve(image, camera, self.detector, self.template,
-                                               self.pose_config, box)
+                                               self.pose_config, box, refine)
         self.health.ok()
         return image, detection, estimate, camera
 

@@ -1,24 +1,27 @@
 """
-``head-capture up``: the whole graph in one process, for rclpy installed from pip.
+``head-capture up``: the graph from pip, one process per node or all nodes in one.
 
-Every node of ``graph.graph`` is built with its parameters as overrides and spun by one
-multithreaded executor (the detector and the trainer's follower never hold up the others).
+One process per node is the default: the nodes are Python, and in one process the GIL lets
+only one of decoding, sharpness scoring and the detector run at a time (bench/live_latency.py
+measured the difference). The one-process graph is spun by a multithreaded executor; tests
+and the recorder use it.
 """
 
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
 import threading
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
+from head_capture.graph import ros_parameters, write_parameters_file
 from head_capture.nodes.support import StartupError
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
 from rclpy.parameter import Parameter
-
-
-def _parameter(name, value):
-    """Return a Parameter; a list mixing ints and floats (YAML's 0 vs 0.0) becomes floats."""
-    if isinstance(value, (list, tuple)) and any(isinstance(v, float) for v in value):
-        value = [float(v) for v in value]
-    return Parameter(name, value=value)
 
 
 def build_nodes(nodes, context=None):
@@ -28,14 +31,11 @@ def build_nodes(nodes, context=None):
         for spec, parameters in nodes:
             cls = spec.load()
             try:
-                built.append(cls(parameter_overrides=[_parameter(k, v)
-                                                      for k, v in parameters.items()],
-                                 context=context))
+                built.append(cls(parameter_overrides=[
+                    Parameter(k, value=v) for k, v in ros_parameters(parameters).items()],
+                    context=context))
             except StartupError as exc:
                 raise StartupError(f'{spec.name}: {exc}') from exc
-            unknown = sorted(k for k in parameters if not built[-1].has_parameter(k))
-            if unknown:  # rclpy ignores them; a typo in a params file must not pass silently
-                raise StartupError(f'{spec.name}: unknown parameter(s) {unknown}')
     except BaseException:
         close_nodes(built)
         raise
@@ -49,11 +49,100 @@ def close_nodes(nodes):
         node.destroy_node()
 
 
+class GraphWatch(Node):
+    """Follows a graph from outside, through /diagnostics: what each node last reported."""
+
+    def __init__(self, context=None):
+        super().__init__('head_capture_up', context=context)
+        self._values, self._lock = {}, threading.Lock()
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, message):
+        with self._lock:
+            for status in message.status:
+                self._values[status.name] = {v.key: v.value for v in status.values}
+
+    def values(self, node):
+        """Return the key/values node ``node`` last reported (empty before its first)."""
+        with self._lock:
+            return dict(self._values.get(f'head_capture: {node}', {}))
+
+    def trainer_finished(self):
+        """Return True once avatar_trainer reported done or failed."""
+        return self.values('avatar_trainer').get('state') in ('done', 'failed')
+
+
+class NodeProcesses:
+    """Each node of a graph in its own Python process, parameters from one parameters file."""
+
+    def __init__(self, nodes, parameters_file):
+        self.names = [spec.name for spec, _ in nodes]
+        write_parameters_file(nodes, parameters_file)
+        env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+        self.children = []
+        try:
+            for spec, _ in nodes:
+                self.children.append(subprocess.Popen(
+                    [sys.executable, '-m', spec.module, '--ros-args', '--params-file',
+                     str(parameters_file)], env=env))
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def pids(self):
+        """Return the children's process ids, in graph order."""
+        return [child.pid for child in self.children]
+
+    def exited(self):
+        """Return (name, exit code) of the first child that has ended, else None."""
+        for name, child in zip(self.names, self.children):
+            if child.poll() is not None:
+                return name, child.returncode
+        return None
+
+    def stop(self, timeout_s=10.0):
+        """Ask every child to shut down (SIGINT, as Ctrl-C), then kill those that linger."""
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout_s
+        for child in self.children:
+            try:
+                child.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def prefer_large_data_transport():
+    """
+    Have Fast DDS participants started from now on use its LARGE_DATA transports.
+
+    Its default transports lose fragments of 2.7 MB images between processes under load (the
+    selector saw a third of the frames); LARGE_DATA moves them over shared memory. Every
+    participant of the graph needs the same setting; a user's own choice stands.
+    """
+    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+
+
+def wait_until(done, alive, timeout_s, report):
+    """Poll ``done()`` while ``alive()``, until ``timeout_s`` passes (reported)."""
+    started = time.monotonic()
+    while alive():
+        if done is not None and done():
+            return
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            report(f'stopping after {timeout_s:g} s')
+            return
+        time.sleep(0.2)
+
+
 def run_graph(nodes, until=None, timeout_s=None, report=print):
     """
-    Spin the graph until ``until(built_nodes)`` is true, ``timeout_s`` passes or Ctrl-C.
+    Spin the graph in this process; return 0, or 2 when a node cannot start (reported).
 
-    Returns 0, or 2 when a node cannot start (its reason is reported).
+    It runs until ``until(built_nodes)`` is true, ``timeout_s`` passes or Ctrl-C.
     """
     rclpy.init()
     try:
@@ -67,15 +156,8 @@ def run_graph(nodes, until=None, timeout_s=None, report=print):
             executor.add_node(node)
         spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
         spinner.start()
-        started = time.monotonic()
         try:
-            while spinner.is_alive():
-                if until is not None and until(built):
-                    break
-                if timeout_s is not None and time.monotonic() - started > timeout_s:
-                    report(f'stopping after {timeout_s:g} s')
-                    break
-                time.sleep(0.2)
+            wait_until(until and (lambda: until(built)), spinner.is_alive, timeout_s, report)
         finally:
             executor.shutdown()
             spinner.join(timeout=10.0)  # a thread still in rcl at exit aborts the process
@@ -83,6 +165,41 @@ def run_graph(nodes, until=None, timeout_s=None, report=print):
         return 0
     finally:
         rclpy.try_shutdown()
+
+
+def run_processes(nodes, parameters_file, until_trainer_finished=False, timeout_s=None,
+                  report=print):
+    """
+    Run each node in its own process; return 0, or 2 when a node cannot start.
+
+    It runs until the trainer finishes (if asked), ``timeout_s`` passes, Ctrl-C, or a node
+    ends; the parameters go to ``parameters_file`` first.
+    """
+    prefer_large_data_transport()
+    rclpy.init()
+    watch = GraphWatch()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(watch)
+    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+    spinner.start()
+    processes = NodeProcesses(nodes, Path(parameters_file))
+    try:
+        wait_until(watch.trainer_finished if until_trainer_finished else None,
+                   lambda: processes.exited() is None, timeout_s, report)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ended = processes.exited()
+        processes.stop()
+        executor.shutdown()
+        spinner.join(timeout=10.0)
+        watch.destroy_node()
+        rclpy.try_shutdown()
+    if ended is not None:
+        name, code = ended
+        report(f'{name} ended (exit code {code}); the graph was stopped')
+        return 2 if code == 2 else 0
+    return 0
 
 
 def _spin(executor):
