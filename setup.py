@@ -22,7 +22,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
         _share('launch', '*.launch.py'),
-        _share('config', '*.yaml'),
+        _share('config'),
         _share('models'),
         _share('rviz', '*.rviz'),
     ],

@@ -23,8 +23,7 @@ import time
 from common import save
 from geometry_msgs.msg import PoseStamped
 from head_capture.graph import graph
-from head_capture.nodes.up import (build_nodes, close_nodes, GraphWatch, NodeProcesses,
-                                   prefer_large_data_transport)
+from head_capture.nodes.up import build_nodes, close_nodes, GraphWatch, NodeProcesses
 import numpy as np
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
@@ -87,8 +86,6 @@ def main():
     layout = 'one process' if args.one_process else 'one process per node'
     out = args.out or Path('bench/results/live_latency'
                            f'{"_one_process" if args.one_process else ""}.json')
-    if not args.one_process:
-        prefer_large_data_transport()  # as head-capture up does
     rclpy.init()
     with tempfile.TemporaryDirectory() as session:
         nodes = graph(settings={'source': str(args.capture / 'capture.mp4'),

@@ -80,7 +80,13 @@ class CameraSource(HeadCaptureNode):
                                  - self.get_clock().now().nanoseconds * 1e-9)
                         if delay > 0 and self._stop.wait(delay):
                             return
-                    self._publish(frame.image, Time(nanoseconds=origin_ns + int(round(at * 1e9))))
+                    try:
+                        self._publish(frame.image,
+                                      Time(nanoseconds=origin_ns + int(round(at * 1e9))))
+                    except Exception:  # rclpy's RCLError is private
+                        if self.context.ok():
+                            raise
+                        return  # ROS shut down (Ctrl-C) while a frame was going out
                     last = at
                 if not (cfg.loop and self.source.replayable):
                     break

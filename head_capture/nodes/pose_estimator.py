@@ -46,6 +46,7 @@ except ImportError:  # pip-installed rclpy: no TF, poses are still on their topi
 
 PATH_LENGTH = 2000
 PATH_PERIOD_S = 0.5
+SESSION_PERIOD_S = 1.0
 
 
 def ros_pose(rotation, translation):
@@ -112,8 +113,13 @@ class PoseEstimator(HeadCaptureNode):
             self.create_subscription(kind, topic, self.on_live, SENSOR_QOS)
         # One detector, one frame at a time, keyframes first. The timer ticks at 3x the live
         # rate, so a live frame waits at most a third of a period to start.
+        worker = MutuallyExclusiveCallbackGroup()
         self.create_timer(1.0 / (3 * cfg.live_rate_hz) if cfg.live_rate_hz else 0.05,
-                          self.work, callback_group=MutuallyExclusiveCallbackGroup())
+                          self.work, callback_group=worker)
+        # What grows with the session (transforms.json, all keyframe poses and frustums) is
+        # written and sent once a second, not per keyframe: a keyframe costs the same at 1000.
+        self._session_changed = False
+        self.create_timer(SESSION_PERIOD_S, self.flush_session, callback_group=worker)
         self._template_marker = self._make_template_marker()
         self._markers.publish(MarkerArray(markers=[self._template_marker]))
 
@@ -215,13 +221,31 @@ class PoseEstimator(HeadCaptureNode):
             self.keyframe_poses.append(ros_pose(estimate.rotation, estimate.translation))
             self.frustums.append(frustum_segments(estimate.rotation, estimate.translation,
                                                   camera))
-            self._poses.publish(PoseArray(header=header(message.header.stamp,
-                                                        self.config.frame_id),
-                                          poses=self.keyframe_poses))
-            self._markers.publish(MarkerArray(markers=[self._template_marker, line_marker(
-                np.concatenate(self.frustums), 'keyframe_frustums', (0.2, 0.6, 1.0),
-                self.config.frame_id, message.header.stamp)]))
+            self._session_changed = True
         self._report.publish(String(data=json.dumps(report)))
+
+    def flush_session(self, publish=True):
+        """Write transforms.json and send the keyframe poses and frustums, if they changed."""
+        if not self._session_changed:
+            return
+        self._session_changed = False
+        try:
+            self.session.save()
+        except (OSError, SessionError) as exc:
+            self._session_changed = True  # kept in memory: the next flush tries again
+            self.drop('transforms.json not written', exc)
+        if not publish:
+            return
+        stamp = self.get_clock().now().to_msg()
+        self._poses.publish(PoseArray(header=header(stamp, self.config.frame_id),
+                                      poses=self.keyframe_poses))
+        self._markers.publish(MarkerArray(markers=[self._template_marker, line_marker(
+            np.concatenate(self.frustums), 'keyframe_frustums', (0.2, 0.6, 1.0),
+            self.config.frame_id, stamp)]))
+
+    def close(self):
+        """Write what the last second of keyframes added to transforms.json."""
+        self.flush_session(publish=self.context.ok())
 
     def _estimate(self, message, box, refine=False):
         try:
@@ -263,7 +287,11 @@ class PoseEstimator(HeadCaptureNode):
         return None
 
     def _record(self, relative, detection, estimate, camera, stamp):
-        """Add a registered keyframe to transforms.json; False (counted) if it cannot be."""
+        """
+        Add a registered keyframe to the session; False (counted) if it cannot be.
+
+        Its mask is written now, transforms.json at the next flush.
+        """
         try:
             if not (self.root / relative).is_file():  # the selector writes before publishing
                 raise SessionError(f'{relative} is not in the session: is keyframe_selector '
@@ -281,7 +309,6 @@ class PoseEstimator(HeadCaptureNode):
                                            'pose_quality': {'confidence': estimate.confidence,
                                                             'inlier_share':
                                                                 estimate.inlier_share}})
-            self.session.save()
         except (OSError, SessionError) as exc:
             self.drop('keyframe not recorded', exc)
             return False

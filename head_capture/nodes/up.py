@@ -18,10 +18,14 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from head_capture.graph import ros_parameters, write_parameters_file
 from head_capture.nodes.support import StartupError
+from head_capture.resources import share_path
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+
+
+FASTDDS_PROFILE = 'fastdds_images.xml'
 
 
 def build_nodes(nodes, context=None):
@@ -78,7 +82,7 @@ class NodeProcesses:
     def __init__(self, nodes, parameters_file):
         self.names = [spec.name for spec, _ in nodes]
         write_parameters_file(nodes, parameters_file)
-        env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+        env = node_environment()
         self.children = []
         try:
             for spec, _ in nodes:
@@ -115,15 +119,21 @@ class NodeProcesses:
                 child.wait()
 
 
-def prefer_large_data_transport():
+def node_environment():
     """
-    Have Fast DDS participants started from now on use its LARGE_DATA transports.
+    Return the environment of the node processes: Fast DDS with image-sized shared memory.
 
-    Its default transports lose fragments of 2.7 MB images between processes under load (the
-    selector saw a third of the frames); LARGE_DATA moves them over shared memory. Every
-    participant of the graph needs the same setting; a user's own choice stands.
+    Its default 512 KB segment sends 2.7 MB images over UDP in fragments, and under load a
+    best-effort reader loses frames (the selector saw a third of them); config/
+    fastdds_images.xml keeps the default transports with a 64 MB segment, so tools started
+    without it still see every topic. A user's own Fast DDS profile or transports stand.
     """
-    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    if not any(k in env for k in ('FASTDDS_DEFAULT_PROFILES_FILE',
+                                  'FASTRTPS_DEFAULT_PROFILES_FILE',
+                                  'FASTDDS_BUILTIN_TRANSPORTS')):
+        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(share_path('config', FASTDDS_PROFILE))
+    return env
 
 
 def wait_until(done, alive, timeout_s, report):
@@ -175,7 +185,6 @@ def run_processes(nodes, parameters_file, until_trainer_finished=False, timeout_
     It runs until the trainer finishes (if asked), ``timeout_s`` passes, Ctrl-C, or a node
     ends; the parameters go to ``parameters_file`` first.
     """
-    prefer_large_data_transport()
     rclpy.init()
     watch = GraphWatch()
     executor = MultiThreadedExecutor(num_threads=2)
