@@ -9,6 +9,7 @@ so the two ways of running cannot drift apart. Parameters come from the ROS para
 
 from dataclasses import dataclass
 import importlib
+import os
 from pathlib import Path
 
 from head_capture.config import DEFAULT_PARAMS_FILE, node_section
@@ -51,6 +52,9 @@ NODES = (
 # Optional: the live view in Foxglove for users without rviz.
 FOXGLOVE = NodeSpec('foxglove_bridge', 'head_capture.nodes.foxglove_bridge', 'FoxgloveBridge',
                     ())
+FASTDDS_PROFILE = 'fastdds_images.xml'
+FASTDDS_SETTINGS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE',
+                    'FASTDDS_BUILTIN_TRANSPORTS')
 CAPTURE_SETTINGS = ('source', 'session_dir', 'image_topic', 'compressed', 'camera_info_topic',
                     'model_path', 'config')
 
@@ -94,6 +98,21 @@ def graph(params_file=None, settings=None, overrides=None, with_source=None, fox
         check_parameters(spec.name, parameters)
         nodes.append((spec, parameters))
     return nodes
+
+
+def transport_environment(environ=None):
+    """
+    Return the environment the node processes need added: Fast DDS with image-sized SHM.
+
+    Its default 512 KB segment sends 2.7 MB images over UDP in fragments, and under load a
+    best-effort reader loses frames (the selector saw a third of them); config/
+    fastdds_images.xml keeps the default transports with a 64 MB segment, so tools started
+    without it still see every topic. A user's own Fast DDS profile or transports stand.
+    """
+    environ = os.environ if environ is None else environ
+    if any(k in environ for k in FASTDDS_SETTINGS):
+        return {}
+    return {'FASTDDS_DEFAULT_PROFILES_FILE': str(share_path('config', FASTDDS_PROFILE))}
 
 
 def ros_parameters(parameters):

@@ -6,7 +6,7 @@ Both launch files call ``describe``; the launch arguments are the capture settin
 """
 
 from head_capture.config import DEFAULT_PARAMS_FILE
-from head_capture.graph import graph, ros_parameters
+from head_capture.graph import graph, ros_parameters, transport_environment
 from head_capture.resources import share_path
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -37,7 +37,8 @@ def _nodes(context, with_trainer):
         settings.pop('config')
     params_file = value('params_file') or share_path('config', DEFAULT_PARAMS_FILE)
     actions = [Node(package='head_capture', executable=spec.executable, name=spec.name,
-                    parameters=[ros_parameters(parameters)], output='screen', emulate_tty=True)
+                    parameters=[ros_parameters(parameters)], output='screen', emulate_tty=True,
+                    additional_env=transport_environment())
                for spec, parameters in graph(params_file, settings)
                if with_trainer or spec.name != 'avatar_trainer']
     if value('use_rviz').lower() in ('1', 'true', 'yes'):

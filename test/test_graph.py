@@ -4,7 +4,7 @@ import importlib.util
 from pathlib import Path
 
 from head_capture.config import ConfigError, DEFAULT_PARAMS_FILE, node_section
-from head_capture.graph import graph, NODES, write_parameters_file
+from head_capture.graph import graph, NODES, transport_environment, write_parameters_file
 from head_capture.nodes.up import build_nodes, close_nodes
 from head_capture.resources import share_path
 from head_capture.synth.recordings import write_video
@@ -93,3 +93,16 @@ def test_launch_files_describe_the_graph():
         description = module.generate_launch_description()
         arguments = {a.name for a in description.get_launch_arguments()}
         assert {'params_file', 'image_topic', 'session_dir', 'use_rviz'} <= arguments
+
+
+def test_node_processes_get_image_sized_shared_memory_unless_the_user_chose():
+    import xml.etree.ElementTree as ElementTree
+
+    added = transport_environment({})
+    profile = Path(added['FASTDDS_DEFAULT_PROFILES_FILE'])
+    namespace = {'dds': 'http://www.eprosima.com'}
+    root = ElementTree.parse(profile).getroot()
+    sizes = [int(e.text) for e in root.iterfind('.//dds:segment_size', namespace)]
+    assert sizes and min(sizes) >= 16 * 1280 * 720 * 3  # room for several 1280x720 frames
+    assert transport_environment({'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}) == {}
+    assert transport_environment({'FASTDDS_DEFAULT_PROFILES_FILE': '/mine.xml'}) == {}

@@ -16,16 +16,12 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
-from head_capture.graph import ros_parameters, write_parameters_file
+from head_capture.graph import ros_parameters, transport_environment, write_parameters_file
 from head_capture.nodes.support import StartupError
-from head_capture.resources import share_path
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-
-
-FASTDDS_PROFILE = 'fastdds_images.xml'
 
 
 def build_nodes(nodes, context=None):
@@ -82,7 +78,7 @@ class NodeProcesses:
     def __init__(self, nodes, parameters_file):
         self.names = [spec.name for spec, _ in nodes]
         write_parameters_file(nodes, parameters_file)
-        env = node_environment()
+        env = {**os.environ, 'PYTHONUNBUFFERED': '1', **transport_environment()}
         self.children = []
         try:
             for spec, _ in nodes:
@@ -117,23 +113,6 @@ class NodeProcesses:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-
-
-def node_environment():
-    """
-    Return the environment of the node processes: Fast DDS with image-sized shared memory.
-
-    Its default 512 KB segment sends 2.7 MB images over UDP in fragments, and under load a
-    best-effort reader loses frames (the selector saw a third of them); config/
-    fastdds_images.xml keeps the default transports with a 64 MB segment, so tools started
-    without it still see every topic. A user's own Fast DDS profile or transports stand.
-    """
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
-    if not any(k in env for k in ('FASTDDS_DEFAULT_PROFILES_FILE',
-                                  'FASTRTPS_DEFAULT_PROFILES_FILE',
-                                  'FASTDDS_BUILTIN_TRANSPORTS')):
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(share_path('config', FASTDDS_PROFILE))
-    return env
 
 
 def wait_until(done, alive, timeout_s, report):
