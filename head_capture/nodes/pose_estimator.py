@@ -88,7 +88,7 @@ class PoseEstimator(HeadCaptureNode):
         self.frustums = []
         self.path = deque(maxlen=PATH_LENGTH)
         self._latest, self._lock, self._box = None, threading.Lock(), None
-        self._live_due, self._path_sent = 0.0, 0.0
+        self._live_due, self._path_sent, self._took_keyframe = 0.0, 0.0, False
         self.registered, self.keyframes = len(self.keyframe_poses), 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
                     else None)
@@ -160,17 +160,24 @@ class PoseEstimator(HeadCaptureNode):
     # -- work --------------------------------------------------------------------------------
 
     def work(self):
-        """Take the oldest waiting keyframe, else the newest live frame when one is due."""
-        if self._waiting:
+        """
+        Run one frame: a waiting keyframe or the newest live frame once one is due.
+
+        When both wait they take turns, so a live pose waits for at most one keyframe and a
+        keyframe for at most one live frame.
+        """
+        live_due = (self.config.live_rate_hz > 0 and self._latest is not None
+                    and time.monotonic() >= self._live_due)
+        if self._waiting and not (live_due and self._took_keyframe):
+            self._took_keyframe = True
             self.process_keyframe(self._waiting.popleft())
-        elif self.config.live_rate_hz:
+        elif live_due:
+            self._took_keyframe = False
             self.process_live()
 
     def process_live(self):
         """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
         now = time.monotonic()
-        if now < self._live_due:
-            return
         with self._lock:
             message, self._latest = self._latest, None
         if message is None:
