@@ -139,6 +139,9 @@ class LandmarkDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+        # Idle worker threads sleep instead of spinning: beside the other nodes on a small
+        # machine, spinning takes the cores they need.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         available = ort.get_available_providers()
         wanted = providers or ['CUDAExecutionProvider', 'CPUExecutionProvider']
         try:
