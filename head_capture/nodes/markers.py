@@ -7,6 +7,11 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker
 
 
+def ros_points(points):
+    """Return geometry_msgs Points of an (..., 3) array, flattened in order."""
+    return [Point(x=x, y=y, z=z) for x, y, z in np.asarray(points, float).reshape(-1, 3).tolist()]
+
+
 def list_marker(kind, points, namespace, frame_id, stamp, scale=1.0, colour=(1.0, 1.0, 1.0, 1.0),
                 colours=None, marker_id=0):
     """
@@ -21,8 +26,7 @@ def list_marker(kind, points, namespace, frame_id, stamp, scale=1.0, colour=(1.0
     marker.pose.orientation.w = 1.0
     marker.color = ColorRGBA(r=float(colour[0]), g=float(colour[1]), b=float(colour[2]),
                              a=float(colour[3]))
-    marker.points = [Point(x=float(x), y=float(y), z=float(z))
-                     for x, y, z in np.asarray(points, float).reshape(-1, 3)]
+    marker.points = ros_points(points)
     if colours is not None:
         colours = np.asarray(colours, float)
         rgba = colours.reshape(-1, colours.shape[-1])

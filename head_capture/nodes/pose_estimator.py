@@ -24,7 +24,7 @@ from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl, w2c_to_r
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.node_settings import NODE_SETTINGS
-from head_capture.nodes.markers import list_marker
+from head_capture.nodes.markers import list_marker, ros_points
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
                                         LATCHED_QOS,
@@ -85,7 +85,9 @@ class PoseEstimator(HeadCaptureNode):
         self.coverage, self.guidance = None, 'point the phone at the head to start'
         self.keyframe_poses = [ros_pose(*c2w_opengl_to_w2c(f.c2w))
                                for f in (self.session.frames if self.session else [])]
-        self.frustums = []
+        # Grows by one frustum per registered keyframe; sent whole at each flush.
+        self._frustums = line_marker(np.zeros((0, 3)), 'keyframe_frustums', (0.2, 0.6, 1.0),
+                                     cfg.frame_id, self.get_clock().now().to_msg())
         self.path = deque(maxlen=PATH_LENGTH)
         self._latest, self._lock, self._box = None, threading.Lock(), None
         self._live_due, self._path_sent, self._took_keyframe = 0.0, 0.0, False
@@ -226,8 +228,8 @@ class PoseEstimator(HeadCaptureNode):
         if estimate.registered and self._record(relative, detection, estimate, camera, stamp):
             self.registered += 1
             self.keyframe_poses.append(ros_pose(estimate.rotation, estimate.translation))
-            self.frustums.append(frustum_segments(estimate.rotation, estimate.translation,
-                                                  camera))
+            self._frustums.points.extend(ros_points(frustum_segments(
+                estimate.rotation, estimate.translation, camera)))
             self._session_changed = True
         self._report.publish(String(data=json.dumps(report)))
 
@@ -246,9 +248,8 @@ class PoseEstimator(HeadCaptureNode):
         stamp = self.get_clock().now().to_msg()
         self._poses.publish(PoseArray(header=header(stamp, self.config.frame_id),
                                       poses=self.keyframe_poses))
-        self._markers.publish(MarkerArray(markers=[self._template_marker, line_marker(
-            np.concatenate(self.frustums), 'keyframe_frustums', (0.2, 0.6, 1.0),
-            self.config.frame_id, stamp)]))
+        self._frustums.header.stamp = stamp
+        self._markers.publish(MarkerArray(markers=[self._template_marker, self._frustums]))
 
     def close(self):
         """Write what the last second of keyframes added to transforms.json."""
