@@ -81,14 +81,16 @@ def write_transforms(path, transforms):
     """Write ``transforms`` atomically in the nerfstudio layout (OPENCV camera model)."""
     cam = transforms.intrinsics
     k1, k2, p1, p2 = cam.distortion
-    data = {
+    head = json.dumps({
         'camera_model': 'OPENCV',
         'fl_x': cam.fx, 'fl_y': cam.fy, 'cx': cam.cx + 0.5, 'cy': cam.cy + 0.5,
         'w': cam.width, 'h': cam.height, 'k1': k1, 'k2': k2, 'p1': p1, 'p2': p2,
-        **transforms.meta,
-        'frames': [_frame_to_json(frame) for frame in transforms.frames],
-    }
-    write_bytes_atomic(Path(path), (json.dumps(data, indent=2) + '\n').encode())
+        **transforms.meta}, indent=2)
+    # One frame per line: json's C encoder (no indent) is ten times faster than its indented
+    # Python one, and a live session of thousands of keyframes is rewritten every second.
+    frames = ',\n'.join('    ' + json.dumps(_frame_to_json(f)) for f in transforms.frames)
+    text = f'{head[:-2]},\n  "frames": [\n{frames}\n  ]\n}}\n'
+    write_bytes_atomic(Path(path), text.encode())
 
 
 def write_bytes_atomic(path, payload):
