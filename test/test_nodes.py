@@ -487,3 +487,32 @@ def test_coverage_guide_triggers_training_once_and_guides(ros_context):
         close_nodes([guide])
         fake.destroy_node()
         listener.destroy_node()
+
+
+def test_keyframes_wait_as_headers_when_the_detector_falls_behind(tmp_path, ros_context):
+    from head_capture.nodes.pose_estimator import QUEUED_IMAGES
+    from head_capture.nodes.ros_image import to_image
+    from head_capture.nodes.support import header, stamp_msg, stamp_ns
+    from head_capture.session import keyframe_file, write_image_atomic
+
+    session = tmp_path / 'session'
+    nodes = [(spec, params) for spec, params in graph(
+        settings={'session_dir': str(session)},
+        overrides={'pose_estimator': {'live_rate_hz': 0.0}}) if spec.name == 'pose_estimator']
+    estimator, = build_nodes(nodes, context=ros_context)
+    try:
+        count = QUEUED_IMAGES + 5
+        for k in range(count):  # as the selector does: on disk first, then published
+            image = np.full((48, 64, 3), 40 + 10 * k, np.uint8)
+            stamp = stamp_msg(10**9 + k)
+            write_image_atomic(session / keyframe_file(stamp_ns(stamp)), image)
+            estimator.on_keyframe(to_image(image, header(stamp, 'camera_optical')))
+        held = sum(isinstance(item, Image) for item in estimator._waiting)
+        assert held == QUEUED_IMAGES and len(estimator._waiting) == count
+        while estimator._waiting:
+            estimator.work()
+        assert estimator.keyframes == count
+        assert estimator.health.handled == count  # every one decoded, from memory or disk
+        assert not estimator.health.dropped
+    finally:
+        close_nodes([estimator])

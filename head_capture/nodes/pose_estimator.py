@@ -31,12 +31,13 @@ from head_capture.nodes.support import (declare_config, HeadCaptureNode, header,
                                         RELIABLE_QOS, run_node, SENSOR_QOS, session_root,
                                         stamp_msg, stamp_ns, StartupError)
 from head_capture.resources import share_path
-from head_capture.session import keyframe_file, Session, SessionError, TRANSFORMS_FILE
+from head_capture.session import keyframe_file, read_image, Session, SessionError, \
+    TRANSFORMS_FILE
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Float32MultiArray, String
+from std_msgs.msg import Float32MultiArray, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 try:  # a real ROS install
@@ -47,6 +48,8 @@ except ImportError:  # pip-installed rclpy: no TF, poses are still on their topi
 PATH_LENGTH = 2000
 PATH_PERIOD_S = 0.5
 SESSION_PERIOD_S = 1.0
+# Keyframes waiting for the detector with their pixels in memory; the rest wait as headers.
+QUEUED_IMAGES = 8
 
 
 def ros_pose(rotation, translation):
@@ -138,8 +141,13 @@ class PoseEstimator(HeadCaptureNode):
         self.camera = camera
 
     def on_keyframe(self, message):
-        """Queue a keyframe for the detector: none is skipped, all go before live frames."""
-        self._waiting.append(message)
+        """
+        Queue a keyframe for the detector: none is skipped.
+
+        Beyond a few, only the header waits: the selector wrote the pixels to the session
+        before publishing, so a detector that falls behind costs no memory.
+        """
+        self._waiting.append(message if len(self._waiting) < QUEUED_IMAGES else message.header)
 
     def on_live(self, message):
         """Keep only the newest frame: the live timer takes it when the detector is free."""
@@ -215,6 +223,13 @@ class PoseEstimator(HeadCaptureNode):
     def process_keyframe(self, message):
         """Pose of a keyframe: into the session when registered, reported either way."""
         self.keyframes += 1
+        if isinstance(message, Header):  # queued while the detector was behind
+            try:
+                message = to_image(read_image(self.root / keyframe_file(
+                    stamp_ns(message.stamp))), message)
+            except (OSError, SessionError) as exc:
+                self.drop('keyframe not readable', exc)
+                return
         # Seeded by the live head box: the frame is searched only when the head is not there.
         result = self._estimate(message, self._box, refine=True)
         if result is None:
