@@ -516,3 +516,26 @@ def test_keyframes_wait_as_headers_when_the_detector_falls_behind(tmp_path, ros_
         assert not estimator.health.dropped
     finally:
         close_nodes([estimator])
+
+
+def test_graph_watch_follows_the_trainer_state_on_diagnostics(ros_context):
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+    from head_capture.nodes.up import GraphWatch
+
+    watch, feeder = GraphWatch(context=ros_context), Node('feeder', context=ros_context)
+    publisher = feeder.create_publisher(DiagnosticArray, '/diagnostics', 10)
+    executor = spin(ros_context, [watch])
+    try:
+        for state in ('training', 'done'):
+            status = DiagnosticStatus(name='head_capture: avatar_trainer',
+                                      values=[KeyValue(key='state', value=state)])
+            deadline = time.monotonic() + 10
+            while (watch.values('avatar_trainer').get('state') != state
+                   and time.monotonic() < deadline):
+                publisher.publish(DiagnosticArray(status=[status]))
+                time.sleep(0.1)
+            assert watch.trainer_finished() == (state == 'done')
+    finally:
+        executor.shutdown()
+        watch.destroy_node()
+        feeder.destroy_node()
