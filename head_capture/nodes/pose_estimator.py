@@ -194,10 +194,10 @@ class PoseEstimator(HeadCaptureNode):
             return
         # Keep the cadence (the timer's own jitter averages out), without a burst to catch up.
         self._live_due = max(self._live_due + 1.0 / self.config.live_rate_hz, now)
-        result = self._estimate(message, self._box)
-        if result is None:
+        image = self._decode(message)
+        if image is None:
             return
-        image, detection, estimate, camera = result
+        detection, estimate, camera = self._estimate(image, self._box)
         self._box = detection.box if detection.usable else None
         stamp = message.header.stamp
         view = None
@@ -224,18 +224,19 @@ class PoseEstimator(HeadCaptureNode):
         """Pose of a keyframe: into the session when registered, reported either way."""
         self.keyframes += 1
         if isinstance(message, Header):  # queued while the detector was behind
+            msg_header = message
             try:
-                message = to_image(read_image(self.root / keyframe_file(
-                    stamp_ns(message.stamp))), message)
+                image = read_image(self.root / keyframe_file(stamp_ns(msg_header.stamp)))
             except (OSError, SessionError) as exc:
                 self.drop('keyframe not readable', exc)
                 return
+        else:
+            msg_header, image = message.header, self._decode(message)
+            if image is None:
+                return
         # Seeded by the live head box: the frame is searched only when the head is not there.
-        result = self._estimate(message, self._box, refine=True)
-        if result is None:
-            return
-        _, detection, estimate, camera = result
-        stamp = stamp_ns(message.header.stamp)
+        detection, estimate, camera = self._estimate(image, self._box, refine=True)
+        stamp = stamp_ns(msg_header.stamp)
         relative = keyframe_file(stamp)
         report = {'stamp_ns': stamp, 'file_path': relative, **estimate.to_json(),
                   'problem': None if estimate.registered else
@@ -270,17 +271,20 @@ class PoseEstimator(HeadCaptureNode):
         """Write what the last second of keyframes added to transforms.json."""
         self.flush_session(publish=self.context.ok())
 
-    def _estimate(self, message, box, refine=False):
+    def _decode(self, message):
+        """Return the message's RGB pixels, or None (counted) when they cannot be read."""
         try:
-            image = to_rgb(message)
+            return to_rgb(message)
         except ImageDecodeError as exc:
             self.drop('undecodable image', exc)
             return None
+
+    def _estimate(self, image, box, refine=False):
         camera = self._camera_for(image)
         detection, estimate = detect_and_solve(image, camera, self.detector, self.template,
                                                self.pose_config, box, refine)
         self.health.ok()
-        return image, detection, estimate, camera
+        return detection, estimate, camera
 
     def _camera_for(self, image):
         height, width = image.shape[:2]
