@@ -170,15 +170,17 @@ def run_processes(nodes, parameters_file, until_trainer_finished=False, timeout_
     executor.add_node(watch)
     spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
     spinner.start()
-    processes = NodeProcesses(nodes, Path(parameters_file))
+    processes, ended = None, None
     try:
+        processes = NodeProcesses(nodes, Path(parameters_file))
         wait_until(watch.trainer_finished if until_trainer_finished else None,
                    lambda: processes.exited() is None, timeout_s, report)
     except KeyboardInterrupt:
         pass
     finally:
-        ended = processes.exited()
-        processes.stop()
+        if processes is not None:  # None: it failed to start, and stopped what it had started
+            ended = processes.exited()
+            processes.stop()
         executor.shutdown()
         spinner.join(timeout=10.0)
         watch.destroy_node()
