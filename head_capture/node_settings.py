@@ -150,11 +150,9 @@ NODE_SETTINGS = {'camera_source': (CameraSourceConfig,),
 
 def check_parameters(node, parameters):
     """Validate a node's parameters without ROS: unknown names and bad values raise ConfigError."""
-    classes = NODE_SETTINGS[node]
-    known = {f.name for cls in classes for f in dataclasses.fields(cls)}
-    unknown = sorted(set(parameters) - known)
+    names = {cls: {f.name for f in dataclasses.fields(cls)} for cls in NODE_SETTINGS[node]}
+    unknown = sorted(set(parameters).difference(*names.values()))
     if unknown:
         raise ConfigError(f'{node}: unknown parameter(s) {unknown}')
-    for cls in classes:
-        names = {f.name for f in dataclasses.fields(cls)}
-        build(cls, {k: v for k, v in parameters.items() if k in names}, f'{node} parameters')
+    for cls, fields in names.items():
+        build(cls, {k: v for k, v in parameters.items() if k in fields}, f'{node} parameters')
