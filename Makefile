@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian libraries the wheels link against: libusb for open3d, OSMesa for headless rendering.
-APT_PACKAGES := libusb-1.0-0 libgl1 libosmesa6
+APT_PACKAGES := libusb-1.0-0 libgl1 libosmesa6 chromium
 DEMO_DIR ?= demo_out
 
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST

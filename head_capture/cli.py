@@ -14,7 +14,6 @@ from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.sources import open_source, SourceError
 from head_capture.config import ConfigError, load_node_config
 from head_capture.landmarks.detector import ModelError
-from head_capture.pipeline import extract_keyframes
 from head_capture.session import read_transforms, SessionError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -157,6 +156,27 @@ def _parser():
     scores.add_argument('--out', type=Path, help='JSON to write (default AVATAR/evaluation.json)')
     scores.set_defaults(run=_run_evaluate_avatar)
 
+    whole = commands.add_parser(
+        'reconstruct', help='the whole job offline: keyframes, poses, avatar, report '
+        '(re-run to resume)')
+    whole.add_argument('input', help='video file, image folder, rosbag2 (MCAP) or URL')
+    whole.add_argument('--out', type=Path, required=True, help='output folder')
+    whole.add_argument('--config', default='cpu_preview',
+                       help='avatar config: paper, fast, cpu_preview or a YAML path')
+    whole.add_argument('--set', action='append', default=[], dest='overrides',
+                       metavar='KEY=VALUE', help='override one avatar config key (YAML value)')
+    whole.add_argument('--count', type=int, default=100, help='keyframes to keep (100)')
+    whole.add_argument('--size', type=int, default=400,
+                       help='side of the square keyframes in pixels (400)')
+    camera = whole.add_mutually_exclusive_group()
+    camera.add_argument('--fov', type=float,
+                        help='horizontal field of view of the source camera in degrees')
+    camera.add_argument('--intrinsics', type=Path,
+                        help='transforms.json whose camera describes the source frames')
+    whole.add_argument('--params', type=Path,
+                       help='parameters file (default: the shipped config/head_capture.yaml)')
+    whole.set_defaults(run=_run_reconstruct)
+
     up = commands.add_parser(
         'up', help='run the live capture graph from pip (one process per node)')
     up.add_argument('--source', help='stream this in: video, image folder, MCAP bag or URL '
@@ -190,7 +210,9 @@ def _parser():
     record.add_argument('--frames', type=int, help='stop after this many images')
     record.set_defaults(run=_run_record)
 
-    demo = commands.add_parser('demo', help='run the main job on the built-in sample capture')
+    demo = commands.add_parser(
+        'demo', help='the built-in synthetic capture through the live graph to an avatar and '
+        'its report')
     demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
     demo.set_defaults(run=_run_demo)
     return parser
@@ -213,6 +235,8 @@ def _add_keyframe_options(parser):
 
 
 def _run_keyframes(args):
+    from head_capture.pipeline import extract_keyframes
+
     config = load_node_config(KeyframeConfig, 'keyframe_selector', args.config)
     with open_source(args.input) as source:
         intrinsics = read_transforms(args.intrinsics).intrinsics if args.intrinsics else None
@@ -393,7 +417,7 @@ def _run_evaluate_poses(args):
 
 def _run_train_avatar(args):
     from head_capture.avatar.config import load_avatar_config, parse_overrides
-    from head_capture.avatar.trainer import AvatarTrainer
+    from head_capture.pipeline import train_avatar
 
     data = args.data
     if data.is_dir():
@@ -406,26 +430,8 @@ def _run_train_avatar(args):
     if args.perturb < 0:
         raise ValueError(f'--perturb must be >= 0, got {args.perturb}')
     config = load_avatar_config(args.config, overrides)
-    total = config.stage1_steps + config.stage2_steps
-    with _progress('training the avatar', total) as advance:
-        done = {'steps': 0}
-
-        def report(event):
-            steps = event['step'] + (config.stage1_steps if event['stage'] == 2 else 0)
-            for _ in range(steps - done['steps']):
-                advance()
-            done['steps'] = max(done['steps'], steps)
-            if event['event'] == 'rollback':
-                console.print(f'[yellow]non-finite loss at stage {event["stage"]} step '
-                              f'{event["step"]}: rolled back, learning rates x'
-                              f'{event["lr_scale"]:g}[/]')
-            elif event['event'] == 'stage_end':
-                console.print(f'stage {event["stage"]} done: rotation error '
-                              f'{event["rotation_error_deg"]:.3f}° against the given poses')
-
-        trainer = AvatarTrainer(data, args.out, config, args.perturb, args.seed, args.resume,
-                                report)
-        metrics = trainer.run()
+    metrics = train_avatar(data, args.out, config, args.perturb, args.seed, args.resume,
+                           _progress, console.print)
     console.print(f'[green]avatar trained[/] in {metrics["seconds"]:.0f} s -> {args.out}')
     return 0
 
@@ -464,6 +470,20 @@ def _run_train_landmarks(args):
         if value is not None:
             argv += [flag, str(value)]
     return train_main(argv)
+
+
+def _run_reconstruct(args):
+    from head_capture.avatar.config import parse_overrides
+    from head_capture.pipeline import reconstruct
+
+    intrinsics = read_transforms(args.intrinsics).intrinsics if args.intrinsics else None
+    summary = reconstruct(args.input, args.out, args.config, parse_overrides(args.overrides),
+                          args.count, args.size, intrinsics, args.fov, args.params,
+                          progress=_progress, log=console.print)
+    console.print(f'[bold green]avatar ready[/] in {summary["seconds"]:.0f} s: '
+                  f'{summary["registered"]} of {summary["keyframes"]} keyframes registered, '
+                  f'held-out PSNR {summary["held_out_psnr"]:.2f} dB; report {summary["report"]}')
+    return 0
 
 
 def _run_up(args):
@@ -522,30 +542,10 @@ def _run_record(args):
 
 
 def _run_demo(args):
-    from head_capture.synth.sample_clip import make_sample_clip
-    from head_capture.synth.recordings import write_video
+    from head_capture.demo import run_demo, summary_line
 
-    started = time.monotonic()
-    args.out.mkdir(parents=True, exist_ok=True)
-    clip = make_sample_clip()
-    video = args.out / 'sample_clip.mp4'
-    write_video(video, clip.frames, clip.fps)
-    console.print(f'sample capture: {video} ({len(clip.frames)} frames, '
-                  f'{len(clip.blurred)} motion-blurred)')
-    config = load_node_config(KeyframeConfig, 'keyframe_selector')
-    with open_source(video) as source, _progress('selecting keyframes', 2 * len(clip.frames)) \
-            as advance:
-        report = extract_keyframes(source, args.out / 'session', 24, 256, fov_deg=clip.fov_deg,
-                                   config=config, overwrite=True, progress=advance)
-    chosen = [k.frame.index for k in report.selection.keyframes]
-    sharp = sorted(set(chosen) - set(clip.blurred.tolist()))
-    summary = {'keyframes': len(chosen), 'sharp_share': len(sharp) / max(1, len(chosen)),
-               'frames': len(clip.frames), 'blurred_frames': len(clip.blurred),
-               'session': str(report.session.root), 'seconds': time.monotonic() - started}
-    (args.out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
-    _print_keyframe_report(report)
-    console.print(f'[bold]demo done[/] in {summary["seconds"]:.1f} s: {len(chosen)} keyframes, '
-                  f'{100 * summary["sharp_share"]:.0f}% of them unblurred; outputs in {args.out}')
+    summary = run_demo(args.out, _progress, console.print)
+    console.print(f'[bold green]{summary_line(summary)}[/]')
     return 0
 
 

@@ -1,11 +1,32 @@
-"""Offline end-to-end steps, each usable alone: today, video to a keyframe session."""
+"""
+The offline end-to-end job: a video (folder, bag) in, an avatar and its report out.
 
+``reconstruct`` runs keyframes -> landmarks, masks and PnP poses -> the two training stages ->
+report, into one output folder. Each finished step is recorded in ``reconstruction.json``, so a
+re-run (after Ctrl-C, a crash, a full disk) skips what is done, resumes training from its
+checkpoint and only redoes the step that was cut short.
+"""
+
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+import json
+from pathlib import Path
+import time
 
+from head_capture.avatar import TrainingError
 from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
-from head_capture.capture.keyframes import select_offline, select_online
+from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
+from head_capture.capture.pose import PoseConfig
 from head_capture.capture.preprocess import prepare_view
-from head_capture.session import Session
+from head_capture.capture.registration import detect_and_solve, pose_quality
+from head_capture.capture.sources import open_source
+from head_capture.config import ConfigError, load_node_config
+from head_capture.geometry import w2c_to_c2w_opengl
+from head_capture.session import Session, write_bytes_atomic, write_transforms
+
+STATE_FILE = 'reconstruction.json'
+# Fewer registered keyframes than this cannot make a 360-degree avatar.
+MIN_TRAINING_FRAMES = 8
 
 
 @dataclass
@@ -16,6 +37,12 @@ class KeyframeReport:
     selection: object
     source_stats: object
     notes: list = field(default_factory=list)
+
+
+@contextmanager
+def no_progress(description, total):
+    """Progress that goes nowhere (callers without a console)."""
+    yield lambda: None
 
 
 def extract_keyframes(source, out_dir, count, size=400, intrinsics=None, fov_deg=None,
@@ -57,3 +84,172 @@ def extract_keyframes(source, out_dir, count, size=400, intrinsics=None, fov_deg
         notes.append(f'no intrinsics given: assumed a {DEFAULT_FOV_DEG:.0f} degree field of '
                      'view across the long side (pass --fov or --intrinsics)')
     return KeyframeReport(session, selection, source.stats, notes)
+
+
+def register_session(session, detector, template, config=PoseConfig(), progress=None):
+    """
+    Landmarks, head mask and PnP pose of every keyframe, stored in the session.
+
+    A keyframe without a pose stays listed, with the reason, and is left out of training.
+    Returns the number registered.
+    """
+    camera = session.transforms.intrinsics
+    registered = 0
+    for index, frame in enumerate(session.frames):
+        detection, estimate = detect_and_solve(session.image(index), camera, detector,
+                                               template, config)
+        if detection.usable:
+            session.write_mask(index, detection.head_mask())
+        frame.c2w = (w2c_to_c2w_opengl(estimate.rotation, estimate.translation)
+                     if estimate.registered else None)
+        frame.meta['pose_quality'] = pose_quality(estimate)
+        frame.meta.pop('unregistered', None)
+        if not estimate.registered:
+            frame.meta['unregistered'] = estimate.reason
+        registered += estimate.registered
+        if progress is not None:
+            progress()
+    session.save()
+    return registered
+
+
+def train_avatar(data, out_dir, config, perturb=0.0, seed=0, resume=False,
+                 progress=no_progress, log=print):
+    """Train both stages with a progress bar (resuming a run in ``out_dir``); return metrics."""
+    from head_capture.avatar.trainer import AvatarTrainer  # torch: only for the jobs that train
+
+    with progress('training the avatar', config.stage1_steps + config.stage2_steps) as advance:
+        done = {'steps': 0}
+
+        def report(event):
+            steps = event['step'] + (config.stage1_steps if event['stage'] == 2 else 0)
+            for _ in range(steps - done['steps']):
+                advance()
+            done['steps'] = max(done['steps'], steps)
+            if event['event'] == 'rollback':
+                log(f'non-finite loss at stage {event["stage"]} step {event["step"]}: rolled '
+                    f'back, learning rates x{event["lr_scale"]:g}')
+            elif event['event'] == 'stage_end':
+                log(f'stage {event["stage"]} done: rotation error '
+                    f'{event["rotation_error_deg"]:.3f}° against the given poses')
+
+        trainer = AvatarTrainer(data, out_dir, config, perturb, seed, resume, report)
+        return trainer.run()
+
+
+@dataclass
+class Reconstruction:
+    """The output folder of ``reconstruct`` and what it holds."""
+
+    root: Path
+
+    @property
+    def session_dir(self):
+        """Return the session folder: keyframes, masks, PnP poses (as the live graph writes)."""
+        return self.root / 'session'
+
+    @property
+    def avatar_dir(self):
+        """Return the avatar folder, where the live graph's trainer puts it too."""
+        return self.session_dir / 'avatar'
+
+    @property
+    def report_path(self):
+        """Return the path of the self-contained HTML report."""
+        return self.root / 'report.html'
+
+    def state(self):
+        """Return the record of finished steps (empty for a new folder)."""
+        path = self.root / STATE_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def save_state(self, state):
+        """Record the finished steps atomically."""
+        write_bytes_atomic(self.root / STATE_FILE, (json.dumps(state, indent=2) + '\n').encode())
+
+
+def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100, size=400,
+                intrinsics=None, fov_deg=None, params=None, model=None,
+                progress=no_progress, log=print):
+    """
+    Run (or resume) the whole offline job on ``source``; return the summary.
+
+    ``config`` names the avatar config (or a YAML path) and ``overrides`` change its keys;
+    ``params`` is the nodes' parameters file, for the keyframe and pose settings; ``size`` is
+    the side of the keyframes the landmarks see (the trainer shrinks them to its image size).
+    """
+    from head_capture.avatar.config import load_avatar_config
+    from head_capture.avatar.job import registered_keyframes, TRAINING_TRANSFORMS
+    from head_capture.avatar.trainer import CHECKPOINT
+    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.landmarks.template import HeadTemplate
+    from head_capture.report import write_report
+    from head_capture.resources import share_path
+
+    started = time.monotonic()
+    avatar_config = load_avatar_config(config, overrides)
+    keyframe_config = load_node_config(KeyframeConfig, 'keyframe_selector', params)
+    pose_config = load_node_config(PoseConfig, 'pose_estimator', params)
+    job = Reconstruction(Path(out_dir).resolve())
+    where = Path(str(source))
+    request = {'input': str(where.resolve()) if where.exists() else str(source),
+               'config': str(config), 'overrides': overrides or {},
+               'count': count, 'size': size}
+    state = job.state()
+    if state and state.get('request') != request:
+        raise ConfigError(f'{job.root} holds a reconstruction of another request '
+                          f'({state.get("request")}); choose another --out')
+    state['request'] = request
+    steps = state.setdefault('steps', {})
+
+    if 'keyframes' not in steps:
+        with open_source(source) as frames:
+            expected = frames.expected_frames
+            total = 2 * expected if (expected and frames.replayable) else expected
+            with progress('selecting keyframes', total) as advance:
+                keyframes = extract_keyframes(frames, job.session_dir, count, size, intrinsics,
+                                              fov_deg, keyframe_config, True, advance)
+        steps['keyframes'] = {'keyframes': len(keyframes.selection.keyframes),
+                              'frames_scored': keyframes.selection.frames_scored,
+                              'frames_corrupt': keyframes.source_stats.frames_corrupt,
+                              'notes': keyframes.notes}
+        job.save_state(state)
+        for note in keyframes.notes:
+            log(f'warning: {note}')
+    log(f'keyframes: {steps["keyframes"]["keyframes"]} in {job.session_dir}')
+
+    if 'poses' not in steps:
+        session = Session.load(job.session_dir)
+        detector = LandmarkDetector(model or default_model_path())
+        template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+        with progress('landmarks, masks + PnP', len(session.frames)) as advance:
+            registered = register_session(session, detector, template, pose_config, advance)
+        steps['poses'] = {'registered': registered, 'keyframes': len(session.frames)}
+        job.save_state(state)
+    log(f'poses: {steps["poses"]["registered"]} of {steps["poses"]["keyframes"]} keyframes '
+        'registered by landmarks + RANSAC PnP')
+
+    if 'avatar' not in steps:
+        resume = (job.avatar_dir / CHECKPOINT).is_file()
+        if not resume:
+            write_transforms(job.session_dir / TRAINING_TRANSFORMS,
+                             registered_keyframes(job.session_dir, MIN_TRAINING_FRAMES))
+        elif not (job.session_dir / TRAINING_TRANSFORMS).is_file():
+            raise TrainingError(f'{job.avatar_dir} holds a checkpoint but its training frames '
+                                f'({TRAINING_TRANSFORMS}) are gone; remove the avatar folder')
+        else:
+            log(f'resuming the training in {job.avatar_dir}')
+        steps['avatar'] = train_avatar(job.session_dir / TRAINING_TRANSFORMS, job.avatar_dir,
+                                       avatar_config, resume=resume, progress=progress, log=log)
+        job.save_state(state)
+
+    write_report(job.session_dir, job.avatar_dir, job.report_path,
+                 title=f'head_capture reconstruction of {where.name}')
+    metrics = steps['avatar']
+    return {'out': str(job.root), 'report': str(job.report_path),
+            'avatar': str(job.avatar_dir), 'keyframes': steps['keyframes']['keyframes'],
+            'registered': steps['poses']['registered'],
+            'held_out_psnr': metrics.get('held_out_psnr'),
+            'held_out_ssim': metrics.get('held_out_ssim'),
+            'train_seconds': metrics.get('seconds'),
+            'seconds': round(time.monotonic() - started, 1)}

@@ -98,6 +98,7 @@ def write_bytes_atomic(path, payload):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide outputs from the user's other tools
         with os.fdopen(fd, 'wb') as handle:
             handle.write(payload)
             handle.flush()

@@ -25,43 +25,16 @@ TOY = {'field': 'grid', 'image_size': 0, 'rays': 256, 'coarse_samples': 24, 'fin
        'pose_lr': (3e-3, 1e-4), 'test_pose_steps': 5, 'turntable_frames': 0, 'mesh_views': 0}
 
 
-class Blobs(torch.nn.Module):
-    """An analytic scene: three coloured Gaussian blobs."""
-
-    centres = torch.tensor([[0.3, 0.0, 0.0], [-0.2, 0.3, 0.1], [0.0, -0.3, -0.2]])
-    colours = torch.tensor([[0.9, 0.2, 0.1], [0.1, 0.7, 0.2], [0.2, 0.3, 0.9]])
-
-    def forward(self, points, directions, progress=1.0, c2f=(0.0, 0.0)):
-        weights = torch.exp(-((points[..., None, :] - self.centres) ** 2).sum(-1) / 0.02)
-        density = 30.0 * weights.sum(-1)
-        colour = (weights[..., None] * self.colours).sum(-2) / (weights.sum(-1, keepdim=True)
-                                                                + 1e-6)
-        return colour, density
-
-
 @pytest.fixture(scope='module')
-def toy_scene(tmp_path_factory):
-    """Write 30 views of the blobs (48²) with their true poses as a transforms.json."""
+def toy_scene(tmp_path_factory, blob_views):
+    """Write the 30 views of the blobs (48²) with their true poses as a transforms.json."""
     folder = tmp_path_factory.mktemp('toy')
-    camera = Intrinsics.from_fov(48, 48, 50.0)
     frames = []
-    for n in range(30):
-        azimuth, elevation = 2 * np.pi * n / 30, np.radians(20 + 15 * np.sin(n))
-        centre = 2.6 * np.array([np.cos(elevation) * np.cos(azimuth),
-                                 np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
-        rotation, translation = look_at_w2c(centre, np.zeros(3))
-        v, u = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing='ij')
-        r = torch.tensor(rotation, dtype=torch.float32).expand(48 * 48, 3, 3)
-        t = torch.tensor(translation, dtype=torch.float32).expand(48 * 48, 3)
-        origins, directions = pixel_rays(camera, r, t, u.reshape(-1), v.reshape(-1))
-        near, far = near_far(origins, 1.0, 1.5, 4.0)
-        with torch.no_grad():
-            (rgb, _, _), = render_rays([Blobs()], origins, directions, near, far, (128, 0),
-                                       torch.ones(3))
-        image = (rgb.reshape(48, 48, 3).numpy() * 255).round().astype(np.uint8)
+    for n, (image, rotation, translation) in enumerate(zip(
+            blob_views.images, blob_views.rotations, blob_views.translations)):
         cv2.imwrite(str(folder / f'v{n:02d}.png'), image[..., ::-1])
         frames.append(FrameRecord(f'v{n:02d}.png', w2c_to_c2w_opengl(rotation, translation)))
-    write_transforms(folder / 'transforms.json', Transforms(camera, frames))
+    write_transforms(folder / 'transforms.json', Transforms(blob_views.camera, frames))
     return folder / 'transforms.json'
 
 

@@ -1,6 +1,5 @@
 """The ``head-capture`` command line, run in-process as a user would call it."""
 
-import json
 
 from head_capture.cli import main
 from head_capture.session import read_transforms
@@ -65,11 +64,3 @@ def test_an_existing_session_needs_overwrite(tmp_path, clip_video, capsys):
     assert main(base) == 2
     assert 'already holds a session' in capsys.readouterr().err
     assert main(base + ['--overwrite']) == 0
-
-
-def test_demo_runs_end_to_end(tmp_path):
-    assert main(['demo', '--out', str(tmp_path)]) == 0
-    summary = json.loads((tmp_path / 'summary.json').read_text())
-    assert summary['keyframes'] >= 20 and summary['sharp_share'] >= 0.9
-    assert len(read_transforms(tmp_path / 'session' / 'transforms.json').frames) \
-        == summary['keyframes']

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import threading
 import time
 
@@ -13,7 +14,6 @@ from head_capture.graph import graph, node_spec
 from head_capture.nodes.support import LATCHED_QOS, RELIABLE_QOS
 from head_capture.nodes.up import build_nodes, close_nodes
 from head_capture.session import read_transforms
-from head_capture.synth.capture_video import CaptureConfig, write_capture
 import numpy as np
 import pytest
 from rclpy.executors import MultiThreadedExecutor
@@ -24,9 +24,6 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 STAMP_ORIGIN_S = 1.0
-TINY_AVATAR = ('stage1_steps=30 stage2_steps=10 rays=128 image_size=48 coarse_samples=16 '
-               'fine_samples=16 turntable_frames=3 mesh_views=4 mesh_resolution=32 '
-               'test_pose_steps=2 checkpoint_every=20 log_every=10')
 
 
 class Listener(Node):
@@ -71,15 +68,6 @@ class Listener(Node):
                              f'within {timeout_s} s')
 
 
-@pytest.fixture(scope='module')
-def capture(tmp_path_factory):
-    """Render a short synthetic phone capture: 8 s at 10 frames/s, 640x360."""
-    folder = tmp_path_factory.mktemp('capture')
-    write_capture(folder, CaptureConfig(seconds=8.0, fps=10.0, width=640, height=360,
-                                        blur_share=0.1, seed=3))
-    return folder
-
-
 class Spinner:
     """A multithreaded executor spinning in a background thread."""
 
@@ -105,7 +93,7 @@ def spin(context, nodes):
     return Spinner(context, nodes)
 
 
-def test_capture_graph_end_to_end(capture, tmp_path, ros_context):
+def test_capture_graph_end_to_end(capture, tmp_path, ros_context, tiny_avatar):
     session = tmp_path / 'session'
     nodes = graph(settings={'source': str(capture / 'capture.mp4'), 'session_dir': str(session),
                             'config': 'cpu_preview'},
@@ -114,7 +102,7 @@ def test_capture_graph_end_to_end(capture, tmp_path, ros_context):
                                                'stamp_origin_s': STAMP_ORIGIN_S},
                              'keyframe_selector': {'min_interval_s': 0.3},
                              'coverage_guide': {'auto_train': False},
-                             'avatar_trainer': {'overrides': TINY_AVATAR,
+                             'avatar_trainer': {'overrides': tiny_avatar,
                                                 'min_keyframes': 4}})
     listener = Listener(ros_context)
     executor = spin(ros_context, [listener])
@@ -539,3 +527,22 @@ def test_graph_watch_follows_the_trainer_state_on_diagnostics(ros_context):
         executor.shutdown()
         watch.destroy_node()
         feeder.destroy_node()
+
+
+def test_demo_streams_a_capture_through_the_graph_to_an_avatar_and_report(capture, tmp_path,
+                                                                          tiny_avatar):
+    from head_capture.demo import run_demo, summary_line
+    from head_capture.pipeline import no_progress
+
+    shutil.copytree(capture, tmp_path / 'capture')
+    lines = []
+    # 8 s of video cannot meet the coverage target: training is requested when it ends.
+    summary = run_demo(tmp_path, no_progress, lines.append, graph_overrides={
+        'keyframe_selector': {'min_interval_s': 0.3},
+        'avatar_trainer': {'overrides': tiny_avatar, 'min_keyframes': 4}})
+    assert summary['registered'] >= 4
+    assert summary['live_poses_vs_truth']['rotation_deg'] < 20.0
+    assert summary['refined_poses_vs_truth'] is not None
+    assert (tmp_path / 'report.html').stat().st_size > 10_000
+    assert json.loads((tmp_path / 'summary.json').read_text()) == summary
+    assert 'report' in summary_line(summary) and str(tmp_path) in summary_line(summary)

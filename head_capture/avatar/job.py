@@ -23,6 +23,20 @@ METRICS = 'metrics.json'
 LOG = 'trainer.log'
 
 
+def registered_keyframes(session_dir, min_frames):
+    """Return the session's Transforms cut to its registered keyframes; refuse too few."""
+    session_dir = Path(session_dir)
+    try:
+        transforms = read_transforms(session_dir / TRANSFORMS_FILE)
+    except (SessionError, OSError) as exc:
+        raise TrainingError(f'no registered keyframes yet in {session_dir} ({exc})') from exc
+    transforms.frames = [f for f in transforms.frames if f.c2w is not None]
+    if len(transforms.frames) < min_frames:
+        raise TrainingError(f'{len(transforms.frames)} registered keyframes in {session_dir}; '
+                            f'at least {min_frames} are needed')
+    return transforms
+
+
 class TrainingJob:
     """One training run of a session's keyframes in a child process."""
 
@@ -41,19 +55,9 @@ class TrainingJob:
         """Freeze the keyframes and start the child; return what was started."""
         if self.running:
             raise TrainingError(f'already training into {self.out}')
-        transforms_path = self.session / TRANSFORMS_FILE
-        try:
-            transforms = read_transforms(transforms_path)
-        except (SessionError, OSError) as exc:
-            raise TrainingError(f'no registered keyframes yet in {self.session} ({exc})') \
-                from exc
-        posed = [f for f in transforms.frames if f.c2w is not None]
-        if len(posed) < self.min_frames:
-            raise TrainingError(f'{len(posed)} registered keyframes in {self.session}; at '
-                                f'least {self.min_frames} are needed')
+        transforms = registered_keyframes(self.session, self.min_frames)
         self.out, resume = self._output_dir()
         if not resume:
-            transforms.frames = posed
             write_transforms(self.session / TRAINING_TRANSFORMS, transforms)
         command = [sys.executable, '-m', 'head_capture.cli', 'train',
                    str(self.session / TRAINING_TRANSFORMS), '--config', self.config,
@@ -66,7 +70,7 @@ class TrainingJob:
                                         stdin=subprocess.DEVNULL)
         self._offset = 0
         what = 'resuming' if resume else 'training'
-        return f'{what} {len(posed)} keyframes ({self.config}) into {self.out}'
+        return f'{what} {len(transforms.frames)} keyframes ({self.config}) into {self.out}'
 
     def _output_dir(self):
         """Return the run directory and whether it holds an unfinished run to resume."""

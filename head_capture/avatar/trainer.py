@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT = 'checkpoint.pt'
 EVENTS = 'events.jsonl'
 PREVIEW = 'preview.png'
+# The refined poses when stage 1 ends, for the report's pose plot.
+STAGE1_TRANSFORMS = 'stage1_transforms.json'
 MAX_ROLLBACKS = 6
 
 
@@ -164,6 +166,7 @@ class AvatarTrainer:
         """Start stage 2 from stage 1's cameras; False when there is none to start."""
         if self.stage == 2 or self.config.stage2_steps == 0:
             return False
+        self._write_refined_transforms(STAGE1_TRANSFORMS)
         rotations, translations = (p.detach().cpu() for p in self.poses())
         self.stage, self.step = 2, 0
         self._build_stage(rotations, translations)
@@ -338,8 +341,8 @@ class AvatarTrainer:
         translations[self.train_ids] = refined[1].detach().cpu()
         return rotations, translations
 
-    def finish(self):
-        """Write transforms.json (refined poses, input order) and metrics.json; return metrics."""
+    def _write_refined_transforms(self, name):
+        """Write the poses as they are now (input order, held-out flagged) as a transforms.json."""
         rotations, translations = self.refined_poses()
         source = self.views.transforms
         held = set(self.held_ids.tolist())
@@ -347,11 +350,14 @@ class AvatarTrainer:
                                                              t.double().numpy()),
                               f.mask_path, {**f.meta, 'held_out': n in held})
                   for n, (f, r, t) in enumerate(zip(source.frames, rotations, translations))]
-        write_transforms(self.out / 'transforms.json', Transforms(source.intrinsics, frames,
-                                                                  source.meta))
+        write_transforms(self.out / name, Transforms(source.intrinsics, frames, source.meta))
+
+    def finish(self):
+        """Write transforms.json (refined poses, input order) and metrics.json; return metrics."""
+        self._write_refined_transforms('transforms.json')
         metrics = {'stage': self.stage, 'step': self.step,
                    'seconds': round(time.monotonic() - self.started, 1),
-                   'training_frames': len(self.train_ids), 'held_out_frames': len(held),
+                   'training_frames': len(self.train_ids), 'held_out_frames': len(self.held_ids),
                    'perturb_sigma': self.perturb_sigma, 'rollbacks': self.rollbacks,
                    **self.pose_report(), **self._write_outputs()}
         write_bytes_atomic(self.out / 'metrics.json',

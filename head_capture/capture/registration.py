@@ -110,6 +110,12 @@ def detect_and_solve(frame, intrinsics, detector, template, config=PoseConfig(),
                                  config)
 
 
+def pose_quality(estimate):
+    """Return the numbers that say how far to trust a pose, as frames keep them in meta."""
+    return {k: v for k, v in estimate.to_json().items()
+            if k in ('inlier_share', 'reprojection_px', 'confidence')}
+
+
 def registered_transforms(images, estimates, out_path, meta=None):
     """
     Return the Transforms of the registered frames, paths relative to ``out_path``'s folder.
@@ -121,11 +127,9 @@ def registered_transforms(images, estimates, out_path, meta=None):
     for path, name, estimate in zip(images.paths, images.names, estimates):
         relative = os.path.relpath(Path(path).resolve(), base)
         if estimate.registered:
-            quality = {k: v for k, v in estimate.to_json().items()
-                       if k in ('inlier_share', 'reprojection_px', 'confidence')}
             frames.append(FrameRecord(relative, w2c_to_c2w_opengl(estimate.rotation,
                                                                   estimate.translation),
-                                      meta={'pose_quality': quality}))
+                                      meta={'pose_quality': pose_quality(estimate)}))
         else:
             unregistered.append({'file_path': relative, 'reason': estimate.reason})
     info = {'poses': 'head landmarks + RANSAC PnP (head frame, metres)',

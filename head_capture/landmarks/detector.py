@@ -54,6 +54,10 @@ class Detection:
         share = float((inside > 0.5).mean()) if inside.size else 0.0
         return share > MIN_MASK_SHARE and float(np.median(self.sigma)) < MAX_SIGMA_SHARE * side
 
+    def head_mask(self):
+        """Return the head mask as a uint8 image (255 = head), as sessions store it."""
+        return ((self.mask > 0.5) * 255).astype(np.uint8)
+
     def to_json(self):
         """Plain dict for JSON files and ROS String messages."""
         return {'box': [round(float(v), 2) for v in self.box], 'usable': self.usable,

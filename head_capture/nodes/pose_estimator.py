@@ -18,7 +18,7 @@ from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, T
 from head_capture.camera import Intrinsics
 from head_capture.capture.coverage import Coverage, View
 from head_capture.capture.image_encoding import ImageDecodeError
-from head_capture.capture.registration import detect_and_solve
+from head_capture.capture.registration import detect_and_solve, pose_quality
 from head_capture.capture.visuals import frustum_segments, guidance_image
 from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl, w2c_to_ros_pose
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
@@ -329,13 +329,10 @@ class PoseEstimator(HeadCaptureNode):
             elif self.session.transforms.intrinsics != camera:
                 self.drop('keyframe from another camera', f"{camera} vs the session's")
                 return False
-            mask = ((detection.mask > 0.5) * 255).astype(np.uint8)
             self.session.add_record(relative, w2c_to_c2w_opengl(estimate.rotation,
                                                                 estimate.translation),
-                                    mask, {'stamp_ns': stamp,
-                                           'pose_quality': {'confidence': estimate.confidence,
-                                                            'inlier_share':
-                                                                estimate.inlier_share}})
+                                    detection.head_mask(),
+                                    {'stamp_ns': stamp, 'pose_quality': pose_quality(estimate)})
         except (OSError, SessionError) as exc:
             self.drop('keyframe not recorded', exc)
             return False

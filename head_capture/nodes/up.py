@@ -22,6 +22,10 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from std_srvs.srv import Trigger
+
+# Time the last keyframes of an ended source get to reach the session before training.
+SETTLE_S = 5.0
 
 
 def build_nodes(nodes, context=None):
@@ -52,10 +56,13 @@ def close_nodes(nodes):
 class GraphWatch(Node):
     """Follows a graph from outside, through /diagnostics: what each node last reported."""
 
-    def __init__(self, context=None):
+    def __init__(self, context=None, settle_s=SETTLE_S):
         super().__init__('head_capture_up', context=context)
         self._values, self._lock = {}, threading.Lock()
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+        self._train = self.create_client(Trigger, '/head_capture/train')
+        self.settle_s, self._source_ended, self._request = settle_s, None, None
+        self.refusal = None
 
     def _on_diagnostics(self, message):
         with self._lock:
@@ -70,6 +77,33 @@ class GraphWatch(Node):
     def trainer_finished(self):
         """Return True once avatar_trainer reported done or failed."""
         return self.values('avatar_trainer').get('state') in ('done', 'failed')
+
+    def avatar_finished(self):
+        """
+        Return True once the trainer is done or failed, or refused to train.
+
+        A file that ends before the coverage target is met would leave the trainer waiting
+        for good: once the source has ended and the last keyframes had ``settle_s`` to get
+        their poses, training is requested with what there is (a refusal is kept in
+        ``refusal``).
+        """
+        if self.trainer_finished():
+            return True
+        if self._request is not None:
+            if self._request.done() and not self._request.result().success:
+                self.refusal = self._request.result().message
+            return self.refusal is not None
+        if self.values('camera_source').get('finished') != 'True':
+            return False
+        now = time.monotonic()
+        self._source_ended = self._source_ended or now
+        if (now - self._source_ended > self.settle_s
+                and self.values('avatar_trainer').get('state') == 'idle'
+                and self._train.service_is_ready()):
+            self.get_logger().info('the source ended before the coverage target: training on '
+                                   'the keyframes there are')
+            self._request = self._train.call_async(Trigger.Request())
+        return False
 
 
 class NodeProcesses:
@@ -156,13 +190,13 @@ def run_graph(nodes, until=None, timeout_s=None, report=print):
         rclpy.try_shutdown()
 
 
-def run_processes(nodes, parameters_file, until_trainer_finished=False, timeout_s=None,
-                  report=print):
+def run_processes(nodes, parameters_file, until_avatar=False, timeout_s=None, report=print):
     """
     Run each node in its own process; return 0, or 2 when a node cannot start.
 
-    It runs until the trainer finishes (if asked), ``timeout_s`` passes, Ctrl-C, or a node
-    ends; the parameters go to ``parameters_file`` first.
+    It runs until the avatar is finished (if asked: ``GraphWatch.avatar_finished``),
+    ``timeout_s`` passes, Ctrl-C, or a node ends; the parameters go to ``parameters_file``
+    first.
     """
     rclpy.init()
     watch = GraphWatch()
@@ -173,8 +207,10 @@ def run_processes(nodes, parameters_file, until_trainer_finished=False, timeout_
     processes, ended = None, None
     try:
         processes = NodeProcesses(nodes, Path(parameters_file))
-        wait_until(watch.trainer_finished if until_trainer_finished else None,
+        wait_until(watch.avatar_finished if until_avatar else None,
                    lambda: processes.exited() is None, timeout_s, report)
+        if watch.refusal is not None:
+            report(f'no avatar: {watch.refusal}')
     except KeyboardInterrupt:
         pass
     finally:

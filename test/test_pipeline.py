@@ -1,0 +1,64 @@
+"""``head-capture reconstruct``: a synthetic phone video to an avatar and its report, resumable."""
+
+import json
+
+from head_capture.cli import main
+from head_capture.pose_evaluation import evaluate
+from head_capture.session import FrameRecord, read_transforms, Transforms
+
+
+def test_reconstruct_runs_every_step_then_resumes_and_skips(capture, tmp_path, tiny_avatar,
+                                                            capsys):
+    out = tmp_path / 'out'
+    command = ['reconstruct', str(capture / 'capture.mp4'), '--out', str(out), '--count', '12',
+               '--size', '256', '--intrinsics', str(capture / 'ground_truth.json')]
+    command += [f'--set={item}' for item in tiny_avatar.split()]
+    assert main(command) == 0
+    state = json.loads((out / 'reconstruction.json').read_text())
+    assert set(state['steps']) == {'keyframes', 'poses', 'avatar'}
+
+    # Keyframes with masks and PnP poses close to the video's ground truth.
+    session = read_transforms(out / 'session' / 'transforms.json')
+    assert len(session.frames) == 12
+    posed = [f for f in session.frames if f.c2w is not None]
+    assert len(posed) >= 8 and all((out / 'session' / f.mask_path).is_file() for f in posed)
+    truth = read_transforms(capture / 'ground_truth.json')
+    matched = Transforms(truth.intrinsics, [
+        FrameRecord(f.file_path, truth.frames[f.meta['source_index']].c2w) for f in posed])
+    assert evaluate(session, matched)['rotation_deg']['mean'] < 10.0
+
+    # The avatar and its report.
+    avatar = out / 'session' / 'avatar'
+    assert (avatar / 'metrics.json').is_file() and (avatar / 'turntable.mp4').is_file()
+    assert (out / 'report.html').stat().st_size > 10_000
+    assert 'avatar ready' in capsys.readouterr().err
+
+    # A re-run skips every finished step; training cut short resumes from its checkpoint.
+    checkpoint = (avatar / 'checkpoint.pt').stat().st_mtime_ns
+    assert main(command) == 0
+    assert (avatar / 'checkpoint.pt').stat().st_mtime_ns == checkpoint
+    del state['steps']['avatar']
+    (out / 'reconstruction.json').write_text(json.dumps(state))
+    (avatar / 'metrics.json').unlink()
+    assert main(command) == 0
+    events = [json.loads(line) for line in (avatar / 'events.jsonl').read_text().splitlines()]
+    assert events[-1]['event'] != 'resumed' and any(e['event'] == 'resumed' for e in events)
+    assert (avatar / 'metrics.json').is_file()
+
+    # Another request into the same folder is refused, nothing touched.
+    assert main(command[:4] + ['--count', '10'] + command[6:]) == 2
+    assert 'another request' in capsys.readouterr().err
+
+
+def test_reconstruct_refuses_a_bad_config_before_any_work(capture, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert main(['reconstruct', str(capture / 'capture.mp4'), '--out', str(out),
+                 '--set', 'stage1_steps=0']) == 2
+    assert 'stage1_steps' in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_reconstruct_says_when_the_input_is_missing(tmp_path, capsys):
+    assert main(['reconstruct', str(tmp_path / 'nothing.mp4'), '--out',
+                 str(tmp_path / 'out')]) == 2
+    assert 'nothing.mp4' in capsys.readouterr().err
