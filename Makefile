@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian libraries the wheels link against: libusb for open3d, OSMesa for headless rendering.
+# Debian packages: libusb for open3d, OSMesa for headless rendering, Chromium to open reports.
 APT_PACKAGES := libusb-1.0-0 libgl1 libosmesa6 chromium
 DEMO_DIR ?= demo_out
 

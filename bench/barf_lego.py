@@ -33,7 +33,8 @@ import torch
 
 LEGO = Path(__file__).resolve().parents[1] / '..' / 'shared' / 'data' / 'lego_200'
 # The lego scene: inside a ball of radius 1.5 at the origin, cameras at 4.03, white background.
-SCENE = {'scene_radius': 1.5, 'near': 2.0, 'far': 6.0, 'background': 'white'}
+SCENE = {'scene_radius': 1.5, 'near': 2.0, 'far': 6.0, 'background': 'white',
+         'pose_translation_unit': 1.0}
 
 
 def errors(report):

@@ -45,7 +45,12 @@ def _parser():
     keyframes = commands.add_parser(
         'keyframes', help='pick sharp, evenly spread keyframes into a session directory')
     keyframes.add_argument('input', help='video file, image folder, rosbag2 (MCAP) or URL')
+    keyframes.add_argument('--out', type=Path, required=True, help='session directory to write')
     _add_keyframe_options(keyframes)
+    keyframes.add_argument('--config', type=Path, help='parameters file (default: the shipped '
+                           'config/head_capture.yaml)')
+    keyframes.add_argument('--overwrite', action='store_true',
+                           help='replace a session already in --out')
     keyframes.set_defaults(run=_run_keyframes)
 
     synth = commands.add_parser('synth', help='synthetic 360-degree heads')
@@ -165,14 +170,7 @@ def _parser():
                        help='avatar config: paper, fast, cpu_preview or a YAML path')
     whole.add_argument('--set', action='append', default=[], dest='overrides',
                        metavar='KEY=VALUE', help='override one avatar config key (YAML value)')
-    whole.add_argument('--count', type=int, default=100, help='keyframes to keep (100)')
-    whole.add_argument('--size', type=int, default=400,
-                       help='side of the square keyframes in pixels (400)')
-    camera = whole.add_mutually_exclusive_group()
-    camera.add_argument('--fov', type=float,
-                        help='horizontal field of view of the source camera in degrees')
-    camera.add_argument('--intrinsics', type=Path,
-                        help='transforms.json whose camera describes the source frames')
+    _add_keyframe_options(whole)
     whole.add_argument('--params', type=Path,
                        help='parameters file (default: the shipped config/head_capture.yaml)')
     whole.set_defaults(run=_run_reconstruct)
@@ -194,7 +192,9 @@ def _parser():
     up.add_argument('--foxglove', action='store_true',
                     help='serve the live view to Foxglove on ws://localhost:8765 (no rviz needed)')
     up.add_argument('--until', choices=('forever', 'avatar'), default='forever',
-                    help='stop when the avatar is published (or training fails)')
+                    help='stop when the avatar is published (or training fails); per-process '
+                    'layout: a source that ends before the coverage target starts training '
+                    'on the keyframes there are')
     up.add_argument('--timeout', type=float, help='stop after this many seconds')
     up.add_argument('--one-process', action='store_true',
                     help='run every node in this process (one multithreaded executor)')
@@ -219,19 +219,15 @@ def _parser():
 
 
 def _add_keyframe_options(parser):
-    parser.add_argument('--out', type=Path, required=True, help='session directory to write')
+    """How many keyframes, their size, and the source camera: keyframes and reconstruct."""
     parser.add_argument('--count', type=int, default=100, help='keyframes to keep (100)')
     parser.add_argument('--size', type=int, default=400,
-                        help='side of the square training views in pixels (400)')
+                        help='side of the square keyframes in pixels (400)')
     camera = parser.add_mutually_exclusive_group()
     camera.add_argument('--fov', type=float,
                         help='horizontal field of view of the source camera in degrees')
     camera.add_argument('--intrinsics', type=Path,
                         help='transforms.json whose camera describes the source frames')
-    parser.add_argument('--config', type=Path,
-                        help='parameters file (default: the shipped config/head_capture.yaml)')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace a session already in --out')
 
 
 def _run_keyframes(args):

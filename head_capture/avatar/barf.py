@@ -27,6 +27,7 @@ class PoseCorrections(nn.Module):
     """
     Learnable se(3) corrections of N starting poses, with the gauge held.
 
+    ``translation_unit`` is the length one unit of a learned translation stands for.
     ``gauge`` 'first' holds the first frame's correction at zero; 'mean' holds the mean
     correction at zero (each step's update is projected so), which keeps the scene where the
     starting poses put it on average instead of where one noisy camera does; 'none' holds
@@ -35,7 +36,7 @@ class PoseCorrections(nn.Module):
 
     GAUGES = ('first', 'mean', 'none')
 
-    def __init__(self, rotations, translations, gauge='first'):
+    def __init__(self, rotations, translations, gauge='first', translation_unit=1.0):
         super().__init__()
         if gauge not in self.GAUGES:
             raise ValueError(f'gauge must be one of {self.GAUGES}, got {gauge!r}')
@@ -46,11 +47,14 @@ class PoseCorrections(nn.Module):
         if gauge == 'first':
             mask[0] = 0.0
         self.register_buffer('mask', mask)
+        # Scene units per unit of the learned translation: the optimiser's steps then mean the
+        # same share of the scene whether it is metres round a head or BARF's lego units.
+        self.register_buffer('unit', torch.tensor([1.0, 1.0, 1.0] + [translation_unit] * 3))
         self.gauge = gauge
 
     def corrections(self):
         """Return every frame's correction (N, 6) with the gauge applied."""
-        xi = self.xi * self.mask
+        xi = self.xi * self.mask * self.unit
         return xi - xi.mean(0, keepdim=True) if self.gauge == 'mean' else xi
 
     def forward(self, index=None):

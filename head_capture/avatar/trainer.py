@@ -124,7 +124,8 @@ class AvatarTrainer:
         torch.manual_seed(self.seed * 7 + self.stage)
         count = 1 if self.stage == 1 or cfg.fine_samples == 0 else 2
         self.fields = torch.nn.ModuleList(make_field(cfg) for _ in range(count)).to(self.device)
-        self.poses = PoseCorrections(rotations, translations, cfg.pose_gauge).to(self.device)
+        self.poses = PoseCorrections(rotations, translations, cfg.pose_gauge,
+                                     cfg.pose_translation_unit).to(self.device)
         grid = [p for n, p in self.fields.named_parameters() if '.grids.' in n]
         dense = [p for n, p in self.fields.named_parameters() if '.grids.' not in n]
         groups = [{'params': dense, 'lr_pair': cfg.field_lr}]
