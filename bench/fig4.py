@@ -33,12 +33,12 @@ from head_capture.avatar.trainer import AvatarTrainer
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.registration import (find_images, register_images,
                                                registered_transforms)
-from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl
+from head_capture.geometry import c2w_opengl_to_w2c
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.pose_evaluation import evaluate, frame_key
 from head_capture.resources import share_path
-from head_capture.session import FrameRecord, read_transforms, Transforms, write_transforms
+from head_capture.session import read_transforms, write_transforms
 from head_capture.synth.sequence import SequenceConfig, write_sequences
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ def train_variant(data, folder, config, truth, test_path, pose_steps):
     while True:
         trainer.run_stage()
         if config.refine_poses:
-            now = _with_poses(trainer.views.transforms, *trainer.refined_poses())
+            now = trainer.refined_transforms()
             stages.append({'stage': trainer.stage, 'steps': trainer.step,
                            **pose_summary(evaluate(now, truth))})
             print(f'  stage {trainer.stage}: {stages[-1]}', flush=True)
@@ -98,7 +98,7 @@ def train_variant(data, folder, config, truth, test_path, pose_steps):
                             world_to_camera(test))
     views = load_views(test_path, config.image_size)
     scores = evaluate_views(trainer, views, np.arange(len(views)), test_given, pose_steps)
-    final = _with_poses(given, *trainer.refined_poses())
+    final = trainer.refined_transforms()
     result = {'train_seconds': round(trained, 1),
               'seconds': round(time.monotonic() - started, 1),
               **pose_summary(evaluate(final, truth)),
@@ -107,13 +107,6 @@ def train_variant(data, folder, config, truth, test_path, pose_steps):
               'stages': stages}
     first = scores['per_view'][0]
     return result, first['image'], first['truth']
-
-
-def _with_poses(transforms, rotations, translations):
-    """Return a copy of ``transforms`` whose frames carry these world-to-camera poses."""
-    frames = [FrameRecord(f.file_path, w2c_to_c2w_opengl(r.double().numpy(), t.double().numpy()))
-              for f, r, t in zip(transforms.frames, rotations, translations)]
-    return Transforms(transforms.intrinsics, frames, transforms.meta)
 
 
 def run_subject(subject, work, config_name, overrides, detector, template, pose_steps):

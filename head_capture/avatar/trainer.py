@@ -342,8 +342,8 @@ class AvatarTrainer:
         translations[self.train_ids] = refined[1].detach().cpu()
         return rotations, translations
 
-    def _write_refined_transforms(self, name):
-        """Write the poses as they are now (input order, held-out flagged) as a transforms.json."""
+    def refined_transforms(self):
+        """Return the poses as they are now as Transforms (input order, held-out flagged)."""
         rotations, translations = self.refined_poses()
         source = self.views.transforms
         held = set(self.held_ids.tolist())
@@ -351,7 +351,10 @@ class AvatarTrainer:
                                                              t.double().numpy()),
                               f.mask_path, {**f.meta, 'held_out': n in held})
                   for n, (f, r, t) in enumerate(zip(source.frames, rotations, translations))]
-        write_transforms(self.out / name, Transforms(source.intrinsics, frames, source.meta))
+        return Transforms(source.intrinsics, frames, source.meta)
+
+    def _write_refined_transforms(self, name):
+        write_transforms(self.out / name, self.refined_transforms())
 
     def finish(self):
         """Write transforms.json (refined poses, input order) and metrics.json; return metrics."""
