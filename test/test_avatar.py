@@ -1,13 +1,15 @@
 """The avatar trainer at toy size: c2f schedule, pose gradients, BARF, resume, rollback."""
 
 import json
+from pathlib import Path
 
 import cv2
 from head_capture.avatar import TrainingError
 from head_capture.avatar.barf import perturb, PoseCorrections
 from head_capture.avatar.config import AvatarConfig, load_avatar_config, NAMES
 from head_capture.avatar.fields import coarse_to_fine, GridField, MLPField
-from head_capture.avatar.rays import near_far, pixel_rays
+from head_capture.avatar.rays import foreground_pixels, load_views, near_far, pixel_rays, \
+    sample_pixels, Views
 from head_capture.avatar.render import render_rays, resample
 from head_capture.avatar.trainer import AvatarTrainer, CHECKPOINT, EVENTS
 from head_capture.camera import Intrinsics
@@ -133,12 +135,55 @@ def test_a_corrupt_checkpoint_is_a_clear_error(toy_scene, tmp_path):
 
 
 def test_shipped_configs_load_and_bad_values_are_refused():
-    for name in NAMES:
+    bench = Path(__file__).parents[1] / 'bench' / 'configs'
+    for name in (*NAMES, *sorted(bench.glob('avatar_*.yaml'))):
         assert load_avatar_config(name).stage1_steps > 0
     with pytest.raises(ValueError, match='field'):
         AvatarConfig(field='voxels')
     with pytest.raises(ValueError, match='near'):
         AvatarConfig(near=3.0, far=2.0)
+
+
+def test_focused_rays_land_on_and_around_the_foreground():
+    masks = torch.zeros(3, 20, 30)
+    masks[1, 5:8, 10:12] = 1.0  # one 3x2 patch in frame 1; frames 0 and 2 are empty
+    focus = foreground_pixels(masks, [0, 1, 2], margin=1)
+    assert len(focus) == 5 * 4  # the patch grown by one pixel each way
+    views = Views(torch.rand(3, 20, 30, 3), masks, None, None, None, ['a', 'b', 'c'], None)
+    generator = torch.Generator().manual_seed(0)
+    frames, u, v, _, mask = sample_pixels(views, [0, 1, 2], 400, generator, focus, 0.25)
+    near = (frames == 1) & (v >= 4) & (v <= 8) & (u >= 9) & (u <= 12)
+    assert bool(near[:100].all()) and mask[:100].mean() > 0.2
+    # The other rays are spread over all frames as without focus.
+    assert set(frames[100:].tolist()) == {0, 1, 2} and float(near[100:].float().mean()) < 0.1
+
+
+def test_shrinking_a_segmented_view_keeps_silhouette_colours(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[:, :5] = (40, 200, 120, 255)  # a green-ish half, transparent (black) elsewhere
+    cv2.imwrite(str(tmp_path / 'v.png'), rgba)
+    frames = [FrameRecord('v.png', w2c_to_c2w_opengl(np.eye(3), np.array([0.0, 0.0, 2.0])))]
+    write_transforms(tmp_path / 'transforms.json',
+                     Transforms(Intrinsics.from_fov(8, 8, 50.0), frames))
+    views = load_views(tmp_path / 'transforms.json', 4)
+    # Column 2 of 4 averages one opaque and one transparent column: half covered, and its
+    # colour is the foreground's, not darkened by the black behind it.
+    np.testing.assert_allclose(views.masks[0, :, 2], 0.5, atol=0.01)
+    np.testing.assert_allclose(views.images[0, :, 2], [[120 / 255, 200 / 255, 40 / 255]] * 4,
+                               atol=0.01)
+
+
+def test_cameras_hold_still_while_the_field_warms_up(toy_scene, tmp_path):
+    config = AvatarConfig(**{**TOY, 'pose_warmup': 0.5, 'stage2_steps': 0})
+    trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config, perturb_sigma=0.05)
+    for _ in range(15):
+        trainer._train_step()
+    assert float(trainer.poses.xi.detach().abs().max()) == 0.0
+    for _ in range(3):
+        trainer._train_step()
+    assert float(trainer.poses.xi.detach().abs().max()) > 0.0
+    with pytest.raises(ValueError, match='pose_warmup'):
+        AvatarConfig(pose_warmup=1.0)
 
 
 def test_perturbation_has_the_asked_spread():

@@ -18,6 +18,10 @@ class AvatarConfig:
     # Training images are shrunk to this long side (0: as they are).
     image_size: int = 400
     rays: int = 1024
+    # Share of each batch drawn near the foreground (within focus_margin pixels of a mask):
+    # rays far out in the empty background tell the cameras nothing.
+    focus_share: float = 0.0
+    focus_margin: int = 2
     coarse_samples: int = 64
     fine_samples: int = 128
     stage1_steps: int = 200000
@@ -42,6 +46,10 @@ class AvatarConfig:
     refine_poses: bool = True
     # What holds the gauge of the refined cameras: the first one, or their mean correction.
     pose_gauge: str = 'first'
+    # Share of each stage the cameras are held while a new field takes shape: moved by the
+    # gradients of a blank field, Adam's normalised steps walk them about at the full rate.
+    # The learning rate's schedule then runs over the rest of the stage.
+    pose_warmup: float = 0.0
     # Scene units per unit of a learned camera translation. BARF's learning rates were set on
     # scenes 1.5 units in radius; heads are 0.3 m, so 0.2 keeps each step the same share.
     pose_translation_unit: float = 0.2
@@ -49,6 +57,9 @@ class AvatarConfig:
     field_lr: tuple = (5e-4, 1e-4)
     grid_lr: tuple = (1e-2, 1e-3)
     pose_lr: tuple = (1e-3, 1e-5)
+    # Stage 2 starts from cameras stage 1 has already refined: restarted at pose_lr, the
+    # noisy steps of the fresh field walk them off again.
+    stage2_pose_lr: tuple = (1e-4, 1e-5)
     # The scene: a ball of this radius around the origin (metres for heads).
     scene_radius: float = 0.3
     near: float = 0.0
@@ -81,13 +92,16 @@ class AvatarConfig:
                            self.mesh_views, self.mesh_resolution) >= 0,
             'learning rates are (start, end) pairs of positive numbers':
                 all(len(lr) == 2 and min(lr) > 0
-                    for lr in (self.field_lr, self.grid_lr, self.pose_lr)),
+                    for lr in (self.field_lr, self.grid_lr, self.pose_lr, self.stage2_pose_lr)),
             'scene_radius and pose_translation_unit must be > 0':
                 min(self.scene_radius, self.pose_translation_unit) > 0,
             'near/far: both 0 (from the camera distance) or 0 < near < far':
                 (self.near == self.far == 0) or 0 < self.near < self.far,
             'c2f_start, c2f_end must be in [0, 1]': 0 <= self.c2f_start <= 1
             and 0 <= self.c2f_end <= 1,
+            'pose_warmup must be in [0, 1)': 0 <= self.pose_warmup < 1,
+            'focus_share must be in [0, 1] and focus_margin >= 0':
+                0 <= self.focus_share <= 1 and self.focus_margin >= 0,
             'checkpoint_every and log_every must be >= 1':
                 min(self.checkpoint_every, self.log_every) >= 1,
         }

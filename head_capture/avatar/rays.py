@@ -15,6 +15,7 @@ from head_capture.geometry import c2w_opengl_to_w2c
 from head_capture.session import read_transforms, resolve_inside, SessionError
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -61,10 +62,8 @@ def load_views(transforms_path, long_side=0):
         if (pixels.shape[1], pixels.shape[0]) != (camera.width, camera.height):
             raise SessionError(f'{path} is {pixels.shape[1]}x{pixels.shape[0]}, the camera '
                                f'{camera.width}x{camera.height}')
-        if size != (camera.width, camera.height):
-            pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-        scale_to_unit = 65535.0 if pixels.dtype == np.uint16 else 255.0
-        pixels = pixels.astype(np.float32) / scale_to_unit
+        pixels = _shrink(pixels.astype(np.float32) / (
+            65535.0 if pixels.dtype == np.uint16 else 255.0), size)
         images.append(pixels[..., 2::-1])
         mask = pixels[..., 3] if pixels.shape[2] == 4 else None
         if mask is None and frame.mask_path:
@@ -75,6 +74,24 @@ def load_views(transforms_path, long_side=0):
                  camera.resized(*size) if size != (camera.width, camera.height) else camera,
                  torch.from_numpy(rotations).float(), torch.from_numpy(translations).float(),
                  [f.file_path for f in transforms.frames], transforms)
+
+
+def _shrink(pixels, size):
+    """
+    Resize a float BGR(A) image to ``size``, averaging colour weighted by alpha.
+
+    Averaging straight colour would mix in whatever the transparent pixels hold (black in a
+    render), and the trainer's compositing would then darken every silhouette edge.
+    """
+    if pixels.shape[1::-1] == size:
+        return pixels
+    if pixels.shape[2] < 4:
+        return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    alpha = pixels[..., 3:]
+    shrunk = cv2.resize(np.concatenate([pixels[..., :3] * alpha, alpha], -1), size,
+                        interpolation=cv2.INTER_AREA)
+    shrunk[..., :3] /= np.maximum(shrunk[..., 3:], 1e-6)
+    return shrunk
 
 
 def _read_mask(path, size):
@@ -111,10 +128,34 @@ def near_far(origins, scene_radius, near=0.0, far=0.0):
     return (distance - scene_radius).clamp_min(0.05 * distance), distance + scene_radius
 
 
-def sample_pixels(views, frames, count, generator):
-    """Return a random batch: frame index, pixel (u, v), colour and mask of ``count`` rays."""
+def foreground_pixels(masks, frames, margin):
+    """
+    Return flat pixel indices (frame, row, column in one number) near the foreground.
+
+    A pixel counts when a mask of ``frames`` is set within ``margin`` pixels of it, so the
+    silhouette's outside edge, where a misplaced camera shows most, is included.
+    """
+    near = F.max_pool2d(masks[torch.as_tensor(frames)][:, None], 2 * margin + 1, stride=1,
+                        padding=margin)[:, 0] > 0.5
+    local, rows, columns = near.nonzero(as_tuple=True)
+    height, width = masks.shape[1:3]
+    return (torch.as_tensor(frames)[local] * height + rows) * width + columns
+
+
+def sample_pixels(views, frames, count, generator, focus=None, focus_share=0.0):
+    """
+    Return a random batch: frame index, pixel (u, v), colour and mask of ``count`` rays.
+
+    A ``focus_share`` of the rays is drawn from the flat pixel indices ``focus`` (see
+    ``foreground_pixels``), the rest uniformly over ``frames``.
+    """
     height, width = views.images.shape[1:3]
     which = torch.as_tensor(frames)[torch.randint(len(frames), (count,), generator=generator)]
     v = torch.randint(height, (count,), generator=generator)
     u = torch.randint(width, (count,), generator=generator)
+    focused = round(count * focus_share) if focus is not None and len(focus) else 0
+    if focused:
+        pick = focus[torch.randint(len(focus), (focused,), generator=generator)]
+        which[:focused], v[:focused], u[:focused] = (pick // (height * width),
+                                                     pick // width % height, pick % width)
     return which, u.float(), v.float(), views.images[which, v, u], views.masks[which, v, u]

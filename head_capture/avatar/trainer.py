@@ -4,8 +4,9 @@ The two-stage avatar trainer (the paper's "Avatar Generation").
 Stage 1 is BARF with the coarse field only: the field and every training camera's correction
 are optimised together, the field's detail faded in coarse to fine; its field is then thrown
 away. Stage 2 trains coarse and fine fields from scratch, the cameras starting where stage 1
-left them and still refined. Progress goes to ``events.jsonl`` (one JSON object per line, what
-the ROS node publishes) and to an optional callback. A checkpoint is written atomically every
+left them and still refined, at a lower rate. In each stage the cameras can be held while the
+new field takes shape (``pose_warmup``). Progress goes to ``events.jsonl`` (one JSON object per
+line, what the ROS node publishes) and to an optional callback. A checkpoint is written atomically every
 ``checkpoint_every`` steps and at each stage's start and end; ``resume`` continues from it
 exactly (same random stream). A step whose loss or gradients are not finite is undone: the
 last checkpoint is reloaded and the learning rates halved, and the event log says so.
@@ -25,8 +26,8 @@ from head_capture.avatar.config import AvatarConfig
 from head_capture.avatar.evaluate import evaluate_held_out
 from head_capture.avatar.export import render_view, write_mesh, write_turntable
 from head_capture.avatar.fields import make_field
-from head_capture.avatar.rays import holdout_split, load_views, near_far, pixel_rays, \
-    sample_pixels
+from head_capture.avatar.rays import foreground_pixels, holdout_split, load_views, near_far, \
+    pixel_rays, sample_pixels
 from head_capture.avatar.render import render_rays
 from head_capture.config import build
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
@@ -90,6 +91,8 @@ class AvatarTrainer:
         self.data = str(Path(data).resolve())
         self.views = load_views(data, config.image_size)
         self.train_ids, self.held_ids = holdout_split(len(self.views), config.holdout_every)
+        self.focus = (foreground_pixels(self.views.masks, self.train_ids, config.focus_margin)
+                      if config.focus_share > 0 else None)
         if len(self.train_ids) < 2:
             raise TrainingError(f'{data} leaves {len(self.train_ids)} training view(s)')
         self.generator = torch.Generator().manual_seed(seed)
@@ -132,8 +135,9 @@ class AvatarTrainer:
         if grid:
             groups.append({'params': grid, 'lr_pair': cfg.grid_lr})
         self.field_optimizer = torch.optim.Adam(groups, lr=cfg.field_lr[0])
+        pose_lr = cfg.pose_lr if self.stage == 1 else cfg.stage2_pose_lr
         self.pose_optimizer = torch.optim.Adam([{'params': self.poses.parameters(),
-                                                 'lr_pair': cfg.pose_lr}], lr=cfg.pose_lr[0])
+                                                 'lr_pair': pose_lr}], lr=pose_lr[0])
 
     @property
     def stage_steps(self):
@@ -177,11 +181,12 @@ class AvatarTrainer:
     def _train_step(self):
         cfg = self.config
         share = self.step / max(self.stage_steps, 1)
-        for optimizer in (self.field_optimizer, self.pose_optimizer):
+        pose_share = (share - cfg.pose_warmup) / (1.0 - cfg.pose_warmup)
+        for optimizer, at in ((self.field_optimizer, share), (self.pose_optimizer, pose_share)):
             for group in optimizer.param_groups:
-                group['lr'] = decayed(group['lr_pair'], share) * self.lr_scale
+                group['lr'] = decayed(group['lr_pair'], at) * self.lr_scale
         frames, u, v, colour, mask = sample_pixels(self.views, self.train_ids, cfg.rays,
-                                                   self.generator)
+                                                   self.generator, self.focus, cfg.focus_share)
         local = self._local_index(frames)
         rotations, translations = self.poses(local.to(self.device))
         origins, directions = pixel_rays(self.views.intrinsics, rotations, translations,
@@ -202,7 +207,7 @@ class AvatarTrainer:
             self._rollback(float(loss))
             return
         self.field_optimizer.step()
-        if cfg.refine_poses:
+        if cfg.refine_poses and pose_share >= 0:
             self.pose_optimizer.step()
         self.step += 1
         if self.step % cfg.log_every == 0 or self.step == self.stage_steps:
