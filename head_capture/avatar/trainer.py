@@ -6,10 +6,11 @@ are optimised together, the field's detail faded in coarse to fine; its field is
 away. Stage 2 trains coarse and fine fields from scratch, the cameras starting where stage 1
 left them and still refined, at a lower rate. In each stage the cameras can be held while the
 new field takes shape (``pose_warmup``). Progress goes to ``events.jsonl`` (one JSON object per
-line, what the ROS node publishes) and to an optional callback. A checkpoint is written atomically every
-``checkpoint_every`` steps and at each stage's start and end; ``resume`` continues from it
-exactly (same random stream). A step whose loss or gradients are not finite is undone: the
-last checkpoint is reloaded and the learning rates halved, and the event log says so.
+line, what the ROS node publishes) and to an optional callback. A checkpoint is written
+atomically every ``checkpoint_every`` steps and at each stage's start and end; ``resume``
+continues from it exactly (same random stream). A step whose loss or gradients are not finite
+is undone: the last checkpoint is reloaded and the learning rates halved, and the event log
+says so.
 """
 
 import io
