@@ -19,7 +19,9 @@ go beside each subject's views, as ``transforms_train_pnp.json``.
 """
 
 import argparse
+from concurrent.futures import ProcessPoolExecutor
 import json
+from multiprocessing import get_context
 from pathlib import Path
 import shutil
 import time
@@ -75,8 +77,8 @@ def pose_summary(report):
             'translation_cm': round(report['translation_cm']['mean'], 4)}
 
 
-def train_variant(data, folder, config, truth, test_path, pose_steps):
-    """Train one variant; return its pose errors, test metrics and the first test render."""
+def train_variant(data, folder, config, truth):
+    """Train one variant; return the trainer, training seconds and pose errors per stage."""
     started = time.monotonic()
     trainer = AvatarTrainer(data, folder, config)
     stages = []
@@ -89,62 +91,79 @@ def train_variant(data, folder, config, truth, test_path, pose_steps):
             print(f'  stage {trainer.stage}: {stages[-1]}', flush=True)
         if not trainer.next_stage():
             break
-    trained = time.monotonic() - started
+    return trainer, time.monotonic() - started, stages
+
+
+def score_variant(trainer, truth, test_path, pose_steps, folder):
+    """Pose errors and test-view metrics of a trained run; the first test render is kept."""
     # The test cameras, carried from the truth's frame into the given cameras' frame.
     given = trainer.views.transforms
     keys = [frame_key(f.file_path) for f in given.frames]
     test = read_transforms(test_path)
     test_given = carry_over(world_to_camera(truth, keys), world_to_camera(given, keys),
                             world_to_camera(test))
-    views = load_views(test_path, config.image_size)
+    views = load_views(test_path, trainer.config.image_size)
     scores = evaluate_views(trainer, views, np.arange(len(views)), test_given, pose_steps)
-    final = trainer.refined_transforms()
-    result = {'train_seconds': round(trained, 1),
-              'seconds': round(time.monotonic() - started, 1),
-              **pose_summary(evaluate(final, truth)),
-              'psnr': round(scores['psnr'], 3), 'ssim': round(scores['ssim'], 4),
-              'test_psnr_per_view': [round(v['psnr'], 3) for v in scores['per_view']],
-              'stages': stages}
     first = scores['per_view'][0]
-    return result, first['image'], first['truth']
+    for name, picture in (('fig4_test0.png', first['image']), ('truth_test0.png',
+                                                               first['truth'])):
+        picture = (np.clip(picture, 0, 1) * 255).round().astype(np.uint8)
+        cv2.imwrite(str(folder / name), picture[..., ::-1])
+    return {**pose_summary(evaluate(trainer.refined_transforms(), truth)),
+            'psnr': round(scores['psnr'], 3), 'ssim': round(scores['ssim'], 4),
+            'test_psnr_per_view': [round(v['psnr'], 3) for v in scores['per_view']],
+            'test_time_pose_steps': pose_steps}
 
 
-def run_subject(subject, work, config_name, overrides, detector, template, pose_steps):
-    """All three variants of one subject, each cached in ``work``; return results, renders."""
-    work.mkdir(parents=True, exist_ok=True)
+def prepare_subject(subject, detector, template):
+    """Return the subject's train cameras per variant: the truth, and PnP (registered once)."""
     truth_path = subject / 'transforms_train.json'
-    truth = read_transforms(truth_path)
     pnp_path = subject / 'transforms_train_pnp.json'  # beside the views: the trainer reads
     if not pnp_path.exists():
         pnp_cameras(subject, detector, template, pnp_path)
-    results, renders = {}, {}
-    data = {'true_poses': truth_path, 'pnp': pnp_path, 'optimised': pnp_path}
-    for variant in VARIANTS:
-        done = work / variant / 'fig4.json'
-        if done.exists():
-            results[variant] = json.loads(done.read_text())
-            renders[variant] = cv2.imread(str(work / variant / 'fig4_test0.png'))[..., ::-1]
-            continue
+    return {'true_poses': truth_path, 'pnp': pnp_path, 'optimised': pnp_path}
+
+
+def run_variant(subject, variant, data, work, config_name, overrides, pose_steps):
+    """
+    Train and score one variant of one subject, or read it back from ``work``.
+
+    A finished run scored with other test-time settings is scored again from its checkpoint,
+    not trained again.
+    """
+    folder = work / subject.name / variant
+    done = folder / 'fig4.json'
+    truth = read_transforms(subject / 'transforms_train.json')
+    test_path = subject / 'transforms_test.json'
+    if done.exists():
+        result = json.loads(done.read_text())
+        if result.get('test_time_pose_steps') == pose_steps:
+            return result
+        print(f' {subject.name} / {variant}: scored again, {pose_steps} test-time pose steps',
+              flush=True)
+        result.update(score_variant(AvatarTrainer.reopen(folder), truth, test_path, pose_steps,
+                                    folder))
+    else:
         fixed = variant != 'optimised'
         config = load_avatar_config(config_name, {
             **overrides, 'holdout_every': 0, 'turntable_frames': 0, 'mesh_views': 0,
             **({'refine_poses': False, 'stage1_steps': 1} if fixed else {})})
-        shutil.rmtree(work / variant, ignore_errors=True)  # an unfinished run starts over
+        shutil.rmtree(folder, ignore_errors=True)  # an unfinished run starts over
         print(f' {subject.name} / {variant}:', flush=True)
-        result, image, truth_image = train_variant(data[variant], work / variant, config,
-                                                   truth, subject / 'transforms_test.json',
-                                                   pose_steps)
-        print(f'  -> {json.dumps({k: v for k, v in result.items() if k != "stages"})}',
-              flush=True)
-        picture = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-        cv2.imwrite(str(work / variant / 'fig4_test0.png'), picture[..., ::-1])
-        if not (work / 'truth_test0.png').exists():
-            cv2.imwrite(str(work / 'truth_test0.png'),
-                        (truth_image * 255).round().astype(np.uint8)[..., ::-1])
-        done.write_text(json.dumps(result, indent=2) + '\n')
-        results[variant], renders[variant] = result, picture
-    renders['truth'] = cv2.imread(str(work / 'truth_test0.png'))[..., ::-1]
-    return results, renders
+        started = time.monotonic()
+        trainer, trained, stages = train_variant(data, folder, config, truth)
+        result = {'train_seconds': round(trained, 1),
+                  **score_variant(trainer, truth, test_path, pose_steps, folder),
+                  'seconds': round(time.monotonic() - started, 1), 'stages': stages}
+    print(f'  {subject.name} / {variant} -> '
+          f'{json.dumps({k: v for k, v in result.items() if k != "stages"})}', flush=True)
+    done.write_text(json.dumps(result, indent=2) + '\n')
+    return result
+
+
+def render_of(work, subject, name):
+    """Read a kept test render (RGB) back from ``work``."""
+    return cv2.imread(str(work / subject.name / name))[..., ::-1]
 
 
 def table(per_subject):
@@ -171,6 +190,8 @@ def main():
                         metavar='KEY=VALUE', help='override a config key (YAML value)')
     parser.add_argument('--pose-steps', type=int, default=100,
                         help='test-time pose optimisation steps per test view')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs trained at once, each in its own process (for a GPU)')
     parser.add_argument('--work', type=Path, required=True,
                         help='working folder: runs and results kept for a re-run')
     parser.add_argument('--out', type=Path, required=True)
@@ -181,13 +202,18 @@ def main():
     paths = write_sequences(sequences, SequenceConfig(subjects=args.subjects, seed=args.seed))
     detector = LandmarkDetector(default_model_path(), threads=2)
     template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
-    per_subject, pictures = {}, []
-    for subject in paths:
-        print(f'{subject.name}:', flush=True)
-        results, renders = run_subject(subject, args.work / subject.name, args.config,
-                                       overrides, detector, template, args.pose_steps)
-        per_subject[subject.name] = results
-        pictures.append(np.hstack([renders[k] for k in ('truth', *VARIANTS)]))
+    tasks = [(subject, variant, data, args.work, args.config, overrides, args.pose_steps)
+             for subject in paths
+             for variant, data in prepare_subject(subject, detector, template).items()]
+    if args.jobs > 1:  # one process per run, sharing the GPU (or the cores)
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context('spawn')) as pool:
+            list(pool.map(run_variant, *zip(*tasks)))
+    per_subject = {subject.name: {} for subject in paths}
+    for task in tasks:
+        per_subject[task[0].name][task[1]] = run_variant(*task)
+    pictures = [np.hstack([render_of(args.work, subject, 'optimised/truth_test0.png')]
+                          + [render_of(args.work, subject, f'{v}/fig4_test0.png')
+                             for v in VARIANTS]) for subject in paths]
     rows = table(per_subject)
     picture = args.out.with_suffix('.png')
     args.out.parent.mkdir(parents=True, exist_ok=True)

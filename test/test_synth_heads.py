@@ -230,6 +230,7 @@ def test_sequences_follow_the_paper_protocol(tmp_path):
                                   depth)
         np.testing.assert_allclose(uv, marks['landmarks'][n], atol=1e-3)
         assert read_image(folder / frame.file_path).shape == (64, 64, 3)
+    assert train.meta['head_capture']['mask_volume_m'] == cfg.volume_m
     # The same seed gives the same files, and a finished subject is skipped.
     again, = write_sequences(tmp_path / 'b', cfg)
     same = 'train/r_003.png'
@@ -238,6 +239,22 @@ def test_sequences_follow_the_paper_protocol(tmp_path):
     sheet = tmp_path / 'sheet.png'
     assert main(['synth', 'preview', str(folder), '--out', str(sheet)]) == 0
     assert cv2.imread(str(sheet)).shape == (64, 8 * 64, 3)
+
+
+def test_masks_are_cut_to_the_capture_volume():
+    from head_capture.camera import Intrinsics
+    from head_capture.synth.sequence import outside_volume
+    camera = Intrinsics.from_fov(64, 64, 40.0)
+    # A camera 0.6 m in front of the origin, facing a wall through it; a hole with no surface.
+    depth = np.full((64, 64), 0.6)
+    depth[:4, :4] = 0.0
+    outside = outside_volume(depth, camera, np.eye(3), np.array([0.0, 0.0, 0.6]), 0.1)
+    rows, cols = np.indices(depth.shape)
+    x, y = (cols - camera.cx) / camera.fx * 0.6, (rows - camera.cy) / camera.fy * 0.6
+    expected = (np.abs(x) > 0.1) | (np.abs(y) > 0.1)
+    expected[:4, :4] = False
+    np.testing.assert_array_equal(outside, expected)
+    assert 0.2 < outside.mean() < 0.9
 
 
 def test_synthetic_capture_video_and_its_ground_truth(tmp_path):
