@@ -391,9 +391,11 @@ def test_head_capture_up_runs_and_stops_and_refuses_a_bad_parameter(tmp_path):
                               text=True, timeout=120)
 
     for layout in ([], ['--one-process']):
-        result = up('--timeout', '3', *layout)
+        # Long enough for four node processes to import rclpy, torch and onnxruntime on two
+        # loaded cores; a node that had not started by then is a failure.
+        result = up('--timeout', '8', *layout)
         assert result.returncode == 0, result.stderr
-        assert 'stopping after 3 s' in result.stderr
+        assert 'stopping after 8 s' in result.stderr
         assert 'keyframes from /camera/image_raw' in result.stderr  # a node got going
     assert (tmp_path / 'session' / 'graph_parameters.yaml').is_file()
     result = up('--set', 'coverage_guide.azimuth_bin=8', '--timeout', '2')
@@ -540,6 +542,51 @@ def test_graph_watch_follows_the_trainer_state_on_diagnostics(ros_context):
                 publisher.publish(DiagnosticArray(status=[status]))
                 time.sleep(0.1)
             assert watch.trainer_finished() == (state == 'done')
+    finally:
+        executor.shutdown()
+        watch.destroy_node()
+        feeder.destroy_node()
+
+
+def test_an_ended_source_trains_once_the_detector_has_every_keyframe(ros_context):
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+    from head_capture.nodes.up import GraphWatch
+
+    watch = GraphWatch(context=ros_context, settle_s=0.3, stall_s=60.0)
+    feeder = Node('feeder', context=ros_context)
+    publisher = feeder.create_publisher(DiagnosticArray, '/diagnostics', 10)
+    asked = []
+
+    def refuse(request, response):
+        asked.append(time.monotonic())
+        response.success, response.message = False, 'only 2 keyframes registered'
+        return response
+
+    feeder.create_service(Trigger, '/head_capture/train', refuse)
+    executor = spin(ros_context, [watch, feeder])
+
+    def report(waiting):
+        statuses = [DiagnosticStatus(name=f'head_capture: {node}', values=[
+            KeyValue(key=key, value=value) for key, value in values.items()])
+            for node, values in (('camera_source', {'finished': 'True'}),
+                                 ('pose_estimator', {'keyframes': '3', 'waiting': waiting}),
+                                 ('avatar_trainer', {'state': 'idle'}))]
+        publisher.publish(DiagnosticArray(status=statuses))
+
+    def follow(waiting, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not watch.avatar_finished():
+            report(waiting)
+            time.sleep(0.05)
+        return watch.avatar_finished()
+
+    try:
+        # The file has ended, but two keyframes still wait for the detector (a loaded
+        # machine): no training yet, however long past the settle time.
+        assert not follow('2', 2.0) and not asked
+        # Its queue empties: training is requested, and the refusal ends the wait.
+        assert follow('0', 10.0) and len(asked) == 1
+        assert watch.refusal == 'only 2 keyframes registered'
     finally:
         executor.shutdown()
         watch.destroy_node()

@@ -358,6 +358,7 @@ class PoseEstimator(HeadCaptureNode):
     def status_values(self):
         """Return the counts for /diagnostics."""
         return {'keyframes': self.keyframes, 'registered': self.registered,
+                'waiting': len(self._waiting),
                 'camera': 'camera_info' if self.camera else f'assumed {self.config.fov_deg:g}°',
                 'tf': 'on' if self._tf else 'off (tf2_ros not installed)'}
 

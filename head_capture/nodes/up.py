@@ -24,8 +24,10 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
-# Time the last keyframes of an ended source get to reach the session before training.
+# Quiet time after an ended source (and after the detector's last keyframe) before training.
 SETTLE_S = 5.0
+# How long the detector may fall silent, keyframes still owed, before training goes ahead.
+STALL_S = 30.0
 
 
 def build_nodes(nodes, context=None):
@@ -56,12 +58,14 @@ def close_nodes(nodes):
 class GraphWatch(Node):
     """Follows a graph from outside, through /diagnostics: what each node last reported."""
 
-    def __init__(self, context=None, settle_s=SETTLE_S):
+    def __init__(self, context=None, settle_s=SETTLE_S, stall_s=STALL_S):
         super().__init__('head_capture_up', context=context)
         self._values, self._lock = {}, threading.Lock()
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self._train = self.create_client(Trigger, '/head_capture/train')
-        self.settle_s, self._source_ended, self._request = settle_s, None, None
+        self.settle_s, self.stall_s = settle_s, stall_s
+        self._source_ended, self._request = None, None
+        self._posed, self._posed_at = None, 0.0  # the detector's keyframe count, and since
         self.refusal = None
 
     def _on_diagnostics(self, message):
@@ -83,9 +87,10 @@ class GraphWatch(Node):
         Return True once the trainer is done or failed, or refused to train.
 
         A file that ends before the coverage target is met would leave the trainer waiting
-        for good: once the source has ended and the last keyframes had ``settle_s`` to get
-        their poses, training is requested with what there is (a refusal is kept in
-        ``refusal``).
+        for good: once the source has ended and the detector has no keyframe waiting and has
+        taken none for ``settle_s``, training is requested with what there is (a refusal is
+        kept in ``refusal``). A detector not heard from for ``stall_s`` (not started on a
+        loaded machine, say) does not hold it up for longer.
         """
         if self.trainer_finished():
             return True
@@ -97,7 +102,11 @@ class GraphWatch(Node):
             return False
         now = time.monotonic()
         self._source_ended = self._source_ended or now
-        if (now - self._source_ended > self.settle_s
+        detector = self.values('pose_estimator')
+        if detector.get('keyframes') != self._posed:  # still working through keyframes
+            self._posed, self._posed_at = detector.get('keyframes'), now
+        quiet = now - max(self._source_ended, self._posed_at)
+        if (quiet > (self.settle_s if detector.get('waiting') == '0' else self.stall_s)
                 and self.values('avatar_trainer').get('state') == 'idle'
                 and self._train.service_is_ready()):
             self.get_logger().info('the source ended before the coverage target: training on '
