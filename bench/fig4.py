@@ -133,12 +133,12 @@ def run_variant(subject, variant, data, work, config_name, overrides, pose_steps
     """
     folder = work / subject.name / variant
     done = folder / 'fig4.json'
+    result = json.loads(done.read_text()) if done.exists() else None
+    if result is not None and result.get('test_time_pose_steps') == pose_steps:
+        return result
     truth = read_transforms(subject / 'transforms_train.json')
     test_path = subject / 'transforms_test.json'
-    if done.exists():
-        result = json.loads(done.read_text())
-        if result.get('test_time_pose_steps') == pose_steps:
-            return result
+    if result is not None:
         print(f' {subject.name} / {variant}: scored again, {pose_steps} test-time pose steps',
               flush=True)
         result.update(score_variant(AvatarTrainer.reopen(folder), truth, test_path, pose_steps,

@@ -91,6 +91,12 @@ class Intrinsics:
         """Return the horizontal field of view in degrees."""
         return math.degrees(2.0 * math.atan(0.5 * self.width / self.fx))
 
+    def rays(self, u, v):
+        """Return camera-frame directions (depth 1) through pixels (u, v), pinhole model."""
+        u = np.asarray(u)
+        return np.stack([(u - self.cx) / self.fx, (np.asarray(v) - self.cy) / self.fy,
+                         np.ones_like(u)], -1)
+
     def without_distortion(self):
         """Return the same pinhole camera with the distortion terms cleared."""
         return replace(self, distortion=(0.0, 0.0, 0.0, 0.0))

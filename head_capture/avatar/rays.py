@@ -135,11 +135,12 @@ def foreground_pixels(masks, frames, margin):
     A pixel counts when a mask of ``frames`` is set within ``margin`` pixels of it, so the
     silhouette's outside edge, where a misplaced camera shows most, is included.
     """
-    near = F.max_pool2d(masks[torch.as_tensor(frames)][:, None], 2 * margin + 1, stride=1,
+    frames = torch.as_tensor(frames)
+    near = F.max_pool2d(masks[frames][:, None], 2 * margin + 1, stride=1,
                         padding=margin)[:, 0] > 0.5
     local, rows, columns = near.nonzero(as_tuple=True)
     height, width = masks.shape[1:3]
-    return (torch.as_tensor(frames)[local] * height + rows) * width + columns
+    return (frames[local] * height + rows) * width + columns
 
 
 def sample_pixels(views, frames, count, generator, focus=None, focus_share=0.0):

@@ -23,8 +23,7 @@ def frustum_segments(rotation, translation, intrinsics, depth=0.06):
     """
     w, h = intrinsics.width, intrinsics.height
     corners = np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
-    rays = np.column_stack([(corners[:, 0] - intrinsics.cx) / intrinsics.fx,
-                            (corners[:, 1] - intrinsics.cy) / intrinsics.fy, np.ones(4)])
+    rays = intrinsics.rays(corners[:, 0], corners[:, 1])
     rotation = np.asarray(rotation, float)
     centre = -rotation.T @ np.asarray(translation, float)
     far = (rays * depth) @ rotation + centre  # camera -> world: R^T x + centre

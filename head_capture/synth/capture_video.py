@@ -113,8 +113,7 @@ def sample_panorama(panorama, camera, rotation):
     """Return what the camera sees of a panorama at infinity (rotation only)."""
     u, v = np.meshgrid(np.arange(camera.width, dtype=np.float32),
                        np.arange(camera.height, dtype=np.float32))
-    rays = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
-                     np.ones_like(u)], -1) @ rotation.astype(np.float32)
+    rays = camera.rays(u, v) @ rotation.astype(np.float32)
     longitude = np.arctan2(rays[..., 1], rays[..., 0])
     latitude = np.arctan2(rays[..., 2], np.hypot(rays[..., 0], rays[..., 1]))
     height, width = panorama.shape[:2]

@@ -97,8 +97,7 @@ def write_sequences(out_dir, cfg, progress=None):
 def outside_volume(depth, camera, rotation, translation, half_size):
     """Return the pixels whose rendered surface lies outside the cube round the origin."""
     rows, cols = np.indices(depth.shape, dtype=np.float64)
-    points = np.stack([(cols - camera.cx) / camera.fx * depth,
-                       (rows - camera.cy) / camera.fy * depth, depth], -1)
+    points = camera.rays(cols, rows) * depth[..., None]
     world = (points - translation) @ rotation  # camera -> world: R^T (x - t), row-wise
     return (depth > 0) & (np.abs(world) > half_size).any(-1)
 
