@@ -138,6 +138,8 @@ def test_capture_graph_end_to_end(capture, tmp_path, ros_context, tiny_avatar):
         # Unaligned (template frame vs the render's head frame): loose, but a wrong pose
         # is tens of degrees off.
         assert np.median(errors) < 15.0, errors
+        listener.wait_until(lambda _: len(read_transforms(session / 'transforms.json').frames)
+                            == len(registered), 5.0)  # written once a second
         session_frames = read_transforms(session / 'transforms.json').frames
         assert len(session_frames) == len(registered)
         assert all((session / f.mask_path).is_file() for f in session_frames)

@@ -123,8 +123,9 @@ class PoseEstimator(HeadCaptureNode):
                           self.work, callback_group=worker)
         # What grows with the session (transforms.json, all keyframe poses and frustums) is
         # written and sent once a second, not per keyframe: a keyframe costs the same at 1000.
-        self._session_changed = False
-        self.create_timer(SESSION_PERIOD_S, self.flush_session, callback_group=worker)
+        # The worker does it between frames: a timer of its own in the worker's group went
+        # unserved while the detector had keyframes queued.
+        self._session_changed, self._flushed_at = False, time.monotonic()
         self._template_marker = self._make_template_marker()
         self._markers.publish(MarkerArray(markers=[self._template_marker]))
 
@@ -184,6 +185,9 @@ class PoseEstimator(HeadCaptureNode):
         elif live_due:
             self._took_keyframe = False
             self.process_live()
+        if time.monotonic() - self._flushed_at >= SESSION_PERIOD_S:
+            self._flushed_at = time.monotonic()
+            self.flush_session()
 
     def process_live(self):
         """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
