@@ -18,7 +18,7 @@ from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.preprocess import prepare_view
-from head_capture.capture.registration import detect_and_solve, pose_quality
+from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
 from head_capture.capture.sources import open_source
 from head_capture.config import ConfigError, load_node_config
 from head_capture.geometry import w2c_to_c2w_opengl
@@ -99,7 +99,7 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
         detection, estimate = detect_and_solve(session.image(index), camera, detector,
                                                template, config)
         if detection.usable:
-            session.write_mask(index, detection.head_mask())
+            session.write_mask(index, keyframe_mask(detection, estimate, camera, template))
         frame.c2w = (w2c_to_c2w_opengl(estimate.rotation, estimate.translation)
                      if estimate.registered else None)
         frame.meta['pose_quality'] = pose_quality(estimate)

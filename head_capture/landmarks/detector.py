@@ -54,9 +54,16 @@ class Detection:
         share = float((inside > 0.5).mean()) if inside.size else 0.0
         return share > MIN_MASK_SHARE and float(np.median(self.sigma)) < MAX_SIGMA_SHARE * side
 
-    def head_mask(self):
-        """Return the head mask as a uint8 image (255 = head), as sessions store it."""
-        return ((self.mask > 0.5) * 255).astype(np.uint8)
+    def head_mask(self, within=None):
+        """
+        Return the head mask as a uint8 image (255 = head), as sessions store it.
+
+        ``within``: a bool image of the pixels that can show the head; the rest is background.
+        """
+        mask = self.mask > 0.5
+        if within is not None:
+            mask &= within
+        return (mask * 255).astype(np.uint8)
 
     def to_json(self):
         """Plain dict for JSON files and ROS String messages."""

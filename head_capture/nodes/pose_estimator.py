@@ -18,7 +18,7 @@ from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, T
 from head_capture.camera import Intrinsics
 from head_capture.capture.coverage import Coverage, View
 from head_capture.capture.image_encoding import ImageDecodeError
-from head_capture.capture.registration import detect_and_solve, pose_quality
+from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
 from head_capture.capture.visuals import frustum_segments, guidance_image
 from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl, w2c_to_ros_pose
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
@@ -335,7 +335,7 @@ class PoseEstimator(HeadCaptureNode):
                 return False
             self.session.add_record(relative, w2c_to_c2w_opengl(estimate.rotation,
                                                                 estimate.translation),
-                                    detection.head_mask(),
+                                    keyframe_mask(detection, estimate, camera, self.template),
                                     {'stamp_ns': stamp, 'pose_quality': pose_quality(estimate)})
         except (OSError, SessionError) as exc:
             self.drop('keyframe not recorded', exc)

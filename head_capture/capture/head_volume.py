@@ -1,0 +1,61 @@
+"""
+The head's volume in the head frame, and the pixels of a posed camera that can see it.
+
+The detector's mask follows the person, not the head: it keeps what it takes for neck,
+shoulders and, now and then, a piece of the room, differently from view to view. A field
+trained on such masks spreads what the views disagree on round the head as haze. A fixed
+volume round the template (an ellipsoid through its farthest landmark, plus a margin for hair
+and the template's misfit) cuts every keyframe's mask the same way in 3D: a pixel whose ray
+misses it cannot show the head, whatever the mask says.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Hair and the real head's misfit to the average template (m) beyond the landmarks' extent.
+HEAD_MARGIN_M = 0.05
+
+
+@dataclass(frozen=True)
+class HeadVolume:
+    """An axis-aligned ellipsoid in the head frame (metres)."""
+
+    centre: np.ndarray
+    semi_axes: np.ndarray
+
+    @classmethod
+    def around(cls, points, margin=HEAD_MARGIN_M):
+        """Return the ellipsoid with the points' box proportions through the farthest point."""
+        points = np.asarray(points, np.float64)
+        low, high = points.min(0), points.max(0)
+        centre, half = (low + high) / 2, np.maximum((high - low) / 2, 1e-6)
+        reach = np.linalg.norm((points - centre) / half, axis=1).max()
+        return cls(centre, half * reach + margin)
+
+    def contains(self, points):
+        """Return which of the (..., 3) points lie inside the volume."""
+        return (((np.asarray(points) - self.centre) / self.semi_axes) ** 2).sum(-1) <= 1.0
+
+    def seen(self, camera, rotation, translation):
+        """
+        Return a (height, width) bool image: pixels whose ray crosses the volume.
+
+        ``rotation``, ``translation``: world-to-camera (OpenCV axes), as the PnP pose gives.
+        """
+        rotation = np.asarray(rotation, np.float64)
+        # In the frame where the ellipsoid is the unit sphere, pixel (u, v)'s ray is
+        # o + s (x ex + y ey + ez) with x, y its normalised image coordinates: it meets the
+        # sphere for some s > 0 when a s² + 2 b s + c = 0 has a positive root.
+        origin = (-rotation.T @ np.asarray(translation, np.float64) - self.centre)
+        origin = origin / self.semi_axes
+        ex, ey, ez = rotation / self.semi_axes
+        x = ((np.arange(camera.width) - camera.cx) / camera.fx).astype(np.float32)[None, :]
+        y = ((np.arange(camera.height) - camera.cy) / camera.fy).astype(np.float32)[:, None]
+        dot = (np.stack([ex, ey, ez, origin]) @ np.stack([ex, ey, ez, origin]).T)
+        dot = dot.astype(np.float32)
+        a = (x * x * dot[0, 0] + (y * y * dot[1, 1] + dot[2, 2])
+             + 2 * (x * y * dot[0, 1] + (x * dot[0, 2] + y * dot[1, 2])))
+        b = x * dot[0, 3] + (y * dot[1, 3] + dot[2, 3])
+        discriminant = b * b - a * (dot[3, 3] - 1.0)
+        return (discriminant >= 0) & (np.sqrt(np.maximum(discriminant, 0.0)) > b)

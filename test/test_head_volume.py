@@ -1,0 +1,88 @@
+"""The head volume: which pixels of a posed camera can see the head."""
+
+from head_capture.camera import Intrinsics
+from head_capture.capture.head_volume import HeadVolume
+from head_capture.capture.pose import PoseEstimate, refused
+from head_capture.capture.registration import keyframe_mask
+from head_capture.geometry import look_at_w2c
+from head_capture.landmarks.detector import Detection
+from head_capture.landmarks.template import HeadTemplate
+from head_capture.resources import share_path
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope='module')
+def template():
+    return HeadTemplate.load(share_path('models', 'head_template.json')).positions
+
+
+def front_camera(elevation_deg=30.0, distance=0.6, size=(80, 60), fov_deg=40.0):
+    elevation = np.radians(elevation_deg)
+    centre = distance * np.array([np.cos(elevation), 0.0, np.sin(elevation)])
+    rotation, translation = look_at_w2c(centre, np.zeros(3))
+    return Intrinsics.from_fov(*size, fov_deg), rotation, translation
+
+
+def project(camera, rotation, translation, points):
+    local = points @ rotation.T + translation
+    return np.stack([camera.fx * local[:, 0] / local[:, 2] + camera.cx,
+                     camera.fy * local[:, 1] / local[:, 2] + camera.cy], -1)
+
+
+def test_the_volume_holds_every_landmark_with_the_margin(template):
+    volume = HeadVolume.around(template, margin=0.0)
+    radius = np.linalg.norm((template - volume.centre) / volume.semi_axes, axis=1)
+    assert radius.max() == pytest.approx(1.0)
+    wider = HeadVolume.around(template, margin=0.05)
+    np.testing.assert_allclose(wider.semi_axes - volume.semi_axes, 0.05)
+
+
+def test_seen_pixels_are_those_whose_ray_meets_the_ellipsoid(template):
+    volume = HeadVolume.around(template)
+    camera, rotation, translation = front_camera()
+    seen = volume.seen(camera, rotation, translation)
+    # Brute force: march every pixel's ray in 1 mm steps and look for a point inside.
+    rows, cols = np.indices((camera.height, camera.width))
+    directions = camera.rays(cols, rows) @ rotation
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    origin = -rotation.T @ translation
+    steps = np.arange(0.0, 1.2, 0.001)
+    inside = np.zeros(seen.shape, bool)
+    for chunk in np.array_split(steps, 40):
+        points = origin + directions[..., None, :] * chunk[:, None]
+        radius = np.linalg.norm((points - volume.centre) / volume.semi_axes, axis=-1)
+        inside |= (radius <= 1.0).any(-1)
+    assert 0.1 < seen.mean() < 0.9
+    assert (seen != inside).sum() <= 2  # rays that only graze the surface
+
+
+def test_the_head_is_kept_and_the_shoulders_and_room_are_cut(template):
+    volume = HeadVolume.around(template)
+    camera, rotation, translation = front_camera(10.0, size=(120, 120), fov_deg=60.0)
+    seen = volume.seen(camera, rotation, translation)
+    head = np.round(project(camera, rotation, translation, template)).astype(int)
+    assert seen[head[:, 1], head[:, 0]].all()
+    shoulders = np.array([[0.0, 0.2, -0.22], [0.0, -0.2, -0.22]])
+    for u, v in np.round(project(camera, rotation, translation, shoulders)).astype(int):
+        assert 0 <= v < camera.height and 0 <= u < camera.width and not seen[v, u]
+    assert not seen[0].any() and not seen[:, 0].any()  # image border: the room
+
+
+def test_a_camera_facing_away_sees_nothing(template):
+    camera, rotation, translation = front_camera()
+    centre = -rotation.T @ translation
+    away, shift = look_at_w2c(centre, 2 * centre)
+    assert not HeadVolume.around(template).seen(camera, away, shift).any()
+
+
+def test_a_keyframe_trains_on_the_detector_mask_cut_to_the_head(template):
+    camera, rotation, translation = front_camera()
+    detection = Detection(np.zeros((len(template), 2)), np.ones(len(template)),
+                          np.ones(len(template)), np.ones((camera.height, camera.width)),
+                          (40.0, 30.0, 40.0), 1)
+    seen = HeadVolume.around(template).seen(camera, rotation, translation)
+    posed = PoseEstimate(rotation, translation)
+    np.testing.assert_array_equal(keyframe_mask(detection, posed, camera, template), seen * 255)
+    unposed = keyframe_mask(detection, refused('no head'), camera, template)
+    assert (unposed == 255).all()
