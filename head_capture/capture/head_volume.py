@@ -33,10 +33,6 @@ class HeadVolume:
         reach = np.linalg.norm((points - centre) / half, axis=1).max()
         return cls(centre, half * reach + margin)
 
-    def contains(self, points):
-        """Return which of the (..., 3) points lie inside the volume."""
-        return (((np.asarray(points) - self.centre) / self.semi_axes) ** 2).sum(-1) <= 1.0
-
     def seen(self, camera, rotation, translation):
         """
         Return a (height, width) bool image: pixels whose ray crosses the volume.

@@ -3,12 +3,12 @@ Avatar sequences by the paper's protocol: per subject, train and test views all 
 
 Each subject stands still under fixed light (a static scene, as a NeRF needs) and is seen
 from cameras over the whole azimuth range and elevation -25..45°, looking at the head from
-arm's length. Views are RGBA PNGs whose alpha is the subject's head: the paper trains on
-segmented heads. A pixel is head when its rendered surface lies in the subject's
-``HeadVolume`` (an ellipsoid round its landmarks plus ``head_margin_m`` for hair), the volume
-the live graph and ``reconstruct`` cut the detector's masks to. Shoulders, chest and arms stay
-in the RGB but are background in the mask: a field trained on them smears a low-texture shirt
-round the head, and the head is what is compared. Cameras go to ``transforms_train.json`` /
+arm's length. Views are RGBA PNGs whose alpha is the subject's mask cut to a cube of
+``volume_m`` half-size round the head: the paper trains on segmented heads, and an avatar's
+field holds only its scene cube (``scene_radius`` 0.3 m in the avatar configs; the default
+0.25 m leaves room for the PnP frame's scale error, up to 11% measured). The chest and arms
+below stay in the RGB but are background in the mask: no field could fit them, and trying
+smears them into the head's volume. Cameras go to ``transforms_train.json`` /
 ``transforms_test.json`` in the nerfstudio layout (camera-to-world, head frame, metres),
 ground-truth landmarks to ``landmarks_train.npz`` / ``landmarks_test.npz``. A subject is
 complete once its test transforms exist; a re-run skips complete subjects and redoes the rest
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import cv2
 from head_capture.camera import Intrinsics
-from head_capture.capture.head_volume import HEAD_MARGIN_M, HeadVolume
 from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
 from head_capture.session import (FrameRecord, read_transforms, Transforms, write_image_atomic,
                                   write_npz_atomic, write_transforms)
@@ -40,14 +39,14 @@ class SequenceConfig:
     fov_deg: float = 40.0
     elevation_deg: tuple = (-25.0, 45.0)
     distance_m: tuple = (0.55, 0.7)
-    head_margin_m: float = HEAD_MARGIN_M
+    volume_m: float = 0.25
     seed: int = 0
 
     def __post_init__(self):
         if self.subjects < 1 or self.train < 1 or self.test < 0 or self.size < 32:
             raise ValueError('need subjects >= 1, train >= 1, test >= 0 and size >= 32')
-        if not 0 <= self.head_margin_m < 0.5 * min(self.distance_m):
-            raise ValueError('head_margin_m must be >= 0 and leave the cameras outside the head')
+        if not 0 < self.volume_m < min(self.distance_m):
+            raise ValueError('volume_m must be > 0 and leave the cameras outside the volume')
 
 
 def orbit_poses(rng, count, cfg):
@@ -85,34 +84,31 @@ def write_sequences(out_dir, cfg, progress=None):
         rng = np.random.default_rng([cfg.seed, number])
         subject = studio.subjects(rng, 1)[0]
         lighting = sample_lighting(rng)
-        volume = HeadVolume.around(subject.landmarks, cfg.head_margin_m)
         meta = {'head_capture': {'synthetic_subject': number, 'seed': cfg.seed,
-                                 'mask_head_volume': {
-                                     'centre': np.round(volume.centre, 4).tolist(),
-                                     'semi_axes': np.round(volume.semi_axes, 4).tolist()},
+                                 'mask_volume_m': cfg.volume_m,
                                  'phenotypes': [round(float(p), 4) for p in subject.phenotypes],
                                  'hair_style': subject.appearance.hair_style}}
         for split, count in zip(SPLITS, (cfg.train, cfg.test)):
             _write_split(studio, subject, camera, lighting, orbit_poses(rng, count, cfg),
-                         folder, split, meta, volume, progress)
+                         folder, split, meta, cfg.volume_m, progress)
     return paths
 
 
-def outside_volume(depth, camera, rotation, translation, volume):
-    """Return the pixels whose rendered surface lies outside ``volume`` (a HeadVolume)."""
+def outside_volume(depth, camera, rotation, translation, half_size):
+    """Return the pixels whose rendered surface lies outside the cube round the origin."""
     rows, cols = np.indices(depth.shape, dtype=np.float64)
     points = camera.rays(cols, rows) * depth[..., None]
     world = (points - translation) @ rotation  # camera -> world: R^T (x - t), row-wise
-    return (depth > 0) & ~volume.contains(world)
+    return (depth > 0) & (np.abs(world) > half_size).any(-1)
 
 
-def _write_split(studio, subject, camera, lighting, poses, folder, split, meta, volume,
+def _write_split(studio, subject, camera, lighting, poses, folder, split, meta, volume_m,
                  progress):
     frames, pixels, visible = [], [], []
     for index, (rotation, translation) in enumerate(poses):
         view = studio.view(subject, camera, rotation, translation, lighting)
         relative = f'{split}/r_{index:03d}.png'
-        alpha = np.where(outside_volume(view.depth, camera, rotation, translation, volume),
+        alpha = np.where(outside_volume(view.depth, camera, rotation, translation, volume_m),
                          0.0, view.alpha)
         rgba = np.dstack([view.rgb, (alpha * 255).astype(np.uint8)])
         write_image_atomic(folder / relative, rgba)
