@@ -48,8 +48,8 @@ class HeadVolume:
         ex, ey, ez = rotation / self.semi_axes
         x = ((np.arange(camera.width) - camera.cx) / camera.fx).astype(np.float32)[None, :]
         y = ((np.arange(camera.height) - camera.cy) / camera.fy).astype(np.float32)[:, None]
-        dot = (np.stack([ex, ey, ez, origin]) @ np.stack([ex, ey, ez, origin]).T)
-        dot = dot.astype(np.float32)
+        vectors = np.stack([ex, ey, ez, origin])
+        dot = (vectors @ vectors.T).astype(np.float32)  # every pairwise dot product, once
         a = (x * x * dot[0, 0] + (y * y * dot[1, 1] + dot[2, 2])
              + 2 * (x * y * dot[0, 1] + (x * dot[0, 2] + y * dot[1, 2])))
         b = x * dot[0, 3] + (y * dot[1, 3] + dot[2, 3])
