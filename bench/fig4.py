@@ -29,7 +29,7 @@ import time
 from common import save
 import cv2
 from head_capture.avatar.config import load_avatar_config, parse_overrides
-from head_capture.avatar.evaluate import carry_over, evaluate_views
+from head_capture.avatar.evaluate import carry_over, evaluate_views, TEST_TIME_PROTOCOL
 from head_capture.avatar.rays import load_views
 from head_capture.avatar.trainer import AvatarTrainer
 from head_capture.capture.pose import PoseConfig
@@ -112,7 +112,7 @@ def score_variant(trainer, truth, test_path, pose_steps, folder):
     return {**pose_summary(evaluate(trainer.refined_transforms(), truth)),
             'psnr': round(scores['psnr'], 3), 'ssim': round(scores['ssim'], 4),
             'test_psnr_per_view': [round(v['psnr'], 3) for v in scores['per_view']],
-            'test_time_pose_steps': pose_steps}
+            'test_time_pose_steps': pose_steps, 'test_time_protocol': TEST_TIME_PROTOCOL}
 
 
 def prepare_subject(subject, detector, template):
@@ -128,19 +128,21 @@ def run_variant(subject, variant, data, work, config_name, overrides, pose_steps
     """
     Train and score one variant of one subject, or read it back from ``work``.
 
-    A finished run scored with other test-time settings is scored again from its checkpoint,
-    not trained again.
+    A finished run scored with other test-time settings (steps or protocol) is scored again
+    from its checkpoint, not trained again.
     """
     folder = work / subject.name / variant
     done = folder / 'fig4.json'
     result = json.loads(done.read_text()) if done.exists() else None
-    if result is not None and result.get('test_time_pose_steps') == pose_steps:
+    if result is not None and (result.get('test_time_pose_steps'),
+                               result.get('test_time_protocol')) == (pose_steps,
+                                                                     TEST_TIME_PROTOCOL):
         return result
     truth = read_transforms(subject / 'transforms_train.json')
     test_path = subject / 'transforms_test.json'
     if result is not None:
-        print(f' {subject.name} / {variant}: scored again, {pose_steps} test-time pose steps',
-              flush=True)
+        print(f' {subject.name} / {variant}: scored again, {pose_steps} test-time pose steps '
+              f'({TEST_TIME_PROTOCOL})', flush=True)
         result.update(score_variant(AvatarTrainer.reopen(folder), truth, test_path, pose_steps,
                                     folder))
     else:
@@ -228,6 +230,7 @@ def main():
     save(args.out, {'benchmark': "paper's Fig. 4 on synthetic heads", 'config': args.config,
                     'settings': config.as_dict(), 'sequence_seed': args.seed,
                     'test_time_pose_steps': args.pose_steps,
+                    'test_time_protocol': TEST_TIME_PROTOCOL,
                     'device': torch.cuda.get_device_name() if torch.cuda.is_available()
                     else 'cpu', 'table': rows, 'paper': PAPER,
                     'psnr_gap_true_minus_optimised_db': round(gap, 3),
