@@ -15,6 +15,7 @@ import time
 
 from head_capture.avatar import TrainingError
 from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.preprocess import prepare_view
@@ -94,12 +95,13 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
     Returns the number registered.
     """
     camera = session.transforms.intrinsics
+    volume = HeadVolume.around(template)
     registered = 0
     for index, frame in enumerate(session.frames):
         detection, estimate = detect_and_solve(session.image(index), camera, detector,
                                                template, config)
         if detection.usable:
-            session.write_mask(index, keyframe_mask(detection, estimate, camera, template))
+            session.write_mask(index, keyframe_mask(detection, estimate, camera, volume))
         frame.c2w = (w2c_to_c2w_opengl(estimate.rotation, estimate.translation)
                      if estimate.registered else None)
         frame.meta['pose_quality'] = pose_quality(estimate)
@@ -109,6 +111,7 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
         registered += estimate.registered
         if progress is not None:
             progress()
+    session.transforms.meta[HEAD_VOLUME] = volume.as_meta()
     session.save()
     return registered
 

@@ -242,6 +242,22 @@ def test_test_time_optimisation_recovers_a_camera_turned_a_few_degrees(toy_scene
     assert score(*found) > score(*truth) - 0.3
 
 
+def test_a_head_volume_in_the_data_bounds_the_fields(toy_scene, tmp_path):
+    data = json.loads(toy_scene.read_text())
+    data['head_volume'] = {'centre': [0.0, 0.0, 0.1], 'semi_axes': [0.5, 0.6, 0.4]}
+    bounded = toy_scene.with_name('bounded.json')
+    bounded.write_text(json.dumps(data))
+    config = AvatarConfig(**{**TOY, 'stage1_steps': 2, 'stage2_steps': 1})
+    trainer = AvatarTrainer(bounded, tmp_path / 'run', config)
+    trainer.run()
+    for field in trainer.fields:  # stage 2 builds both of its fields bounded as well
+        assert field.support_axes.tolist() == pytest.approx([0.5, 0.6, 0.4])
+    data['head_volume'] = {'centre': [0.0, 0.0], 'semi_axes': [0.5, 0.6, 0.4]}
+    bounded.write_text(json.dumps(data))
+    with pytest.raises(TrainingError, match='head_volume'):
+        AvatarTrainer(bounded, tmp_path / 'other', config)
+
+
 def test_outputs_held_out_renders_turntable_and_mesh(toy_scene, tmp_path):
     import av
 

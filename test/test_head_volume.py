@@ -1,5 +1,7 @@
 """The head volume: which pixels of a posed camera can see the head."""
 
+import json
+
 from head_capture.camera import Intrinsics
 from head_capture.capture.head_volume import HeadVolume
 from head_capture.capture.pose import PoseEstimate, refused
@@ -81,8 +83,42 @@ def test_a_keyframe_trains_on_the_detector_mask_cut_to_the_head(template):
     detection = Detection(np.zeros((len(template), 2)), np.ones(len(template)),
                           np.ones(len(template)), np.ones((camera.height, camera.width)),
                           (40.0, 30.0, 40.0), 1)
-    seen = HeadVolume.around(template).seen(camera, rotation, translation)
+    volume = HeadVolume.around(template)
+    seen = volume.seen(camera, rotation, translation)
     posed = PoseEstimate(rotation, translation)
-    np.testing.assert_array_equal(keyframe_mask(detection, posed, camera, template), seen * 255)
-    unposed = keyframe_mask(detection, refused('no head'), camera, template)
+    np.testing.assert_array_equal(keyframe_mask(detection, posed, camera, volume), seen * 255)
+    unposed = keyframe_mask(detection, refused('no head'), camera, volume)
     assert (unposed == 255).all()
+
+
+def test_the_volume_travels_in_a_transforms_entry_and_a_bad_entry_is_refused(template):
+    volume = HeadVolume.around(template)
+    again = HeadVolume.from_meta(json.loads(json.dumps(volume.as_meta())))
+    np.testing.assert_allclose(again.semi_axes, volume.semi_axes, atol=5e-5)
+    np.testing.assert_allclose(again.centre, volume.centre, atol=5e-5)
+    for bad in ({'centre': [0, 0, 0]}, {'centre': [0, 0], 'semi_axes': [1, 1, 1]},
+                {'centre': [0, 0, 0], 'semi_axes': [1, 0, 1]}, [1, 2, 3],
+                {'centre': [0, 0, 'x'], 'semi_axes': [1, 1, 1]}):
+        with pytest.raises(ValueError, match='head_volume'):
+            HeadVolume.from_meta(bad)
+
+
+def test_a_bounded_field_holds_density_only_inside_the_volume(template):
+    import torch
+
+    from head_capture.avatar.fields import GridField, MLPField
+
+    volume = HeadVolume.around(template)
+    points = (torch.rand(4000, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 0.3
+    directions = torch.nn.functional.normalize(torch.ones_like(points), dim=-1)
+    inside = (((points.double().numpy() - volume.centre) / volume.semi_axes) ** 2).sum(-1) <= 1
+    assert 0.05 < inside.mean() < 0.5
+    for kind in (GridField, MLPField):
+        torch.manual_seed(1)
+        free = kind(scale=0.3)
+        bounded = kind(scale=0.3, support=(volume.centre, volume.semi_axes))
+        bounded.load_state_dict(free.state_dict())  # the support is not in the state dict
+        colour, density = bounded(points, directions)
+        expected = free(points, directions)[1] * torch.as_tensor(inside)
+        torch.testing.assert_close(density, expected)
+        assert (density[torch.as_tensor(inside)] > 0).all()

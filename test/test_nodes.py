@@ -9,6 +9,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped
 from head_capture.capture.coverage import Coverage
+from head_capture.capture.head_volume import META_KEY as HEAD_VOLUME
 from head_capture.geometry import c2w_opengl_to_w2c, ros_pose_to_w2c, rotation_angle_deg
 from head_capture.graph import graph, node_spec
 from head_capture.nodes.support import LATCHED_QOS, RELIABLE_QOS
@@ -140,8 +141,9 @@ def test_capture_graph_end_to_end(capture, tmp_path, ros_context, tiny_avatar):
         assert np.median(errors) < 15.0, errors
         listener.wait_until(lambda _: len(read_transforms(session / 'transforms.json').frames)
                             == len(registered), 5.0)  # written once a second
-        session_frames = read_transforms(session / 'transforms.json').frames
-        assert len(session_frames) == len(registered)
+        written = read_transforms(session / 'transforms.json')
+        session_frames = written.frames
+        assert len(session_frames) == len(registered) and HEAD_VOLUME in written.meta
         assert all((session / f.mask_path).is_file() for f in session_frames)
 
         # Live poses, their path, and what the person holding the phone sees. Keyframes go

@@ -2,6 +2,7 @@
 
 import json
 
+from head_capture.capture.head_volume import META_KEY as HEAD_VOLUME
 from head_capture.cli import main
 from head_capture.pose_evaluation import evaluate
 from head_capture.session import FrameRecord, read_transforms, Transforms
@@ -26,6 +27,8 @@ def test_reconstruct_runs_every_step_then_resumes_and_skips(capture, tmp_path, t
     matched = Transforms(truth.intrinsics, [
         FrameRecord(f.file_path, truth.frames[f.meta['source_index']].c2w) for f in posed])
     assert evaluate(session, matched)['rotation_deg']['mean'] < 10.0
+    # The volume the masks were cut to goes with them: the avatar's fields keep within it.
+    assert set(session.meta[HEAD_VOLUME]) == {'centre', 'semi_axes'}
 
     # The avatar and its report.
     avatar = out / 'session' / 'avatar'

@@ -5,11 +5,13 @@ BARF's insight: a field that can already express fine detail gives pose gradient
 anywhere, so high frequencies are faded in as training progresses. For the MLP the faded bands
 are the positional encoding's frequencies; for the grid they are its finer levels (the coarsest
 level is always on). Both take points and unit view directions and return colour in [0, 1] and
-a non-negative density.
+a non-negative density, zero outside their cube and, when given one, outside a support
+ellipsoid (a session's head volume: see ``head_capture.capture.head_volume``).
 """
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -50,12 +52,37 @@ def _density(raw, scale):
     return F.softplus(raw - 3.0) / scale
 
 
-class MLPField(nn.Module):
+class BoundedField(nn.Module):
+    """
+    A field's support: the cube of half-side ``scale``, cut to an ellipsoid when one is given.
+
+    ``support`` is (centre, semi_axes) in scene units. It is not part of the state dict: it
+    comes with the data the field is trained on.
+    """
+
+    def __init__(self, scale, support=None):
+        super().__init__()
+        self.scale = scale
+        centre, axes = support if support is not None else (np.zeros(3), np.full(3, np.inf))
+        self.register_buffer('support_centre', torch.as_tensor(centre, dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer('support_axes', torch.as_tensor(axes, dtype=torch.float32),
+                             persistent=False)
+
+    def inside(self, points):
+        """Return where ``points`` (..., 3) may hold density."""
+        in_cube = ((points / self.scale).abs() <= 1.0).all(-1)
+        radius = (((points - self.support_centre) / self.support_axes) ** 2).sum(-1)
+        return in_cube & (radius <= 1.0)
+
+
+class MLPField(BoundedField):
     """Vanilla NeRF: ``depth`` x ``width`` ReLU MLP, input skip, view-dependent colour."""
 
-    def __init__(self, depth=8, width=256, skip=4, pe_xyz=10, pe_dir=4, scale=1.0):
-        super().__init__()
-        self.pe_xyz, self.pe_dir, self.skip, self.scale = pe_xyz, pe_dir, skip, scale
+    def __init__(self, depth=8, width=256, skip=4, pe_xyz=10, pe_dir=4, scale=1.0,
+                 support=None):
+        super().__init__(scale, support)
+        self.pe_xyz, self.pe_dir, self.skip = pe_xyz, pe_dir, skip
         xyz_dim, dir_dim = 3 + 6 * pe_xyz, 3 + 6 * pe_dir
         self.layers = nn.ModuleList(
             nn.Linear(xyz_dim if i == 0 else width + (xyz_dim if i == skip else 0), width)
@@ -74,14 +101,13 @@ class MLPField(nn.Module):
             if i == self.skip and i > 0:
                 h = torch.cat([h, encoded], -1)
             h = F.relu(layer(h))
-        inside = ((points / self.scale).abs() <= 1.0).all(-1)
-        density = _density(self.density(h)[..., 0], self.scale) * inside
+        density = _density(self.density(h)[..., 0], self.scale) * self.inside(points)
         view = positional_encoding(directions, self.pe_dir)
         colour = torch.sigmoid(self.colour(torch.cat([self.feature(h), view], -1)))
         return colour, density
 
 
-class GridField(nn.Module):
+class GridField(BoundedField):
     """
     Dense multi-resolution feature grids (trilinear, ``grid_sample``) and two small MLPs.
 
@@ -89,9 +115,10 @@ class GridField(nn.Module):
     the origin; resolutions grow geometrically from ``base`` to ``top``.
     """
 
-    def __init__(self, levels=6, base=16, top=128, features=4, hidden=64, pe_dir=4, scale=1.0):
-        super().__init__()
-        self.scale, self.pe_dir, self.levels = scale, pe_dir, levels
+    def __init__(self, levels=6, base=16, top=128, features=4, hidden=64, pe_dir=4, scale=1.0,
+                 support=None):
+        super().__init__(scale, support)
+        self.pe_dir, self.levels = pe_dir, levels
         growth = (top / base) ** (1.0 / max(levels - 1, 1))
         sizes = [int(round(base * growth ** k)) for k in range(levels)]
         self.grids = nn.ParameterList(
@@ -110,19 +137,18 @@ class GridField(nn.Module):
             F.grid_sample(grid, coords, mode='bilinear', padding_mode='border',
                           align_corners=True).reshape(grid.shape[1], -1).T * weight
             for grid, weight in zip(self.grids, weights.to(points))], -1)
-        inside = (coords.reshape(-1, 3).abs() <= 1.0).all(-1)
         h = self.density(features)
-        density = _density(h[:, 0], self.scale) * inside
+        density = _density(h[:, 0], self.scale) * self.inside(points.reshape(-1, 3))
         view = positional_encoding(directions.reshape(-1, 3), self.pe_dir)
         colour = torch.sigmoid(self.colour(torch.cat([F.relu(h[:, 1:]), view], -1)))
         return colour.reshape(*shape, 3), density.reshape(shape)
 
 
-def make_field(config):
-    """Build the field a config names ('mlp' or 'grid') for the scene it describes."""
+def make_field(config, support=None):
+    """Build the field a config names ('mlp' or 'grid'), within ``support`` when given."""
     if config.field == 'mlp':
         return MLPField(config.mlp_depth, config.mlp_width, config.mlp_skip, config.pe_xyz,
-                        config.pe_dir, config.scene_radius)
+                        config.pe_dir, config.scene_radius, support)
     return GridField(config.grid_levels, config.grid_base, config.grid_top,
                      config.grid_features, config.grid_hidden, config.pe_dir,
-                     config.scene_radius)
+                     config.scene_radius, support)

@@ -13,6 +13,7 @@ is undone: the last checkpoint is reloaded and the learning rates halved, and th
 says so.
 """
 
+from dataclasses import astuple
 import io
 import itertools
 import json
@@ -30,6 +31,7 @@ from head_capture.avatar.fields import make_field
 from head_capture.avatar.rays import foreground_pixels, holdout_split, load_views, near_far, \
     pixel_rays, sample_pixels
 from head_capture.avatar.render import render_rays
+from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
 from head_capture.config import build
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
 from head_capture.session import (FrameRecord, Transforms, write_bytes_atomic,
@@ -91,6 +93,7 @@ class AvatarTrainer:
                                 'it, or choose another --out')
         self.data = str(Path(data).resolve())
         self.views = load_views(data, config.image_size)
+        self.support = self._support(self.views.transforms.meta.get(HEAD_VOLUME))
         self.train_ids, self.held_ids = holdout_split(len(self.views), config.holdout_every)
         self.focus = (foreground_pixels(self.views.masks, self.train_ids, config.focus_margin)
                       if config.focus_share > 0 else None)
@@ -113,6 +116,15 @@ class AvatarTrainer:
             self.out.mkdir(parents=True, exist_ok=True)
             self._save()
 
+    def _support(self, volume):
+        """Return the (centre, semi-axes) the data's head volume bounds the fields to, or None."""
+        if volume is None:
+            return None
+        try:
+            return astuple(HeadVolume.from_meta(volume))
+        except ValueError as exc:
+            raise TrainingError(f'{self.data}: {exc}') from exc
+
     @classmethod
     def reopen(cls, out_dir, progress=None):
         """Reopen a run from its directory alone: data and config come from the checkpoint."""
@@ -127,7 +139,8 @@ class AvatarTrainer:
         cfg = self.config
         torch.manual_seed(self.seed * 7 + self.stage)
         count = 1 if self.stage == 1 or cfg.fine_samples == 0 else 2
-        self.fields = torch.nn.ModuleList(make_field(cfg) for _ in range(count)).to(self.device)
+        self.fields = torch.nn.ModuleList(make_field(cfg, self.support)
+                                          for _ in range(count)).to(self.device)
         self.poses = PoseCorrections(rotations, translations, cfg.pose_gauge,
                                      cfg.pose_translation_unit).to(self.device)
         grid = [p for n, p in self.fields.named_parameters() if '.grids.' in n]

@@ -6,7 +6,9 @@ shoulders and, now and then, a piece of the room, differently from view to view.
 trained on such masks spreads what the views disagree on round the head as haze. A fixed
 volume round the template (an ellipsoid through its farthest landmark, plus a margin for hair
 and the template's misfit) cuts every keyframe's mask the same way in 3D: a pixel whose ray
-misses it cannot show the head, whatever the mask says.
+misses it cannot show the head, whatever the mask says. The session stores the volume
+(``META_KEY``) and the avatar's fields hold no density outside it: what one view's cut mask
+still shows of the collar cannot float round the head as haze.
 """
 
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ import numpy as np
 
 # Hair and the real head's misfit to the average template (m) beyond the landmarks' extent.
 HEAD_MARGIN_M = 0.05
+# Where a session's transforms.json keeps the volume its masks were cut to.
+META_KEY = 'head_volume'
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,25 @@ class HeadVolume:
         centre, half = (low + high) / 2, np.maximum((high - low) / 2, 1e-6)
         reach = np.linalg.norm((points - centre) / half, axis=1).max()
         return cls(centre, half * reach + margin)
+
+    @classmethod
+    def from_meta(cls, entry):
+        """Return the volume a transforms.json entry describes; ValueError if it is not one."""
+        try:
+            centre = np.asarray(entry['centre'], np.float64)
+            axes = np.asarray(entry['semi_axes'], np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f'{META_KEY} must hold centre and semi_axes, got {entry!r}') from exc
+        if centre.shape != (3,) or axes.shape != (3,) or not (
+                np.isfinite(centre).all() and np.isfinite(axes).all() and (axes > 0).all()):
+            raise ValueError(f'{META_KEY} needs 3 finite centre values and 3 positive semi-axes, '
+                             f'got {entry!r}')
+        return cls(centre, axes)
+
+    def as_meta(self):
+        """Return the volume as a transforms.json entry (millimetre precision)."""
+        return {'centre': np.round(self.centre, 4).tolist(),
+                'semi_axes': np.round(self.semi_axes, 4).tolist()}
 
     def seen(self, camera, rotation, translation):
         """

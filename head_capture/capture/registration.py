@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
-from head_capture.capture.head_volume import HeadVolume
 from head_capture.capture.pose import PoseConfig, refused, solve_pose
 from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.session import (FrameRecord, read_image, read_transforms, resolve_inside,
@@ -111,14 +110,14 @@ def detect_and_solve(frame, intrinsics, detector, template, config=PoseConfig(),
                                  config)
 
 
-def keyframe_mask(detection, estimate, camera, template):
+def keyframe_mask(detection, estimate, camera, volume):
     """
     Return the mask a keyframe trains on: the detector's, cut to the rays through the head.
 
-    ``template``: the template's landmark positions, the head frame the pose is in. Without a
-    pose the detector's mask is kept as it is (the frame does not train).
+    ``volume``: the ``HeadVolume`` in the head frame the pose is in. Without a pose the
+    detector's mask is kept as it is (the frame does not train).
     """
-    within = (HeadVolume.around(template).seen(camera, estimate.rotation, estimate.translation)
+    within = (volume.seen(camera, estimate.rotation, estimate.translation)
               if estimate.registered else None)
     return detection.head_mask(within)
 

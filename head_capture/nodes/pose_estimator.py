@@ -17,6 +17,7 @@ import time
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TransformStamped
 from head_capture.camera import Intrinsics
 from head_capture.capture.coverage import Coverage, View
+from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
 from head_capture.capture.image_encoding import ImageDecodeError
 from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
 from head_capture.capture.visuals import frustum_segments, guidance_image
@@ -83,6 +84,7 @@ class PoseEstimator(HeadCaptureNode):
         except ModelError as exc:
             raise StartupError(str(exc)) from exc
         self.template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+        self.volume = HeadVolume.around(self.template)
         self.session = self._open_session()
         self.camera, self._fov_warned = None, False
         self.coverage, self.guidance = None, 'point the phone at the head to start'
@@ -329,13 +331,14 @@ class PoseEstimator(HeadCaptureNode):
                                    'writing to the same session_dir?')
             if self.session is None:
                 self.session = Session.create(self.root, camera, meta={
-                    'head_capture': {'poses': 'head landmarks + RANSAC PnP, live'}})
+                    'head_capture': {'poses': 'head landmarks + RANSAC PnP, live'},
+                    HEAD_VOLUME: self.volume.as_meta()})
             elif self.session.transforms.intrinsics != camera:
                 self.drop('keyframe from another camera', f"{camera} vs the session's")
                 return False
             self.session.add_record(relative, w2c_to_c2w_opengl(estimate.rotation,
                                                                 estimate.translation),
-                                    keyframe_mask(detection, estimate, camera, self.template),
+                                    keyframe_mask(detection, estimate, camera, self.volume),
                                     {'stamp_ns': stamp, 'pose_quality': pose_quality(estimate)})
         except (OSError, SessionError) as exc:
             self.drop('keyframe not recorded', exc)
