@@ -529,6 +529,22 @@ def test_keyframes_wait_as_headers_when_the_detector_falls_behind(tmp_path, ros_
         close_nodes([estimator])
 
 
+def test_a_continued_session_gains_the_head_volume_it_lacked(tmp_path, ros_context):
+    from head_capture.camera import Intrinsics
+    from head_capture.session import Session
+
+    session = tmp_path / 'session'
+    Session.create(session, Intrinsics.from_fov(64, 48, 60.0), meta={'kept': 1})
+    nodes = [(spec, params) for spec, params in graph(settings={'session_dir': str(session)})
+             if spec.name == 'pose_estimator']
+    estimator, = build_nodes(nodes, context=ros_context)
+    try:
+        meta = read_transforms(session / 'transforms.json').meta
+        assert meta[HEAD_VOLUME] == estimator.volume.as_meta() and meta['kept'] == 1
+    finally:
+        close_nodes([estimator])
+
+
 def test_graph_watch_follows_the_trainer_state_on_diagnostics(ros_context):
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
     from head_capture.nodes.up import GraphWatch

@@ -316,6 +316,11 @@ class PoseEstimator(HeadCaptureNode):
                                    'another session_dir') from exc
             self.get_logger().info(f'continuing the session in {self.root}: '
                                    f'{len(session.frames)} registered keyframes')
+            if HEAD_VOLUME not in session.transforms.meta:  # written before it was kept
+                session.transforms.meta[HEAD_VOLUME] = self.volume.as_meta()
+                session.save()
+                self.get_logger().info('the session had no head volume: it now holds the '
+                                       'one its keyframes are cut to')
             return session
         return None
 
