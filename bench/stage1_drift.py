@@ -71,18 +71,19 @@ def run(subject, start, variant, data, work, config_name):
     config = replace(config, log_every=max(config.stage1_steps // SNAPSHOTS, 1),
                      checkpoint_every=config.stage1_steps)
     truth = read_transforms(subject / 'transforms_train.json')
-    trace, runs = [], []
+
+    def score(step):
+        errors = pose_summary(evaluate(trainer.refined_transforms(), truth))
+        return [step, errors['rotation_deg'], errors['translation_cm']]
 
     def snapshot(event):
         if event['event'] == 'step':
-            errors = pose_summary(evaluate(runs[0].refined_transforms(), truth))
-            trace.append([event['step'], errors['rotation_deg'], errors['translation_cm']])
+            trace.append(score(event['step']))
 
     started = time.monotonic()
-    runs.append(AvatarTrainer(data, folder, config, progress=snapshot))
-    initial = pose_summary(evaluate(runs[0].refined_transforms(), truth))
-    trace.insert(0, [0, initial['rotation_deg'], initial['translation_cm']])
-    runs[0].run_stage()
+    trainer = AvatarTrainer(data, folder, config, progress=snapshot)  # a fresh run: no events yet
+    trace = [score(0)]
+    trainer.run_stage()
     result = {'subject': subject.name, 'start': start, 'variant': variant,
               'overrides': VARIANTS[variant], 'steps': config.stage1_steps,
               'rotation_deg': trace[-1][1], 'translation_cm': trace[-1][2],
