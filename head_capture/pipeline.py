@@ -15,7 +15,7 @@ import time
 
 from head_capture.avatar import TrainingError
 from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
-from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
+from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_KEY as HEAD_VOLUME
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.preprocess import prepare_view
@@ -221,14 +221,17 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
             log(f'warning: {note}')
     log(f'keyframes: {steps["keyframes"]["keyframes"]} in {job.session_dir}')
 
+    session = Session.load(job.session_dir)
+    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
     if 'poses' not in steps:
-        session = Session.load(job.session_dir)
         detector = LandmarkDetector(model or default_model_path())
-        template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
         with progress('landmarks, masks + PnP', len(session.frames)) as advance:
             registered = register_session(session, detector, template, pose_config, advance)
         steps['poses'] = {'registered': registered, 'keyframes': len(session.frames)}
         job.save_state(state)
+    elif keep_in_session(session, HeadVolume.around(template)):
+        log('the session had no head volume (registered before sessions kept one): it now '
+            'holds the one its masks were cut to')
     log(f'poses: {steps["poses"]["registered"]} of {steps["poses"]["keyframes"]} keyframes '
         'registered by landmarks + RANSAC PnP')
 

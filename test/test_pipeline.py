@@ -1,11 +1,12 @@
 """``head-capture reconstruct``: a synthetic phone video to an avatar and its report, resumable."""
 
 import json
+import shutil
 
 from head_capture.capture.head_volume import META_KEY as HEAD_VOLUME
 from head_capture.cli import main
 from head_capture.pose_evaluation import evaluate
-from head_capture.session import FrameRecord, read_transforms, Transforms
+from head_capture.session import FrameRecord, read_transforms, Transforms, write_transforms
 
 
 def test_reconstruct_runs_every_step_then_resumes_and_skips(capture, tmp_path, tiny_avatar,
@@ -47,6 +48,21 @@ def test_reconstruct_runs_every_step_then_resumes_and_skips(capture, tmp_path, t
     events = [json.loads(line) for line in (avatar / 'events.jsonl').read_text().splitlines()]
     assert events[-1]['event'] != 'resumed' and any(e['event'] == 'resumed' for e in events)
     assert (avatar / 'metrics.json').is_file()
+
+    # A job registered before sessions kept their head volume gets it when it goes on, so
+    # the avatar it has yet to train is bounded as a new job's would be.
+    transforms = read_transforms(out / 'session' / 'transforms.json')
+    del transforms.meta[HEAD_VOLUME]
+    write_transforms(out / 'session' / 'transforms.json', transforms)
+    shutil.rmtree(avatar)
+    state = json.loads((out / 'reconstruction.json').read_text())
+    del state['steps']['avatar']
+    (out / 'reconstruction.json').write_text(json.dumps(state))
+    assert main(command) == 0
+    assert 'had no head volume' in capsys.readouterr().err
+    for name in ('transforms.json', 'training_transforms.json'):
+        assert read_transforms(out / 'session' / name).meta[HEAD_VOLUME] == \
+            session.meta[HEAD_VOLUME]
 
     # Another request into the same folder is refused, nothing touched.
     assert main(command[:4] + ['--count', '10'] + command[6:]) == 2

@@ -78,3 +78,17 @@ class HeadVolume:
         b = x * dot[0, 3] + (y * dot[1, 3] + dot[2, 3])
         discriminant = b * b - a * (dot[3, 3] - 1.0)
         return (discriminant >= 0) & (np.sqrt(np.maximum(discriminant, 0.0)) > b)
+
+
+def keep_in_session(session, volume):
+    """
+    Store ``volume`` in a session written before sessions kept theirs; True if it was missing.
+
+    Without the entry the session's avatar trains unbounded; with another one already there,
+    that one stays (its masks were cut to it).
+    """
+    if META_KEY in session.transforms.meta:
+        return False
+    session.transforms.meta[META_KEY] = volume.as_meta()
+    session.save()
+    return True

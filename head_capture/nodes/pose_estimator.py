@@ -17,7 +17,7 @@ import time
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TransformStamped
 from head_capture.camera import Intrinsics
 from head_capture.capture.coverage import Coverage, View
-from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
+from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_KEY as HEAD_VOLUME
 from head_capture.capture.image_encoding import ImageDecodeError
 from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
 from head_capture.capture.visuals import frustum_segments, guidance_image
@@ -316,9 +316,7 @@ class PoseEstimator(HeadCaptureNode):
                                    'another session_dir') from exc
             self.get_logger().info(f'continuing the session in {self.root}: '
                                    f'{len(session.frames)} registered keyframes')
-            if HEAD_VOLUME not in session.transforms.meta:  # written before it was kept
-                session.transforms.meta[HEAD_VOLUME] = self.volume.as_meta()
-                session.save()
+            if keep_in_session(session, self.volume):
                 self.get_logger().info('the session had no head volume: it now holds the '
                                        'one its keyframes are cut to')
             return session
