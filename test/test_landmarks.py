@@ -252,3 +252,17 @@ def test_landmarks_cli_writes_json_and_overlays(tmp_path, tiny_model):
     assert cv2.imread(str(tmp_path / 'out' / '1_landmarks.png')).shape == (80, 120, 3)
     assert main(['landmarks', str(images), '--out', str(tmp_path / 'o'), '--model',
                  str(tmp_path / 'missing.onnx')]) == 2
+
+
+def test_mirror_pass_gives_the_mirrored_frames_landmarks_in_the_frames_pixels(tiny_model):
+    _, path = tiny_model
+    detector = LandmarkDetector(path, threads=1)
+    frame = np.random.default_rng(4).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    box = (90.0, 70.0, 40.0)
+    plain = detector.detect(frame, box=box)
+    # The mirror pass of the mirrored frame at the mirrored box is the plain pass, mirrored.
+    landmarks, sigma = detector.detect_mirrored(np.ascontiguousarray(frame[:, ::-1]),
+                                                (199.0 - box[0], box[1], box[2]))
+    np.testing.assert_allclose(landmarks[:, 0], 199.0 - plain.landmarks[:, 0], atol=1e-3)
+    np.testing.assert_allclose(landmarks[:, 1], plain.landmarks[:, 1], atol=1e-3)
+    np.testing.assert_allclose(sigma, plain.sigma, rtol=1e-4)

@@ -8,7 +8,7 @@ from head_capture.capture.pose import (_twist_jacobian, implausible, PoseConfig,
                                        solve_pose)
 from head_capture.config import load_node_config
 from head_capture.geometry import look_at_w2c, rotation_angle_deg, se3_exp
-from head_capture.landmarks.template import HeadTemplate
+from head_capture.landmarks.template import HeadTemplate, mirrored
 from head_capture.resources import share_path
 import numpy as np
 import pytest
@@ -153,3 +153,42 @@ def test_poses_cli_explains_a_missing_input(tmp_path, capsys):
 
     assert main(['poses', str(tmp_path / 'nothing'), '--out', str(tmp_path / 'p.json')]) == 2
     assert 'no image folder' in capsys.readouterr().err
+
+
+def test_the_template_mirrors_onto_itself_across_the_head_midplane(template):
+    # Mirrored landmarks are the template's own points of the other side, so the detector's
+    # pass on a mirrored frame marks points that exist on the head.
+    distance = np.linalg.norm(mirrored(template)[:, None] - template[None], axis=-1).min(1)
+    assert np.median(distance) < 0.004 and np.percentile(distance, 95) < 0.01
+
+
+def test_keyframes_add_the_mirror_pass_and_live_frames_do_not(capture, template):
+    from head_capture.capture.registration import detect_and_solve
+    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.session import read_transforms
+
+    camera = read_transforms(capture / 'ground_truth.json').intrinsics
+    video = cv2.VideoCapture(str(capture / 'capture.mp4'))
+    ok, frame = video.read()
+    video.release()
+    assert ok
+    frame = np.ascontiguousarray(frame[..., ::-1])
+    detector = LandmarkDetector(default_model_path(), threads=1)
+    runs = []
+    network = detector.run_crops
+    detector.run_crops = lambda crops: runs.append(len(crops)) or network(crops)
+    detection, single = detect_and_solve(frame, camera, detector, template,
+                                         PoseConfig(mirror_pass=False))
+    assert detection.usable and single.registered
+    passes = {}
+    for name, config, box, refine in (('image', PoseConfig(), None, False),
+                                      ('keyframe', PoseConfig(), detection.box, True),
+                                      ('live', PoseConfig(), detection.box, False)):
+        runs.clear()
+        _, estimate = detect_and_solve(frame, camera, detector, template, config, box, refine)
+        assert estimate.registered
+        passes[name] = len(runs)
+        if name != 'live':  # same camera, within the detector's few degrees
+            assert rotation_angle_deg(estimate.rotation, single.rotation) < 5.0
+    assert passes['live'] == 1 and passes['keyframe'] >= 2
+    assert passes['image'] == detection.passes + 1

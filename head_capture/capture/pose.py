@@ -41,6 +41,10 @@ class PoseConfig:
     min_inliers: int = 30
     # Plausible camera distances from the head centre (m): inside the head below, absurd above.
     distance_m: tuple = (0.15, 4.0)
+    # Keyframes and single images also read their mirror image (a second detector pass), whose
+    # landmarks mark the template's mirrored points: bench/fig4.py's PnP 3.98° -> 3.68°.
+    # Live frames stay one pass.
+    mirror_pass: bool = True
 
     def __post_init__(self):
         if self.solver not in SOLVERS:

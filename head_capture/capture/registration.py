@@ -14,8 +14,10 @@ from pathlib import Path
 from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
 from head_capture.capture.pose import PoseConfig, refused, solve_pose
 from head_capture.geometry import w2c_to_c2w_opengl
+from head_capture.landmarks.template import mirrored
 from head_capture.session import (FrameRecord, read_image, read_transforms, resolve_inside,
                                   Transforms, TRANSFORMS_FILE)
+import numpy as np
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 # Segmented views (RGBA) are seen over this grey, as the detector's plainest background.
@@ -106,8 +108,13 @@ def detect_and_solve(frame, intrinsics, detector, template, config=PoseConfig(),
     detection = detector.detect(frame, box, refine)
     if not detection.usable:
         return detection, refused(NO_HEAD)
-    return detection, solve_pose(detection.landmarks, detection.sigma, template, intrinsics,
-                                 config)
+    pixels, sigma, points = detection.landmarks, detection.sigma, template
+    if config.mirror_pass and (refine or box is None):  # accuracy first: not a live frame
+        mirror_pixels, mirror_sigma = detector.detect_mirrored(frame, detection.box)
+        pixels, sigma = np.concatenate([pixels, mirror_pixels]), np.concatenate([sigma,
+                                                                                 mirror_sigma])
+        points = np.concatenate([template, mirrored(template)])
+    return detection, solve_pose(pixels, sigma, points, intrinsics, config)
 
 
 def keyframe_mask(detection, estimate, camera, volume):

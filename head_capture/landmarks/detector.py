@@ -254,6 +254,21 @@ class LandmarkDetector:
             return self.detect(frame)
         return detection
 
+    def detect_mirrored(self, frame, box):
+        """
+        Return landmarks (N, 2) and sigma (N,) of the mirrored frame, in ``frame``'s pixels.
+
+        One pass at the mirror of ``box``. The network sees another image of the same head, so
+        its errors are partly its own; in ``frame`` these landmarks mark the template's points
+        mirrored across the head's midplane (``template.mirrored``).
+        """
+        width = frame.shape[1]
+        x, y, side = box
+        found = self.detect(np.ascontiguousarray(frame[:, ::-1]), (width - 1 - x, y, side))
+        landmarks = found.landmarks.copy()
+        landmarks[:, 0] = width - 1 - landmarks[:, 0]
+        return landmarks, found.sigma
+
 
 def default_model_path():
     """Return the shipped model's path, or ``$HEAD_CAPTURE_LANDMARK_MODEL`` when set."""

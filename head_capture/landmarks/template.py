@@ -24,6 +24,11 @@ REGION_QUOTAS = {'face': 323, 'ear_left': 35, 'ear_right': 35, 'scalp': 100, 'ba
 LANDMARK_COUNT = sum(REGION_QUOTAS.values())
 
 
+def mirrored(points):
+    """Return head-frame points mirrored across the head's midplane (y = 0: left <-> right)."""
+    return np.asarray(points, np.float64) * (1.0, -1.0, 1.0)
+
+
 @dataclass(frozen=True)
 class HeadTemplate:
     """Landmark vertex ids, their regions and their positions on the average head."""
