@@ -8,7 +8,8 @@ size, room around the head. Errors after Sim(3) alignment on camera centres (DES
 rotation in degrees, translation in cm, registered share, per 30° azimuth bin, pooled over
 subjects. The PnP minimal solvers (SQPnP, EPnP, iterative) are compared with and without the
 sigma-weighted refinement, on the same detections, for accuracy and solve time per frame (the
-landmark network's time is ``bench/landmarks.py``'s). Spearman correlation of the pose
+landmark network's time is ``bench/landmarks.py``'s), and the chosen solver without the mirror
+pass (``PoseConfig.mirror_pass``) beside it. Spearman correlation of the pose
 confidence with the rotation error says whether the confidence can rank frames.
 
     python bench/poses.py --sequences SEQ [--capture CAPTURE] --out bench/results/poses.json
@@ -23,7 +24,7 @@ import time
 from common import capture_frames, pooled_errors, save
 import cv2
 from head_capture.capture.pose import PoseConfig, solve_pose, SOLVERS
-from head_capture.capture.registration import ALPHA_BACKGROUND, find_images
+from head_capture.capture.registration import ALPHA_BACKGROUND, find_images, observations
 from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector
 from head_capture.landmarks.metrics import sigma_error_correlation
@@ -34,28 +35,39 @@ from head_capture.session import FrameRecord, read_image, read_transforms, Trans
 import numpy as np
 
 
-def detect(detector, paths):
-    """Run the detector on every image; return detections and per-frame milliseconds."""
-    detections, times = [], []
+def detect(detector, paths, template):
+    """
+    Run the detector on every image, with and without the mirror pass.
+
+    Returns the detections, what PnP solves from per frame (keyed by mirror: False, True;
+    None where no head was found), and the milliseconds per frame of the detection and of the
+    mirror pass.
+    """
+    detections, solvable, times = [], {False: [], True: []}, {False: [], True: []}
     for path in paths:
         frame = read_image(path, background=ALPHA_BACKGROUND)
         start = time.perf_counter()
-        detections.append(detector.detect(frame))
-        times.append(1000 * (time.perf_counter() - start))
-    return detections, times
+        detection = detector.detect(frame)
+        for mirror in (False, True):
+            solvable[mirror].append(observations(frame, detection, detector, template, mirror)
+                                    if detection.usable else None)
+            times[mirror].append(1000 * (time.perf_counter() - start))
+            start = time.perf_counter()
+        detections.append(detection)
+    return detections, solvable, times
 
 
-def solve(observations, names, intrinsics, template, config):
+def solve(observed_frames, names, intrinsics, config):
     """
     Return the predicted Transforms, the estimates and the solve milliseconds per frame.
 
-    ``observations`` holds (landmarks, sigma) per frame, None where no head was found.
+    ``observed_frames`` holds (pixels, sigma, template points) per frame, None where no head
+    was found.
     """
     frames, estimates, times = [], [], []
-    for name, observed in zip(names, observations):
+    for name, observed in zip(names, observed_frames):
         start = time.perf_counter()
-        estimate = None if observed is None else solve_pose(*observed, template, intrinsics,
-                                                            config)
+        estimate = None if observed is None else solve_pose(*observed, intrinsics, config)
         times.append(1000 * (time.perf_counter() - start))
         estimates.append(estimate)
         if estimate is not None and estimate.registered:
@@ -71,23 +83,24 @@ def run_set(name, images, truth, detector, template, config, true_landmarks=None
     With ``true_landmarks`` (views, N, 2), also solve from them (sigma 1 px, all landmarks):
     what is left is the template's own error, the gap between the average head and this one.
     """
-    detections, detect_ms = detect(detector, images.paths)
+    detections, solvable, detect_ms = detect(detector, images.paths, template)
     keys = [frame_key(n) for n in images.names]
     variants = {}
-    observations = [(d.landmarks, d.sigma) if d.usable else None for d in detections]
     if true_landmarks is not None:
-        oracle = [(marks, np.ones(len(marks))) for marks in true_landmarks]
-        predicted, _, solve_ms = solve(oracle, keys, images.intrinsics, template,
+        oracle = [(marks, np.ones(len(marks)), template) for marks in true_landmarks]
+        predicted, _, solve_ms = solve(oracle, keys, images.intrinsics,
                                        dataclasses.replace(config, sample_share=1.0))
         variants['true_landmarks'] = {'report': evaluate(predicted, truth), 'solve_ms': solve_ms}
-    for solver in SOLVERS:
-        for refine in (0, config.refine_iterations):
-            variant = dataclasses.replace(config, solver=solver, refine_iterations=refine)
-            predicted, estimates, solve_ms = solve(observations, keys, images.intrinsics,
-                                                   template, variant)
-            report = evaluate(predicted, truth)
-            variants[f'{solver}_refine{refine}'] = {'report': report, 'solve_ms': solve_ms,
-                                                    'estimates': estimates}
+    runs = [(f'{solver}_refine{refine}', config.mirror_pass, solver, refine)
+            for solver in SOLVERS for refine in (0, config.refine_iterations)]
+    runs.append((f'{config.solver}_refine{config.refine_iterations}_single_pass', False,
+                 config.solver, config.refine_iterations))
+    for label, mirror, solver, refine in runs:
+        variant = dataclasses.replace(config, solver=solver, refine_iterations=refine)
+        predicted, estimates, solve_ms = solve(solvable[mirror], keys, images.intrinsics,
+                                               variant)
+        variants[label] = {'report': evaluate(predicted, truth), 'solve_ms': solve_ms,
+                           'estimates': estimates}
     chosen = variants[f'{config.solver}_refine{config.refine_iterations}']
     errors = {row['frame']: row['rotation_deg'] for row in chosen['report']['per_frame']}
     scored = [(e.confidence, errors[k]) for e, k in zip(chosen['estimates'], keys)
@@ -98,7 +111,8 @@ def run_set(name, images, truth, detector, template, config, true_landmarks=None
           f'{_fmt(chosen["report"]["translation_cm"])} cm')
     return {'name': name, 'views': len(images.paths),
             'usable_detections': float(np.mean([d.usable for d in detections])),
-            'detect_ms_median': float(np.median(detect_ms)),
+            'detect_ms_median': float(np.median(detect_ms[False])),
+            'mirror_pass_ms_median': float(np.median(detect_ms[True])),
             'confidence_vs_rotation_error_spearman': spearman,
             'variants': {k: {**{m: v['report'][m]
                                 for m in ('registered_share', 'rotation_deg', 'translation_cm')},

@@ -99,7 +99,7 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
     registered = 0
     for index, frame in enumerate(session.frames):
         detection, estimate = detect_and_solve(session.image(index), camera, detector,
-                                               template, config)
+                                               template, config, mirror=True)
         if detection.usable:
             session.write_mask(index, keyframe_mask(detection, estimate, camera, volume))
         frame.c2w = (w2c_to_c2w_opengl(estimate.rotation, estimate.translation)

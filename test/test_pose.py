@@ -162,7 +162,7 @@ def test_the_template_mirrors_onto_itself_across_the_head_midplane(template):
     assert np.median(distance) < 0.004 and np.percentile(distance, 95) < 0.01
 
 
-def test_keyframes_add_the_mirror_pass_and_live_frames_do_not(capture, template):
+def test_offline_images_add_the_mirror_pass_and_live_frames_do_not(capture, template):
     from head_capture.capture.registration import detect_and_solve
     from head_capture.landmarks.detector import default_model_path, LandmarkDetector
     from head_capture.session import read_transforms
@@ -177,18 +177,20 @@ def test_keyframes_add_the_mirror_pass_and_live_frames_do_not(capture, template)
     runs = []
     network = detector.run_crops
     detector.run_crops = lambda crops: runs.append(len(crops)) or network(crops)
-    detection, single = detect_and_solve(frame, camera, detector, template,
-                                         PoseConfig(mirror_pass=False))
+    detection, single = detect_and_solve(frame, camera, detector, template)
     assert detection.usable and single.registered
     passes = {}
-    for name, config, box, refine in (('image', PoseConfig(), None, False),
-                                      ('keyframe', PoseConfig(), detection.box, True),
-                                      ('live', PoseConfig(), detection.box, False)):
+    for name, config, box, refine, mirror in (
+            ('offline', PoseConfig(), None, False, True),
+            ('offline, mirror pass off', PoseConfig(mirror_pass=False), None, False, True),
+            ('live keyframe', PoseConfig(), detection.box, True, False)):
         runs.clear()
-        _, estimate = detect_and_solve(frame, camera, detector, template, config, box, refine)
+        _, estimate = detect_and_solve(frame, camera, detector, template, config, box, refine,
+                                       mirror)
         assert estimate.registered
         passes[name] = len(runs)
-        if name != 'live':  # same camera, within the detector's few degrees
-            assert rotation_angle_deg(estimate.rotation, single.rotation) < 5.0
-    assert passes['live'] == 1 and passes['keyframe'] >= 2
-    assert passes['image'] == detection.passes + 1
+        # Same camera, within the detector's few degrees.
+        assert rotation_angle_deg(estimate.rotation, single.rotation) < 5.0
+    assert passes['offline'] == detection.passes + 1
+    assert passes['offline, mirror pass off'] == detection.passes
+    assert passes['live keyframe'] <= detection.passes

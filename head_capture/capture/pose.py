@@ -41,9 +41,10 @@ class PoseConfig:
     min_inliers: int = 30
     # Plausible camera distances from the head centre (m): inside the head below, absurd above.
     distance_m: tuple = (0.15, 4.0)
-    # Keyframes and single images also read their mirror image (a second detector pass), whose
-    # landmarks mark the template's mirrored points: bench/fig4.py's PnP 3.98° -> 3.68°.
-    # Live frames stay one pass.
+    # Offline registration (reconstruct, the benchmarks) also reads each image's mirror image,
+    # a second detector pass whose landmarks mark the template's mirrored points:
+    # bench/fig4.py's PnP 3.98° -> 3.68°. The live node does not: with the second pass on its
+    # keyframes the 8 s graph test registered 1-3 of 18 keyframes (cause not found yet).
     mirror_pass: bool = True
 
     def __post_init__(self):

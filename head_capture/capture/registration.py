@@ -94,27 +94,39 @@ def register_images(images, detector, template, config=PoseConfig(), progress=No
 
 def pose_of_frame(frame, intrinsics, detector, template, config=PoseConfig()):
     """Landmarks, then the pose, of one RGB frame; refused when no head is found."""
-    return detect_and_solve(frame, intrinsics, detector, template, config)[1]
+    return detect_and_solve(frame, intrinsics, detector, template, config, mirror=True)[1]
 
 
 def detect_and_solve(frame, intrinsics, detector, template, config=PoseConfig(), box=None,
-                     refine=False):
+                     refine=False, mirror=False):
     """
     Return the detection and the pose of one RGB frame (refused when no head is found).
 
     ``box`` is the head box of the previous frame of a stream: it saves the detector the
-    search (``refine``: see ``LandmarkDetector.detect``).
+    search (``refine``: see ``LandmarkDetector.detect``). ``mirror``: an offline image, which
+    also gets the mirror pass when ``config.mirror_pass`` asks for it.
     """
     detection = detector.detect(frame, box, refine)
     if not detection.usable:
         return detection, refused(NO_HEAD)
-    pixels, sigma, points = detection.landmarks, detection.sigma, template
-    if config.mirror_pass and (refine or box is None):  # accuracy first: not a live frame
-        mirror_pixels, mirror_sigma = detector.detect_mirrored(frame, detection.box)
-        pixels, sigma = np.concatenate([pixels, mirror_pixels]), np.concatenate([sigma,
-                                                                                 mirror_sigma])
-        points = np.concatenate([template, mirrored(template)])
-    return detection, solve_pose(pixels, sigma, points, intrinsics, config)
+    return detection, solve_pose(*observations(frame, detection, detector, template,
+                                               mirror and config.mirror_pass),
+                                 intrinsics, config)
+
+
+def observations(frame, detection, detector, template, mirror):
+    """
+    Return what PnP solves from: pixels (M, 2), sigma (M,) and their template points (M, 3).
+
+    The detection's landmarks, and with ``mirror`` the mirror pass's after them: they mark the
+    template's points mirrored across the head's midplane.
+    """
+    if not mirror:
+        return detection.landmarks, detection.sigma, template
+    pixels, sigma = detector.detect_mirrored(frame, detection.box)
+    return (np.concatenate([detection.landmarks, pixels]),
+            np.concatenate([detection.sigma, sigma]),
+            np.concatenate([template, mirrored(template)]))
 
 
 def keyframe_mask(detection, estimate, camera, volume):
