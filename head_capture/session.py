@@ -235,6 +235,18 @@ def keyframe_file(stamp_ns):
     return f'{KEYFRAMES_DIR}/{int(stamp_ns):020d}.png'
 
 
+def keyframe_stamp(relative):
+    """Return the stamp of a live keyframe's session-relative path, or None for other files."""
+    name = Path(relative)
+    return int(name.stem) if name.suffix == '.png' and name.stem.isdigit() else None
+
+
+def keyframe_stamps(root):
+    """Return the stamps of the live keyframes kept in session ``root``, oldest first."""
+    stamps = (keyframe_stamp(path.name) for path in (Path(root) / KEYFRAMES_DIR).glob('*.png'))
+    return sorted(stamp for stamp in stamps if stamp is not None)
+
+
 def resolve_inside(root, relative):
     """Join ``relative`` to ``root`` and refuse a result outside ``root``."""
     root = Path(root).resolve()

@@ -500,7 +500,7 @@ def test_coverage_guide_triggers_training_once_and_guides(ros_context):
         listener.destroy_node()
 
 
-def test_keyframes_wait_as_headers_when_the_detector_falls_behind(tmp_path, ros_context):
+def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_context):
     from head_capture.nodes.pose_estimator import QUEUED_IMAGES
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg, stamp_ns
@@ -526,6 +526,45 @@ def test_keyframes_wait_as_headers_when_the_detector_falls_behind(tmp_path, ros_
         assert estimator.health.handled == count  # every one decoded, from memory or disk
         assert not estimator.health.dropped
     finally:
+        close_nodes([estimator])
+
+
+def test_keyframes_sent_before_the_detector_started_are_read_from_the_session(tmp_path,
+                                                                              ros_context):
+    # The camera streams from its first second; the detector takes seconds to import torch and
+    # load its model, and a keyframe published before it subscribed never reaches it.
+    from head_capture.camera import Intrinsics
+    from head_capture.nodes.ros_image import to_image
+    from head_capture.nodes.support import header, stamp_msg
+    from head_capture.session import keyframe_file, Session, write_image_atomic
+
+    session = tmp_path / 'session'
+    stamps = [10**9 + k for k in range(6)]
+    for k, stamp in enumerate(stamps):  # kept by the selector while nobody was listening
+        image = np.full((48, 64, 3), 40 + 10 * k, np.uint8)
+        write_image_atomic(session / keyframe_file(stamp), image)
+    # An earlier run of the detector registered the first: it is not run again.
+    earlier = Session.create(session, Intrinsics.from_fov(64, 48, 60.0))
+    earlier.add_record(keyframe_file(stamps[0]), np.eye(4))
+    earlier.save()
+    nodes = [(spec, params) for spec, params in graph(
+        settings={'session_dir': str(session)},
+        overrides={'pose_estimator': {'live_rate_hz': 0.0}}) if spec.name == 'pose_estimator']
+    estimator, = build_nodes(nodes, context=ros_context)
+    executor = spin(ros_context, [estimator])
+    try:
+        # The last one's message does come, after the node started: it runs once, not twice.
+        estimator.on_keyframe(to_image(np.zeros((48, 64, 3), np.uint8),
+                                       header(stamp_msg(stamps[-1]), 'camera_optical')))
+        deadline = time.monotonic() + 30.0
+        while estimator.keyframes < len(stamps) - 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.5)  # two more looks at the session: nothing is queued again
+        assert estimator.keyframes == len(stamps) - 1
+        assert estimator.read_from_session == len(stamps) - 2
+        assert not estimator._waiting and not estimator.health.dropped
+    finally:
+        executor.shutdown()
         close_nodes([estimator])
 
 

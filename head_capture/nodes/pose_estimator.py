@@ -2,7 +2,11 @@
 pose_estimator: landmarks and a camera pose for every keyframe, and live at a set rate.
 
 Keyframes (reliable, none skipped) get the detector, RANSAC PnP and, when registered, a line in
-``SESSION/transforms.json`` with their head mask: that file is what the trainer reads. Live
+``SESSION/transforms.json`` with their head mask: that file is what the trainer reads. The
+selector keeps every keyframe in the session before it publishes it, so the session, not the
+topic, is the record: once a second the node also queues the kept keyframes it never got a
+message for (sent before it had started, say: importing torch and loading the model takes
+seconds, while the camera streams from the first). Live
 frames (best effort) are processed at ``live_rate_hz`` on the newest frame only, so a slow
 machine lowers the rate instead of building a queue. Published: the live pose, TF (when tf2 is
 installed), the keyframe poses, the path, frustum and landmark markers, a per-keyframe JSON
@@ -32,13 +36,13 @@ from head_capture.nodes.support import (declare_config, HeadCaptureNode, header,
                                         RELIABLE_QOS, run_node, SENSOR_QOS, session_root,
                                         stamp_msg, stamp_ns, StartupError)
 from head_capture.resources import share_path
-from head_capture.session import keyframe_file, read_image, Session, SessionError, \
-    TRANSFORMS_FILE
+from head_capture.session import keyframe_file, keyframe_stamp, keyframe_stamps, read_image, \
+    Session, SessionError, TRANSFORMS_FILE
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Float32MultiArray, Header, String
+from std_msgs.msg import Float32MultiArray, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 try:  # a real ROS install
@@ -100,6 +104,10 @@ class PoseEstimator(HeadCaptureNode):
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
                     else None)
         self._waiting = deque()  # keyframes received, not yet through the detector
+        # Every keyframe stamp queued once, whether its message came or the session had it.
+        self._queued = {keyframe_stamp(f.file_path) for f in
+                        (self.session.frames if self.session else [])}
+        self.read_from_session = 0
         self._pose = self.create_publisher(PoseStamped, '/head_capture/camera_pose', 10)
         self._poses = self.create_publisher(PoseArray, '/head_capture/keyframe_poses',
                                             LATCHED_QOS)
@@ -130,6 +138,7 @@ class PoseEstimator(HeadCaptureNode):
         self._session_changed, self._flushed_at = False, time.monotonic()
         self._template_marker = self._make_template_marker()
         self._markers.publish(MarkerArray(markers=[self._template_marker]))
+        self.get_logger().info(f'landmarks + PnP on /head_capture/keyframes into {self.root}')
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -144,13 +153,33 @@ class PoseEstimator(HeadCaptureNode):
         self.camera = camera
 
     def on_keyframe(self, message):
-        """
-        Queue a keyframe for the detector: none is skipped.
+        """Queue a keyframe for the detector: none is skipped."""
+        self._queue(stamp_ns(message.header.stamp), message)
 
-        Beyond a few, only the header waits: the selector wrote the pixels to the session
-        before publishing, so a detector that falls behind costs no memory.
+    def catch_up(self):
+        """Queue the keyframes kept in the session whose message never came."""
+        missed = [stamp for stamp in keyframe_stamps(self.root) if stamp not in self._queued]
+        for stamp in missed:
+            self._queue(stamp)
+        if missed and not self.read_from_session:
+            self.get_logger().info(f'{len(missed)} keyframe(s) in the session came without a '
+                                   'message (sent before this node subscribed?): read from '
+                                   'disk; later ones are counted in /diagnostics')
+        self.read_from_session += len(missed)
+
+    def _queue(self, stamp, message=None):
         """
-        self._waiting.append(message if len(self._waiting) < QUEUED_IMAGES else message.header)
+        Queue keyframe ``stamp`` once; its message's pixels ride along while only a few wait.
+
+        The rest wait as stamps: the selector wrote the pixels to the session before
+        publishing, so a detector that falls behind costs no memory.
+        """
+        with self._lock:
+            if stamp in self._queued:
+                return
+            self._queued.add(stamp)
+            self._waiting.append(message if message is not None
+                                 and len(self._waiting) < QUEUED_IMAGES else stamp)
 
     def on_live(self, message):
         """Keep only the newest frame: the live timer takes it when the detector is free."""
@@ -190,6 +219,7 @@ class PoseEstimator(HeadCaptureNode):
         if time.monotonic() - self._flushed_at >= SESSION_PERIOD_S:
             self._flushed_at = time.monotonic()
             self.flush_session()
+            self.catch_up()
 
     def process_live(self):
         """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
@@ -226,24 +256,24 @@ class PoseEstimator(HeadCaptureNode):
                                      self.coverage, view)
             self._image.publish(to_image(picture, header(stamp, self.config.camera_frame_id)))
 
-    def process_keyframe(self, message):
-        """Pose of a keyframe: into the session when registered, reported either way."""
+    def process_keyframe(self, keyframe):
+        """Pose of a keyframe (message or stamp): into the session when registered, reported."""
         self.keyframes += 1
-        if isinstance(message, Header):  # queued while the detector was behind
-            msg_header = message
+        from_disk = isinstance(keyframe, int)  # a stamp: its pixels are in the session
+        stamp = keyframe if from_disk else stamp_ns(keyframe.header.stamp)
+        relative = keyframe_file(stamp)
+        if from_disk:
             try:
-                image = read_image(self.root / keyframe_file(stamp_ns(msg_header.stamp)))
+                image = read_image(self.root / relative)
             except (OSError, SessionError) as exc:
                 self.drop('keyframe not readable', exc)
                 return
         else:
-            msg_header, image = message.header, self._decode(message)
+            image = self._decode(keyframe)
             if image is None:
                 return
         # Seeded by the live head box: the frame is searched only when the head is not there.
         detection, estimate, camera = self._estimate(image, self._box, refine=True)
-        stamp = stamp_ns(msg_header.stamp)
-        relative = keyframe_file(stamp)
         report = {'stamp_ns': stamp, 'file_path': relative, **estimate.to_json(),
                   'problem': None if estimate.registered else
                   ('no_head' if not detection.usable else 'no_pose')}
@@ -368,7 +398,7 @@ class PoseEstimator(HeadCaptureNode):
     def status_values(self):
         """Return the counts for /diagnostics."""
         return {'keyframes': self.keyframes, 'registered': self.registered,
-                'waiting': len(self._waiting),
+                'waiting': len(self._waiting), 'read_from_session': self.read_from_session,
                 'camera': 'camera_info' if self.camera else f'assumed {self.config.fov_deg:g}°',
                 'tf': 'on' if self._tf else 'off (tf2_ros not installed)'}
 
