@@ -22,7 +22,7 @@ import time
 
 from common import save
 from geometry_msgs.msg import PoseStamped
-from head_capture.graph import graph
+from head_capture.graph import graph, node_overrides
 from head_capture.nodes.up import build_nodes, close_nodes, GraphWatch, NodeProcesses
 import numpy as np
 import rclpy
@@ -81,6 +81,8 @@ def main():
     parser.add_argument('--live-rate', type=float, default=15.0, help='live poses asked per s')
     parser.add_argument('--one-process', action='store_true',
                         help='all nodes in this process instead of one process each')
+    parser.add_argument('--set', action='append', default=[], dest='overrides',
+                        metavar='NODE.KEY=VALUE', help='override one node parameter (YAML value)')
     parser.add_argument('--out', type=Path)
     args = parser.parse_args()
     layout = 'one process' if args.one_process else 'one process per node'
@@ -88,13 +90,15 @@ def main():
                            f'{"_one_process" if args.one_process else ""}.json')
     rclpy.init()
     with tempfile.TemporaryDirectory() as session:
+        overrides = {'camera_source': {'intrinsics_file': str(args.capture /
+                                                              'ground_truth.json'),
+                                       'loop': True, 'publish_compressed': False},
+                     'pose_estimator': {'live_rate_hz': args.live_rate},
+                     'coverage_guide': {'auto_train': False}}
+        for node, values in node_overrides(args.overrides).items():
+            overrides.setdefault(node, {}).update(values)
         nodes = graph(settings={'source': str(args.capture / 'capture.mp4'),
-                                'session_dir': session},
-                      overrides={'camera_source': {'intrinsics_file': str(
-                                     args.capture / 'ground_truth.json'), 'loop': True,
-                                     'publish_compressed': False},
-                                 'pose_estimator': {'live_rate_hz': args.live_rate},
-                                 'coverage_guide': {'auto_train': False}})
+                                'session_dir': session}, overrides=overrides)
         nodes = [(spec, params) for spec, params in nodes if spec.name != 'avatar_trainer']
         probe, watch = PoseTimer(), GraphWatch()
         executor = MultiThreadedExecutor(num_threads=4)
@@ -135,6 +139,7 @@ def main():
     half = len(rss) // 2
     result = {
         'benchmark': f'live latency, 1280x720 at 30 frames/s, {layout}',
+        'overrides': args.overrides,
         'seconds': round(wall, 1), 'live_rate_asked_hz': args.live_rate,
         'live_pose_rate_hz': round(len(probe.latencies_ms) / wall, 2),
         # From the first pose on: start-up (model loading, discovery) left out.

@@ -483,16 +483,10 @@ def _run_reconstruct(args):
 
 
 def _run_up(args):
-    from head_capture.avatar.config import parse_overrides
-    from head_capture.graph import graph
+    from head_capture.graph import graph, node_overrides
     from head_capture.nodes.up import run_graph, run_processes
 
-    overrides = {}
-    for key, value in parse_overrides(args.overrides).items():
-        node, dot, name = key.partition('.')
-        if not dot:
-            raise ValueError(f'--set wants NODE.KEY=VALUE, got {key!r}')
-        overrides.setdefault(node, {})[name] = value
+    overrides = node_overrides(args.overrides)
     session = (args.session or Path(time.strftime('capture_%Y%m%d_%H%M%S'))).resolve()
     settings = {'source': args.source, 'image_topic': args.image_topic,
                 'compressed': args.compressed, 'session_dir': str(session),

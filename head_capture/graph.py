@@ -67,6 +67,19 @@ def node_spec(name):
     raise ValueError(f'no node {name!r}; nodes: {[s.name for s in NODES]}')
 
 
+def node_overrides(items):
+    """Return ``NODE.KEY=VALUE`` strings (YAML values) as {node: {key: value}}."""
+    from head_capture.avatar.config import parse_overrides
+
+    overrides = {}
+    for key, value in parse_overrides(items).items():
+        node, dot, name = key.partition('.')
+        if not dot:
+            raise ValueError(f'--set wants NODE.KEY=VALUE, got {key!r}')
+        overrides.setdefault(node, {})[name] = value
+    return overrides
+
+
 def graph(params_file=None, settings=None, overrides=None, with_source=None, foxglove=False):
     """
     Return [(NodeSpec, parameters)] of the capture graph.

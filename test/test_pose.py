@@ -162,7 +162,7 @@ def test_the_template_mirrors_onto_itself_across_the_head_midplane(template):
     assert np.median(distance) < 0.004 and np.percentile(distance, 95) < 0.01
 
 
-def test_offline_images_add_the_mirror_pass_and_live_frames_do_not(capture, template):
+def test_kept_images_add_the_mirror_pass_and_live_frames_do_not(capture, template):
     from head_capture.capture.registration import detect_and_solve
     from head_capture.landmarks.detector import default_model_path, LandmarkDetector
     from head_capture.session import read_transforms
@@ -183,7 +183,10 @@ def test_offline_images_add_the_mirror_pass_and_live_frames_do_not(capture, temp
     for name, config, box, refine, mirror in (
             ('offline', PoseConfig(), None, False, True),
             ('offline, mirror pass off', PoseConfig(mirror_pass=False), None, False, True),
-            ('live keyframe', PoseConfig(), detection.box, True, False)):
+            ('keyframe', PoseConfig(), detection.box, True, True),
+            ('keyframe, mirror pass off', PoseConfig(mirror_pass=False), detection.box, True,
+             True),
+            ('live frame', PoseConfig(), detection.box, False, False)):
         runs.clear()
         _, estimate = detect_and_solve(frame, camera, detector, template, config, box, refine,
                                        mirror)
@@ -193,4 +196,5 @@ def test_offline_images_add_the_mirror_pass_and_live_frames_do_not(capture, temp
         assert rotation_angle_deg(estimate.rotation, single.rotation) < 5.0
     assert passes['offline'] == detection.passes + 1
     assert passes['offline, mirror pass off'] == detection.passes
-    assert passes['live keyframe'] <= detection.passes
+    assert passes['keyframe'] == passes['keyframe, mirror pass off'] + 1
+    assert passes['live frame'] <= detection.passes

@@ -41,10 +41,9 @@ class PoseConfig:
     min_inliers: int = 30
     # Plausible camera distances from the head centre (m): inside the head below, absurd above.
     distance_m: tuple = (0.15, 4.0)
-    # Offline registration (reconstruct, the benchmarks) also reads each image's mirror image,
-    # a second detector pass whose landmarks mark the template's mirrored points:
-    # bench/fig4.py's PnP 3.98° -> 3.68°. The live node does not (its time per keyframe is
-    # not measured with it yet).
+    # Images that are kept (offline registration, live keyframes) also get their mirror
+    # image read, a second detector pass whose landmarks mark the template's mirrored points:
+    # bench/fig4.py's PnP 3.98° -> 3.68°. Live frames, which run at a rate, do not.
     mirror_pass: bool = True
 
     def __post_init__(self):

@@ -103,8 +103,9 @@ def detect_and_solve(frame, intrinsics, detector, template, config=PoseConfig(),
     Return the detection and the pose of one RGB frame (refused when no head is found).
 
     ``box`` is the head box of the previous frame of a stream: it saves the detector the
-    search (``refine``: see ``LandmarkDetector.detect``). ``mirror``: an offline image, which
-    also gets the mirror pass when ``config.mirror_pass`` asks for it.
+    search (``refine``: see ``LandmarkDetector.detect``). ``mirror``: an image that is kept
+    (offline, or a keyframe, not a live frame), which also gets the mirror pass when
+    ``config.mirror_pass`` asks for it.
     """
     detection = detector.detect(frame, box, refine)
     if not detection.usable:

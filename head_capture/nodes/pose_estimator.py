@@ -273,7 +273,8 @@ class PoseEstimator(HeadCaptureNode):
             if image is None:
                 return
         # Seeded by the live head box: the frame is searched only when the head is not there.
-        detection, estimate, camera = self._estimate(image, self._box, refine=True)
+        detection, estimate, camera = self._estimate(image, self._box, refine=True,
+                                                     mirror=True)
         report = {'stamp_ns': stamp, 'file_path': relative, **estimate.to_json(),
                   'problem': None if estimate.registered else
                   ('no_head' if not detection.usable else 'no_pose')}
@@ -315,10 +316,10 @@ class PoseEstimator(HeadCaptureNode):
             self.drop('undecodable image', exc)
             return None
 
-    def _estimate(self, image, box, refine=False):
+    def _estimate(self, image, box, refine=False, mirror=False):
         camera = self._camera_for(image)
         detection, estimate = detect_and_solve(image, camera, self.detector, self.template,
-                                               self.pose_config, box, refine)
+                                               self.pose_config, box, refine, mirror)
         self.health.ok()
         return detection, estimate, camera
 
