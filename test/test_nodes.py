@@ -501,6 +501,8 @@ def test_coverage_guide_triggers_training_once_and_guides(ros_context):
 
 
 def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_context):
+    from head_capture.camera import Intrinsics
+    from head_capture.nodes.camera_source import camera_info
     from head_capture.nodes.pose_estimator import QUEUED_IMAGES
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg, stamp_ns
@@ -520,6 +522,8 @@ def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_c
             estimator.on_keyframe(to_image(image, header(stamp, 'camera_optical')))
         held = sum(isinstance(item, Image) for item in estimator._waiting)
         assert held == QUEUED_IMAGES and len(estimator._waiting) == count
+        estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
+                                             'camera_optical'))
         while estimator._waiting:
             estimator.work()
         assert estimator.keyframes == count
@@ -534,6 +538,8 @@ def test_keyframes_sent_before_the_detector_started_are_read_from_the_session(tm
     # The camera streams from its first second; the detector takes seconds to import torch and
     # load its model, and a keyframe published before it subscribed never reaches it.
     from head_capture.camera import Intrinsics
+    from head_capture.nodes.camera_source import camera_info
+    from head_capture.nodes.pose_estimator import CAMERA_INFO_WAIT_S
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg
     from head_capture.session import keyframe_file, Session, write_image_atomic
@@ -556,6 +562,11 @@ def test_keyframes_sent_before_the_detector_started_are_read_from_the_session(tm
         # The last one's message does come, after the node started: it runs once, not twice.
         estimator.on_keyframe(to_image(np.zeros((48, 64, 3), np.uint8),
                                        header(stamp_msg(stamps[-1]), 'camera_optical')))
+        # The backlog waits for the camera's intrinsics instead of registering with a guess.
+        time.sleep(CAMERA_INFO_WAIT_S / 2)
+        assert estimator.keyframes == 0
+        estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
+                                             'camera_optical'))
         deadline = time.monotonic() + 30.0
         while estimator.keyframes < len(stamps) - 1 and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -53,8 +53,11 @@ except ImportError:  # pip-installed rclpy: no TF, poses are still on their topi
 PATH_LENGTH = 2000
 PATH_PERIOD_S = 0.5
 SESSION_PERIOD_S = 1.0
-# Keyframes waiting for the detector with their pixels in memory; the rest wait as headers.
+# Keyframes waiting for the detector with their pixels in memory; the rest wait as stamps.
 QUEUED_IMAGES = 8
+# Keyframes wait this long after start for camera_info before the field of view is assumed: a
+# backlog read from the session must not be registered with a guessed camera.
+CAMERA_INFO_WAIT_S = 3.0
 
 
 def ros_pose(rotation, translation):
@@ -100,6 +103,7 @@ class PoseEstimator(HeadCaptureNode):
         self.path = deque(maxlen=PATH_LENGTH)
         self._latest, self._lock, self._box = None, threading.Lock(), None
         self._live_due, self._path_sent, self._took_keyframe = 0.0, 0.0, False
+        self._started = time.monotonic()
         self.registered, self.keyframes = len(self.keyframe_poses), 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
                     else None)
@@ -210,7 +214,9 @@ class PoseEstimator(HeadCaptureNode):
         """
         live_due = (self.config.live_rate_hz > 0 and self._latest is not None
                     and time.monotonic() >= self._live_due)
-        if self._waiting and not (live_due and self._took_keyframe):
+        camera_known = (self.camera is not None
+                        or time.monotonic() - self._started > CAMERA_INFO_WAIT_S)
+        if self._waiting and camera_known and not (live_due and self._took_keyframe):
             self._took_keyframe = True
             self.process_keyframe(self._waiting.popleft())
         elif live_due:
