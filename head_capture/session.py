@@ -18,7 +18,7 @@ import io
 import json
 import math
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 import tempfile
 
 import cv2
@@ -236,14 +236,17 @@ def keyframe_file(stamp_ns):
 
 
 def keyframe_stamp(relative):
-    """Return the stamp of a live keyframe's session-relative path, or None for other files."""
-    name = Path(relative)
-    return int(name.stem) if name.suffix == '.png' and name.stem.isdigit() else None
+    """Return the stamp of a live keyframe's session-relative path, or None for any other."""
+    path = PurePosixPath(relative)
+    if path.parent.as_posix() != KEYFRAMES_DIR or path.suffix != '.png':
+        return None
+    return int(path.stem) if path.stem.isdigit() else None
 
 
 def keyframe_stamps(root):
     """Return the stamps of the live keyframes kept in session ``root``, oldest first."""
-    stamps = (keyframe_stamp(path.name) for path in (Path(root) / KEYFRAMES_DIR).glob('*.png'))
+    stamps = (keyframe_stamp(f'{KEYFRAMES_DIR}/{path.name}')
+              for path in (Path(root) / KEYFRAMES_DIR).glob('*.png'))
     return sorted(stamp for stamp in stamps if stamp is not None)
 
 

@@ -4,8 +4,9 @@ import json
 import math
 
 from head_capture.camera import Intrinsics
-from head_capture.session import (read_image, read_transforms, resolve_inside, Session,
-                                  SessionError, TRANSFORMS_FILE)
+from head_capture.session import (keyframe_file, keyframe_stamp, keyframe_stamps, read_image,
+                                  read_transforms, resolve_inside, Session, SessionError,
+                                  TRANSFORMS_FILE, write_bytes_atomic)
 import numpy as np
 import pytest
 
@@ -111,6 +112,18 @@ def test_paths_cannot_leave_the_session(tmp_path):
         resolve_inside(tmp_path, '../elsewhere.png')
     with pytest.raises(SessionError, match='outside the session'):
         resolve_inside(tmp_path, '/etc/passwd')
+
+
+def test_live_keyframes_are_found_by_their_stamps_and_nothing_else(tmp_path):
+    for stamp in (30, 10**18, 20):
+        write_bytes_atomic(tmp_path / keyframe_file(stamp), b'png')
+    for other in ('keyframes/.0000000005.png.x1.tmp', 'keyframes/notes.png', 'frames/000001.png',
+                  'masks/00000000000000000040.png'):
+        write_bytes_atomic(tmp_path / other, b'png')
+    assert keyframe_stamps(tmp_path) == [20, 30, 10**18]
+    assert keyframe_stamp(keyframe_file(7)) == 7
+    assert keyframe_stamp('frames/000001.png') is None  # a reconstruct session's frame
+    assert keyframe_stamps(tmp_path / 'no_session') == []
 
 
 def test_wrong_frame_size_is_refused(tmp_path, camera):
