@@ -281,6 +281,27 @@ def test_synthetic_capture_video_and_its_ground_truth(tmp_path):
         (tmp_path / 'b' / 'ground_truth.json').read_text()
 
 
+def test_the_room_behind_the_capture_is_looked_up_at_half_size_without_a_shift():
+    # Against the same lookup from a camera twice the size, scaled down: a misplaced
+    # principal point would show as a shift, as a 1 px one does here.
+    from dataclasses import replace
+    from head_capture.synth.capture_video import room_panorama, sample_panorama
+    panorama = room_panorama(np.random.default_rng(0))
+    rotation, _ = look_at_w2c(np.array([0.6, 0.2, 0.1]), np.zeros(3))
+    camera = Intrinsics.from_fov(640, 360)
+    large = camera.resized(1280, 720)
+
+    def seen(from_camera):
+        image = sample_panorama(panorama, from_camera, rotation).astype(np.float32)
+        return cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA)
+
+    reference = seen(large)
+    assert sample_panorama(panorama, camera, rotation).shape == (360, 640, 3)
+    error = np.abs(seen(camera) - reference).mean()
+    shifted = np.abs(seen(replace(camera, cx=camera.cx + 1)) - reference).mean()
+    assert error < 0.5 * shifted
+
+
 def test_variety_chart_counts_every_sample():
     from head_capture.synth.preview import variety_chart
     centres = np.random.default_rng(0).normal(size=(20, 3))
