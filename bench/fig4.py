@@ -172,10 +172,10 @@ def render_of(work, subject, name):
     return cv2.imread(str(work / subject.name / name))[..., ::-1]
 
 
-def table(per_subject):
+def table(per_subject, variants):
     """Mean of each variant's numbers over the subjects."""
     rows = {}
-    for variant in VARIANTS:
+    for variant in variants:
         runs = [subject[variant] for subject in per_subject.values()]
         rows[variant] = {key: round(float(np.mean([r[key] for r in runs])), 4)
                          for key in ('psnr', 'ssim', 'rotation_deg', 'translation_cm',
@@ -196,6 +196,9 @@ def main():
                         metavar='KEY=VALUE', help='override a config key (YAML value)')
     parser.add_argument('--pose-steps', type=int, default=100,
                         help='test-time pose optimisation steps per test view')
+    parser.add_argument('--variants', nargs='+', choices=VARIANTS, default=list(VARIANTS),
+                        help='the variants to run (a later run with all of them completes '
+                             'the table)')
     parser.add_argument('--jobs', type=int, default=1,
                         help='runs trained at once, each in its own process (for a GPU)')
     parser.add_argument('--work', type=Path, required=True,
@@ -210,24 +213,27 @@ def main():
     template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
     tasks = [(subject, variant, data, args.work, args.config, overrides, args.pose_steps)
              for subject in paths
-             for variant, data in prepare_subject(subject, detector, template).items()]
+             for variant, data in prepare_subject(subject, detector, template).items()
+             if variant in args.variants]
     if args.jobs > 1:  # one process per run, sharing the GPU (or the cores)
         with ProcessPoolExecutor(args.jobs, mp_context=get_context('spawn')) as pool:
             list(pool.map(run_variant, *zip(*tasks)))
     per_subject = {subject.name: {} for subject in paths}
     for task in tasks:
         per_subject[task[0].name][task[1]] = run_variant(*task)
-    pictures = [np.hstack([render_of(args.work, subject, 'optimised/truth_test0.png')]
+    variants = [v for v in VARIANTS if v in args.variants]
+    pictures = [np.hstack([render_of(args.work, subject, f'{variants[0]}/truth_test0.png')]
                           + [render_of(args.work, subject, f'{v}/fig4_test0.png')
-                             for v in VARIANTS]) for subject in paths]
-    rows = table(per_subject)
+                             for v in variants]) for subject in paths]
+    rows = table(per_subject, variants)
     picture = args.out.with_suffix('.png')
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(picture), np.vstack(pictures)[..., ::-1])
     config = load_avatar_config(args.config, overrides)
-    gap = rows['true_poses']['psnr'] - rows['optimised']['psnr']
+    both = {'true_poses', 'optimised'} <= set(rows)
+    gap = rows['true_poses']['psnr'] - rows['optimised']['psnr'] if both else None
     print('| cameras | PSNR | SSIM | rotation (°) | translation (cm) | paper |')
-    for variant in VARIANTS:
+    for variant in variants:
         row, paper = rows[variant], PAPER[variant]
         print(f'| {variant} | {row["psnr"]:.2f} | {row["ssim"]:.3f} | {row["rotation_deg"]:.3f}'
               f' | {row["translation_cm"]:.2f} | {paper} |')
@@ -236,10 +242,10 @@ def main():
                     **scored_with(args.pose_steps),
                     'device': torch.cuda.get_device_name() if torch.cuda.is_available()
                     else 'cpu', 'table': rows, 'paper': PAPER,
-                    'psnr_gap_true_minus_optimised_db': round(gap, 3),
+                    'psnr_gap_true_minus_optimised_db': None if gap is None else round(gap, 3),
                     'per_subject': per_subject,
-                    'picture': f'{picture} (rows: subjects; columns: test view, true, PnP, '
-                               'optimised cameras)',
+                    'picture': f'{picture} (rows: subjects; columns: test view, then '
+                               f'{", ".join(variants)})',
                     'seconds': round(time.monotonic() - started, 1)})
 
 

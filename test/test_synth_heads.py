@@ -73,6 +73,23 @@ def test_render_puts_a_point_on_its_projected_pixel(renderer):
     assert out.depth[ys, xs].min() == pytest.approx(0.49, abs=2e-3)
 
 
+def test_an_open_shell_shows_its_inside_to_a_camera_looking_into_it(renderer):
+    # A tube (open at both ends) seen from above its rim: its inner far wall faces the camera
+    # from inside; culled, the view would show background there, though the wall is there.
+    import trimesh
+    tube = trimesh.creation.cylinder(radius=0.05, height=0.1, sections=48)
+    keep = np.abs(tube.triangles_center[:, 2]) < 0.049  # drop the caps
+    tube = trimesh.Trimesh(tube.vertices, tube.faces[keep], process=False)
+    camera = Intrinsics.from_fov(128, 128, 40.0)
+    rotation, translation = look_at_w2c(np.array([0.25, 0.0, 0.3]), np.zeros(3))
+    out = renderer.render(tube.vertices, tube.faces, camera, rotation, translation)
+    inside = np.asarray(camera.matrix @ (rotation @ np.array([-0.03, 0.0, 0.0]) + translation))
+    column, row = np.round(inside[:2] / inside[2]).astype(int)
+    assert out.alpha[row, column] == 1.0  # the far wall, seen from inside
+    seen = out.depth[row, column]
+    assert seen > np.linalg.norm([0.25, 0.0, 0.3]) - 0.05  # behind the axis, not the near rim
+
+
 @pytest.mark.parametrize('azimuth, seen, hidden',
                          [(0.0, 'face', 'back'), (180.0, 'back', 'face')])
 def test_visible_landmarks_agree_with_the_depth(model, renderer, azimuth, seen, hidden):

@@ -68,13 +68,13 @@ class HeadRenderer:
         if lighting is HEADLIGHT:
             lighting = Lighting(np.full(3, 0.35), ((pose[:3, 2], np.ones(3), 3.0),))
         scene = pyrender.Scene(bg_color=np.zeros(4), ambient_light=lighting.ambient)
-        scene.add(pyrender.Mesh.from_trimesh(mesh, smooth=True))
+        scene.add(_two_sided(pyrender.Mesh.from_trimesh(mesh, smooth=True)))
         for extra_vertices, extra_faces, extra_colours in extras:
             # pyrender decodes textures from sRGB but takes vertex colours as linear.
             linear = (255.0 * (np.asarray(extra_colours) / 255.0) ** 2.2).astype(np.uint8)
             extra = trimesh.Trimesh(extra_vertices, extra_faces, vertex_colors=linear,
                                     process=False)
-            scene.add(pyrender.Mesh.from_trimesh(extra, smooth=True))
+            scene.add(_two_sided(pyrender.Mesh.from_trimesh(extra, smooth=True)))
         # pyrender puts pixel centres at half-integers; ours (OpenCV) are at integers.
         camera = pyrender.IntrinsicsCamera(intrinsics.fx, intrinsics.fy, intrinsics.cx + 0.5,
                                            intrinsics.cy + 0.5, znear=0.01, zfar=100.0)
@@ -89,6 +89,19 @@ class HeadRenderer:
     def close(self):
         """Free the GL context."""
         self._renderer.delete()
+
+
+def _two_sided(mesh):
+    """
+    Draw both sides of every face: the bust is an open shell (no neck, cut below the chest).
+
+    One-sided, its inside vanished wherever a camera looked into it (from above, over a
+    shoulder), while other views showed the same surface from outside: no 3D scene renders
+    like that, and an avatar's field trained on such views smeared it and bent its cameras.
+    """
+    for primitive in mesh.primitives:
+        primitive.material.doubleSided = True
+    return mesh
 
 
 def _facing(direction):
