@@ -206,6 +206,7 @@ def main():
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args()
     started = time.monotonic()
+    variants = [v for v in VARIANTS if v in args.variants]  # the table's order
     overrides = parse_overrides(args.overrides)
     sequences = args.sequences or args.work / 'sequences'
     paths = write_sequences(sequences, SequenceConfig(subjects=args.subjects, seed=args.seed))
@@ -214,14 +215,13 @@ def main():
     tasks = [(subject, variant, data, args.work, args.config, overrides, args.pose_steps)
              for subject in paths
              for variant, data in prepare_subject(subject, detector, template).items()
-             if variant in args.variants]
+             if variant in variants]
     if args.jobs > 1:  # one process per run, sharing the GPU (or the cores)
         with ProcessPoolExecutor(args.jobs, mp_context=get_context('spawn')) as pool:
             list(pool.map(run_variant, *zip(*tasks)))
     per_subject = {subject.name: {} for subject in paths}
     for task in tasks:
         per_subject[task[0].name][task[1]] = run_variant(*task)
-    variants = [v for v in VARIANTS if v in args.variants]
     pictures = [np.hstack([render_of(args.work, subject, f'{variants[0]}/truth_test0.png')]
                           + [render_of(args.work, subject, f'{v}/fig4_test0.png')
                              for v in variants]) for subject in paths]
