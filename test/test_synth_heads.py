@@ -73,6 +73,31 @@ def test_render_puts_a_point_on_its_projected_pixel(renderer):
     assert out.depth[ys, xs].min() == pytest.approx(0.49, abs=2e-3)
 
 
+def test_renders_of_one_mesh_from_many_cameras_match_fresh_renders(renderer):
+    # The renderer keeps the meshes of the arrays it was last given; new arrays, new meshes.
+    import trimesh
+    from head_capture.synth.render import HeadRenderer
+    box = trimesh.creation.box((0.1, 0.06, 0.04))
+    colours = np.tile([200, 60, 30, 255], (len(box.vertices), 1)).astype(np.uint8)
+    camera = Intrinsics.from_fov(128, 128, 40.0)
+    poses = [look_at_w2c(np.array(c), np.zeros(3)) for c in ([0.4, 0.0, 0.1], [0.0, 0.4, 0.2])]
+    again = [renderer.render(box.vertices, box.faces, camera, *pose, vertex_colors=colours)
+             for pose in poses]
+    fresh = HeadRenderer(128, 128)
+    try:
+        for pose, out in zip(poses, again):
+            alone = fresh.render(box.vertices.copy(), box.faces, camera, *pose,
+                                 vertex_colors=colours)
+            np.testing.assert_array_equal(out.rgb, alone.rgb)
+            np.testing.assert_array_equal(out.depth, alone.depth)
+    finally:
+        fresh.close()
+    assert not np.array_equal(again[0].alpha, again[1].alpha)
+    moved = renderer.render(box.vertices + [0.0, 0.05, 0.0], box.faces, camera, *poses[1],
+                            vertex_colors=colours)
+    assert not np.array_equal(moved.alpha, again[1].alpha)
+
+
 def test_an_open_shell_shows_its_inside_to_a_camera_looking_into_it(renderer):
     # A tube (open at both ends) seen from above its rim: its inner far wall faces the camera
     # from inside; culled, the view would show background there, though the wall is there.
