@@ -14,7 +14,7 @@ from head_capture.avatar.render import render_rays, resample
 from head_capture.avatar.trainer import AvatarTrainer, CHECKPOINT, EVENTS
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
-from head_capture.session import FrameRecord, Transforms, write_transforms
+from head_capture.session import FrameRecord, SessionError, Transforms, write_transforms
 import numpy as np
 import pytest
 import torch
@@ -173,6 +173,32 @@ def test_shrinking_a_segmented_view_keeps_silhouette_colours(tmp_path):
                                atol=0.01)
 
 
+def test_a_session_s_wide_frames_train_cut_to_the_square_round_the_head(tmp_path):
+    camera = Intrinsics.from_fov(160, 90, 60.0)
+    rotation, translation = look_at_w2c(np.array([0.0, -0.8, 0.1]), np.zeros(3))
+    volume = {'centre': [0.0, 0.0, 0.0], 'semi_axes': [0.12, 0.12, 0.15]}
+    # Colour that says where a pixel was in the frame; the mask is the frame's right half.
+    u, v = np.meshgrid(np.arange(160), np.arange(90))
+    image = np.stack([u, v, np.zeros_like(u)], -1).astype(np.uint8)[..., ::-1]
+    cv2.imwrite(str(tmp_path / 'k.png'), image)
+    cv2.imwrite(str(tmp_path / 'm.png'), (u >= 80).astype(np.uint8) * 255)
+    frame = FrameRecord('k.png', w2c_to_c2w_opengl(rotation, translation), 'm.png')
+    write_transforms(tmp_path / 'transforms.json',
+                     Transforms(camera, [frame], {'head_volume': volume}))
+    views = load_views(tmp_path / 'transforms.json')
+    x0, y0, side = views.volume.square_window(camera, [rotation], [translation])
+    assert views.images.shape == (1, side, side, 3) and side < 90
+    np.testing.assert_allclose(views.images[0, 0, 0] * 255, [x0, y0, 0])
+    np.testing.assert_array_equal(views.masks[0].numpy(), (u >= 80)[y0:y0 + side, x0:x0 + side])
+    # The cut view's camera casts the same ray through a pixel as the frame's did.
+    assert (views.intrinsics.cx, views.intrinsics.cy) == (camera.cx - x0, camera.cy - y0)
+    shrunk = load_views(tmp_path / 'transforms.json', 20)
+    assert shrunk.images.shape == (1, 20, 20, 3) and shrunk.intrinsics.width == 20
+    # Without a head volume (a rendered dataset) the whole frame trains, as before.
+    write_transforms(tmp_path / 'transforms.json', Transforms(camera, [frame]))
+    assert load_views(tmp_path / 'transforms.json').images.shape == (1, 90, 160, 3)
+
+
 def test_cameras_hold_still_while_the_field_warms_up(toy_scene, tmp_path):
     config = AvatarConfig(**{**TOY, 'pose_warmup': 0.5, 'stage2_steps': 0})
     trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config, perturb_sigma=0.05)
@@ -254,7 +280,7 @@ def test_a_head_volume_in_the_data_bounds_the_fields(toy_scene, tmp_path):
         assert field.support_axes.tolist() == pytest.approx([0.5, 0.6, 0.4])
     data['head_volume'] = {'centre': [0.0, 0.0], 'semi_axes': [0.5, 0.6, 0.4]}
     bounded.write_text(json.dumps(data))
-    with pytest.raises(TrainingError, match='head_volume'):
+    with pytest.raises(SessionError, match='head_volume'):
         AvatarTrainer(bounded, tmp_path / 'other', config)
 
 

@@ -78,6 +78,30 @@ def test_a_camera_facing_away_sees_nothing(template):
     assert not HeadVolume.around(template).seen(camera, away, shift).any()
 
 
+def test_the_training_window_is_the_square_round_every_camera_s_view_of_the_head(template):
+    volume = HeadVolume.around(template)
+    # A 16:9 frame, the head left of its middle in one view and right of it in the other.
+    camera, rotation, translation = front_camera(10.0, distance=1.0, size=(160, 90))
+    seen = [volume.seen(camera, rotation, translation + shift)
+            for shift in ([0.06, 0.0, 0.0], [-0.04, 0.0, 0.0])]
+    x0, y0, side = volume.square_window(camera, [rotation] * 2,
+                                        [translation + [0.06, 0, 0], translation - [0.04, 0, 0]])
+    assert 0 <= x0 and x0 + side <= 160 and 0 <= y0 and y0 + side <= 90
+    either = seen[0] | seen[1]
+    inside = np.zeros_like(either)
+    inside[y0:y0 + side, x0:x0 + side] = True
+    assert either.any() and not (either & ~inside).any()
+    columns = np.flatnonzero(either.any(0))
+    assert side == max(columns[-1] - columns[0] + 1, np.ptp(np.flatnonzero(either.any(1))) + 1)
+    assert abs((x0 + side / 2) - (columns[0] + columns[-1] + 1) / 2) <= 1
+    # A head larger than the frame: the window keeps the frame's short side.
+    near_camera, near_rotation, near_translation = front_camera(10.0, 0.25, (160, 90))
+    assert volume.square_window(near_camera, [near_rotation], [near_translation])[2] == 90
+    centre = -rotation.T @ translation
+    away, shift = look_at_w2c(centre, 2 * centre)
+    assert volume.square_window(camera, [away], [shift]) is None
+
+
 def test_a_keyframe_trains_on_the_detector_mask_cut_to_the_head(template):
     camera, rotation, translation = front_camera()
     detection = Detection(np.zeros((len(template), 2)), np.ones(len(template)),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
 from head_capture.geometry import c2w_opengl_to_w2c
 from head_capture.session import read_transforms, resolve_inside, SessionError
 import numpy as np
@@ -20,7 +21,11 @@ import torch.nn.functional as F
 
 @dataclass
 class Views:
-    """Images (N, H, W, 3) and masks (N, H, W) in [0, 1], the shared camera, initial poses."""
+    """
+    Images (N, H, W, 3) and masks (N, H, W) in [0, 1], the shared camera, initial poses.
+
+    ``volume`` is the head volume the source's masks were cut to (a ``HeadVolume``), if any.
+    """
 
     images: torch.Tensor
     masks: torch.Tensor
@@ -29,6 +34,7 @@ class Views:
     translations: torch.Tensor
     names: list
     transforms: object
+    volume: object = None
 
     def __len__(self):
         return len(self.names)
@@ -38,7 +44,10 @@ def load_views(transforms_path, long_side=0):
     """
     Read every frame a transforms.json lists, optionally shrunk to ``long_side`` pixels.
 
-    Frames without a pose are refused: the trainer needs a starting pose for each.
+    Frames without a pose are refused: the trainer needs a starting pose for each. When the
+    source keeps a head volume (a capture session), every frame is first cut to the square
+    round the pixels that can show the head (``HeadVolume.square_window``): a phone's 16:9
+    frame shrunk whole would spend most of its pixels on the room.
     """
     transforms_path = Path(transforms_path)
     transforms = read_transforms(transforms_path)
@@ -48,32 +57,64 @@ def load_views(transforms_path, long_side=0):
     if missing:
         raise SessionError(f'{len(missing)} frame(s) of {transforms_path} have no pose, e.g. '
                            f'{missing[0]}: run head-capture poses first')
+    rotations, translations = c2w_opengl_to_w2c(np.stack([f.c2w for f in transforms.frames]))
     camera = transforms.intrinsics
+    volume = _head_volume(transforms, transforms_path)
+    window = (volume.square_window(camera, rotations, translations) if volume is not None
+              else None)
+    if window is not None:
+        camera = camera.cropped(window[0], window[1], window[2], window[2])
     scale = 1.0 if long_side <= 0 else min(1.0, long_side / max(camera.width, camera.height))
     size = (max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))
     images, masks = [], []
     for frame in transforms.frames:
         path = resolve_inside(transforms_path.parent, frame.file_path)
-        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if pixels is None:
-            raise SessionError(f'cannot read image {path}')
+        pixels = _cut(_read(path, cv2.IMREAD_UNCHANGED, 'image', transforms.intrinsics), window)
         if pixels.ndim == 2:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
-        if (pixels.shape[1], pixels.shape[0]) != (camera.width, camera.height):
-            raise SessionError(f'{path} is {pixels.shape[1]}x{pixels.shape[0]}, the camera '
-                               f'{camera.width}x{camera.height}')
         pixels = _shrink(pixels.astype(np.float32) / (
             65535.0 if pixels.dtype == np.uint16 else 255.0), size)
         images.append(pixels[..., 2::-1])
         mask = pixels[..., 3] if pixels.shape[2] == 4 else None
         if mask is None and frame.mask_path:
-            mask = _read_mask(resolve_inside(transforms_path.parent, frame.mask_path), size)
+            mask = _cut(_read(resolve_inside(transforms_path.parent, frame.mask_path),
+                              cv2.IMREAD_GRAYSCALE, 'mask', transforms.intrinsics), window)
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
         masks.append(np.ones(pixels.shape[:2], np.float32) if mask is None else mask)
-    rotations, translations = c2w_opengl_to_w2c(np.stack([f.c2w for f in transforms.frames]))
     return Views(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)),
                  camera.resized(*size) if size != (camera.width, camera.height) else camera,
                  torch.from_numpy(rotations).float(), torch.from_numpy(translations).float(),
-                 [f.file_path for f in transforms.frames], transforms)
+                 [f.file_path for f in transforms.frames], transforms, volume)
+
+
+def _head_volume(transforms, path):
+    """Return the head volume a transforms.json keeps, None without one; refuse a bad one."""
+    entry = transforms.meta.get(HEAD_VOLUME)
+    if entry is None:
+        return None
+    try:
+        return HeadVolume.from_meta(entry)
+    except ValueError as exc:
+        raise SessionError(f'{path}: {exc}') from exc
+
+
+def _read(path, flags, what, camera):
+    """Read an image or mask of the camera's size; SessionError when it is not one."""
+    pixels = cv2.imread(str(path), flags)
+    if pixels is None:
+        raise SessionError(f'cannot read {what} {path}')
+    if (pixels.shape[1], pixels.shape[0]) != (camera.width, camera.height):
+        raise SessionError(f'{path} is {pixels.shape[1]}x{pixels.shape[0]}, the camera '
+                           f'{camera.width}x{camera.height}')
+    return pixels
+
+
+def _cut(pixels, window):
+    """Return the (x0, y0, side) square of an image, the image itself without a window."""
+    if window is None:
+        return pixels
+    x0, y0, side = window
+    return pixels[y0:y0 + side, x0:x0 + side]
 
 
 def _shrink(pixels, size):
@@ -92,13 +133,6 @@ def _shrink(pixels, size):
                         interpolation=cv2.INTER_AREA)
     shrunk[..., :3] /= np.maximum(shrunk[..., 3:], 1e-6)
     return shrunk
-
-
-def _read_mask(path, size):
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise SessionError(f'cannot read mask {path}')
-    return cv2.resize(mask, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
 def holdout_split(count, every):

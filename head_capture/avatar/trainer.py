@@ -13,7 +13,7 @@ is undone: the last checkpoint is reloaded and the learning rates halved, and th
 says so.
 """
 
-from dataclasses import astuple
+from dataclasses import astuple, replace
 import io
 import itertools
 import json
@@ -31,7 +31,6 @@ from head_capture.avatar.fields import make_field
 from head_capture.avatar.rays import foreground_pixels, holdout_split, load_views, near_far, \
     pixel_rays, sample_pixels
 from head_capture.avatar.render import render_rays
-from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
 from head_capture.config import build
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
 from head_capture.session import (FrameRecord, Transforms, write_bytes_atomic,
@@ -93,7 +92,7 @@ class AvatarTrainer:
                                 'it, or choose another --out')
         self.data = str(Path(data).resolve())
         self.views = load_views(data, config.image_size)
-        self.support = self._support(self.views.transforms.meta.get(HEAD_VOLUME))
+        self.support = None if self.views.volume is None else astuple(self.views.volume)
         self.train_ids, self.held_ids = holdout_split(len(self.views), config.holdout_every)
         self.focus = (foreground_pixels(self.views.masks, self.train_ids, config.focus_margin)
                       if config.focus_share > 0 else None)
@@ -115,15 +114,6 @@ class AvatarTrainer:
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             self._save()
-
-    def _support(self, volume):
-        """Return the (centre, semi-axes) the data's head volume bounds the fields to, or None."""
-        if volume is None:
-            return None
-        try:
-            return astuple(HeadVolume.from_meta(volume))
-        except ValueError as exc:
-            raise TrainingError(f'{self.data}: {exc}') from exc
 
     @classmethod
     def reopen(cls, out_dir, progress=None):
@@ -335,13 +325,17 @@ class AvatarTrainer:
             made.update(held_out_psnr=held['psnr'], held_out_ssim=held['ssim'],
                         test_time_pose_steps=cfg.test_pose_steps)
         training = tuple(p.detach().cpu().double().numpy() for p in self.poses())
+        # The orbit cameras look at the head's centre: the view's middle, wherever the
+        # training views were cut from their frames.
+        camera = self.views.intrinsics
+        orbit_camera = replace(camera, cx=(camera.width - 1) / 2, cy=(camera.height - 1) / 2)
         if cfg.turntable_frames:
-            write_turntable(self.out / 'turntable.mp4', self.fields, *training,
-                            self.views.intrinsics, cfg, cfg.turntable_frames)
+            write_turntable(self.out / 'turntable.mp4', self.fields, *training, orbit_camera,
+                            cfg, cfg.turntable_frames)
             made['turntable'] = 'turntable.mp4'
         if cfg.mesh_views:
             made['mesh_vertices'] = write_mesh(self.out / 'avatar.ply', self.fields, *training,
-                                               self.views.intrinsics, cfg, cfg.mesh_views,
+                                               orbit_camera, cfg, cfg.mesh_views,
                                                cfg.mesh_resolution)
             made['mesh'] = 'avatar.ply' if made['mesh_vertices'] else None
         return made

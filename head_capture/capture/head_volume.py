@@ -79,6 +79,27 @@ class HeadVolume:
         discriminant = b * b - a * (dot[3, 3] - 1.0)
         return (discriminant >= 0) & (np.sqrt(np.maximum(discriminant, 0.0)) > b)
 
+    def square_window(self, camera, rotations, translations):
+        """
+        Return (x0, y0, side): the frame's square round every pixel that can show the head.
+
+        Training views are cut to it, so the head fills them whatever the phone's aspect: the
+        union over the cameras of ``seen`` pixels, squared about its centre and kept inside
+        the frame (never wider than its short side). None when no camera sees the volume.
+        """
+        rows, columns = np.zeros(camera.height, bool), np.zeros(camera.width, bool)
+        for rotation, translation in zip(rotations, translations):
+            seen = self.seen(camera, rotation, translation)
+            rows |= seen.any(1)
+            columns |= seen.any(0)
+        if not rows.any():
+            return None
+        (top, bottom), (left, right) = (np.flatnonzero(a)[[0, -1]] for a in (rows, columns))
+        side = int(min(max(bottom - top, right - left) + 1, camera.width, camera.height))
+        x0 = int(np.clip((left + right + 1 - side) // 2, 0, camera.width - side))
+        y0 = int(np.clip((top + bottom + 1 - side) // 2, 0, camera.height - side))
+        return x0, y0, side
+
 
 def keep_in_session(session, volume):
     """
