@@ -68,6 +68,30 @@ def test_gradients_reach_the_poses_but_not_the_first(field):
     assert torch.all(grad[0] == 0) and grad[1:].abs().sum() > 0
 
 
+def test_rays_that_miss_the_support_are_skipped_and_render_the_same():
+    torch.manual_seed(0)
+    field = GridField(levels=3, base=8, top=16, pe_dir=2, scale=0.3,
+                      support=(np.array([0.0, 0.02, 0.0]), np.array([0.1, 0.12, 0.14])))
+    for grid in field.grids:
+        torch.nn.init.normal_(grid)
+    origins = torch.tensor([[0.8, 0.0, 0.1]]).expand(2000, 3)
+    directions = torch.tensor([-1.0, 0.0, 0.0]) + 0.15 * torch.randn(2000, 3)
+    near, far = near_far(origins, 0.3)
+    crossing = field.crossed_by(origins, directions, near, far)
+    depths = near[:, None] + (far - near)[:, None] * torch.linspace(0, 1, 4001)
+    touched = field.inside(origins[:, None] + directions[:, None] * depths[..., None]).any(-1)
+    assert torch.all(crossing[touched]) and (crossing & ~touched).sum() <= 5  # grazing rays
+    assert 0.2 < crossing.float().mean() < 0.8
+    background = torch.rand(2000, 3)
+    skipped = render_rays([field, field], origins, directions, near, far, (16, 16), background)
+    alone = render_rays([field, field], origins[crossing], directions[crossing], near[crossing],
+                        far[crossing], (16, 16), background[crossing])
+    for (rgb, opacity, depth), expected in zip(skipped, alone):  # per field
+        assert torch.equal(rgb[~crossing], background[~crossing])
+        assert torch.all(opacity[~crossing] == 0) and torch.all(depth[~crossing] == 0)
+        assert torch.allclose(rgb[crossing], expected[0], atol=1e-6)
+
+
 def test_resampling_puts_samples_where_the_weight_is():
     depths = torch.linspace(2.0, 6.0, 33).expand(4, 33)
     weights = torch.zeros(4, 33)

@@ -6,6 +6,7 @@ direction's length so densities are per metre. The background colour is composit
 whatever the field leaves transparent, which is how masked (segmented) views are trained.
 """
 
+from head_capture.avatar.fields import BoundedField
 import torch
 
 
@@ -66,8 +67,33 @@ def render_rays(fields, origins, directions, near, far, samples, background, pro
     Render rays with a coarse field and, when given, a fine one on resampled depths.
 
     ``fields`` is (coarse,) or (coarse, fine); ``samples`` is (coarse count, fine count).
-    Returns a list of (rgb, opacity, depth) per field.
+    Returns a list of (rgb, opacity, depth) per field. Rays that miss every field's support
+    are not sampled: they show the background, with opacity and depth 0.
     """
+    crossing = torch.stack([field.crossed_by(origins, directions, near, far)
+                            if isinstance(field, BoundedField) else
+                            torch.ones(len(origins), dtype=torch.bool, device=origins.device)
+                            for field in fields]).any(0)
+    if crossing.all():
+        return _render_sampled(fields, origins, directions, near, far, samples, background,
+                               progress, c2f, generator)
+    background = background.expand(len(origins), 3)
+    index = crossing.nonzero()[:, 0]
+    if len(index) == 0:
+        return [(background, torch.zeros_like(near), torch.zeros_like(near)) for _ in fields]
+    outputs = []
+    kept = (origins[index], directions[index], near[index], far[index])
+    for rgb, opacity, depth in _render_sampled(fields, *kept, samples, background[index],
+                                               progress, c2f, generator):
+        outputs.append((background.index_put((index,), rgb),
+                        torch.zeros_like(near).index_put((index,), opacity),
+                        torch.zeros_like(near).index_put((index,), depth)))
+    return outputs
+
+
+def _render_sampled(fields, origins, directions, near, far, samples, background, progress,
+                    c2f, generator):
+    """``render_rays`` with every ray sampled."""
     unit = directions / directions.norm(dim=-1, keepdim=True)
     depths = stratified_depths(near, far, samples[0], generator)
     outputs, weights = [], None
