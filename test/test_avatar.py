@@ -1,5 +1,6 @@
 """The avatar trainer at toy size: c2f schedule, pose gradients, BARF, resume, rollback."""
 
+from dataclasses import replace
 import json
 from pathlib import Path
 
@@ -156,6 +157,19 @@ def test_a_corrupt_checkpoint_is_a_clear_error(toy_scene, tmp_path):
     (tmp_path / 'run' / CHECKPOINT).write_bytes(b'not a checkpoint')
     with pytest.raises(TrainingError, match='not a usable avatar checkpoint'):
         AvatarTrainer(toy_scene, tmp_path / 'run', AvatarConfig(**TOY), resume=True)
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes_but_not_under_other_settings(
+        toy_scene, tmp_path):
+    config = AvatarConfig(**{**TOY, 'stage1_steps': 2, 'stage2_steps': 0})
+    AvatarTrainer(toy_scene, tmp_path / 'run', config).run_stage()
+    path = tmp_path / 'run' / CHECKPOINT
+    state = torch.load(path, weights_only=True)
+    del state['config']['focus_margin']  # as if written before the setting existed
+    torch.save(state, path)
+    assert AvatarTrainer.reopen(tmp_path / 'run').step == 2  # read as its default
+    with pytest.raises(TrainingError, match='another config'):
+        AvatarTrainer(toy_scene, tmp_path / 'run', replace(config, rays=128), resume=True)
 
 
 def test_shipped_configs_load_and_bad_values_are_refused():

@@ -296,7 +296,9 @@ class AvatarTrainer:
 
     def _load(self, path):
         state = _read_checkpoint(path)
-        if state['config'] != self.config.as_dict():
+        # Settings added since the checkpoint was written read as their defaults, which is
+        # how it was trained.
+        if build(AvatarConfig, state['config'], str(path)) != self.config:
             raise TrainingError(f'{path} was written with another config; resume with the same '
                                 'config or choose another --out')
         self.stage, self.step = state['stage'], state['step']
