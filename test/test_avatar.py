@@ -322,6 +322,38 @@ def test_a_head_volume_in_the_data_bounds_the_fields(toy_scene, tmp_path):
         AvatarTrainer(bounded, tmp_path / 'other', config)
 
 
+def test_fields_train_in_the_scaled_head_volume_and_render_cut_to_it(toy_scene, tmp_path):
+    from head_capture.avatar.export import render_view
+
+    data = json.loads(toy_scene.read_text())
+    data['head_volume'] = {'centre': [0.0, 0.0, 0.0], 'semi_axes': [0.4, 0.4, 0.4]}
+    bounded = toy_scene.with_name('scaled.json')
+    bounded.write_text(json.dumps(data))
+    config = AvatarConfig(**{**TOY, 'stage1_steps': 2, 'stage2_steps': 1, 'support_scale': 1.5})
+    trainer = AvatarTrainer(bounded, tmp_path / 'run', config)
+    trainer.run()
+    rotation, translation = (p[0] for p in trainer.refined_poses())
+    camera = trainer.views.intrinsics
+    origins, directions = pixel_rays(camera, rotation.expand(camera.width * camera.height, 3, 3),
+                                     translation.expand(camera.width * camera.height, 3),
+                                     *(g.reshape(-1).float() for g in reversed(torch.meshgrid(
+                                         torch.arange(camera.height),
+                                         torch.arange(camera.width), indexing='ij'))))
+    closest = (origins.norm(dim=-1) ** 2 - ((origins * directions).sum(-1) ** 2
+                                            / (directions ** 2).sum(-1))).sqrt()
+    between = ((closest > 0.41) & (closest < 0.59)).reshape(camera.height, camera.width).numpy()
+    # The view is cut to the square round the volume: its corners see past it.
+    assert between.sum() > 20  # pixels whose rays cross the training ball, not the volume
+    trained = render_view(trainer.fields, rotation, translation, camera, config, (1.0,) * 3)[1]
+    with trainer.displayed():
+        assert all(f.support_axes.tolist() == pytest.approx([0.4] * 3) for f in trainer.fields)
+        shown = render_view(trainer.fields, rotation, translation, camera, config, (1.0,) * 3)[1]
+    assert all(f.support_axes.tolist() == pytest.approx([0.6] * 3) for f in trainer.fields)
+    assert np.all(trained[between] > 0) and np.all(shown[between] == 0)
+    with pytest.raises(ValueError, match='support_scale'):
+        AvatarConfig(support_scale=0.9)
+
+
 def test_outputs_held_out_renders_turntable_and_mesh(toy_scene, tmp_path):
     import av
 

@@ -60,6 +60,11 @@ class AvatarConfig:
     # Stage 2 starts from cameras stage 1 has already refined: restarted at pose_lr, the
     # noisy steps of the fresh field walk them off again.
     stage2_pose_lr: tuple = (1e-4, 1e-5)
+    # A session's fields train in its head volume scaled by this about its centre; renders
+    # (held-out views, turntable, mesh) are cut to the volume itself. A mask keeps collar and
+    # shoulder pixels whose rays cross the volume though they lie outside it: held to the
+    # volume, the field can only smear them into a haze round the head.
+    support_scale: float = 1.0
     # The scene: a ball of this radius around the origin (metres for heads).
     scene_radius: float = 0.3
     near: float = 0.0
@@ -93,6 +98,7 @@ class AvatarConfig:
             'learning rates are (start, end) pairs of positive numbers':
                 all(len(lr) == 2 and min(lr) > 0
                     for lr in (self.field_lr, self.grid_lr, self.pose_lr, self.stage2_pose_lr)),
+            'support_scale must be >= 1': self.support_scale >= 1,
             'scene_radius and pose_translation_unit must be > 0':
                 min(self.scene_radius, self.pose_translation_unit) > 0,
             'near/far: both 0 (from the camera distance) or 0 < near < far':

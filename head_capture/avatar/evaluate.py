@@ -129,12 +129,13 @@ def evaluate_views(trainer, views, frames, given, pose_steps=100, background=1.0
         truth = views.images[frame] * mask + fill * (1 - mask)
         rotation = torch.tensor(start_r[number], dtype=torch.float32)
         translation = torch.tensor(start_t[number], dtype=torch.float32)
-        if pose_steps > 0:
-            rotation, translation = optimise_pose(trainer.fields, truth, rotation, translation,
-                                                  views.intrinsics, config, fill, pose_steps,
-                                                  generator=generator)
-        image = render_view(trainer.fields, rotation, translation, views.intrinsics, config,
-                            fill)[0]
+        with trainer.displayed():
+            if pose_steps > 0:
+                rotation, translation = optimise_pose(trainer.fields, truth, rotation,
+                                                      translation, views.intrinsics, config,
+                                                      fill, pose_steps, generator=generator)
+            image = render_view(trainer.fields, rotation, translation, views.intrinsics,
+                                config, fill)[0]
         results.append({'frame': views.names[frame], 'psnr': psnr(image, truth.numpy()),
                         'ssim': ssim(image, truth.numpy()), 'image': image,
                         'truth': truth.numpy()})

@@ -63,11 +63,15 @@ class BoundedField(nn.Module):
     def __init__(self, scale, support=None):
         super().__init__()
         self.scale = scale
+        self.register_buffer('support_centre', torch.zeros(3), persistent=False)
+        self.register_buffer('support_axes', torch.zeros(3), persistent=False)
+        self.bound_to(support)
+
+    def bound_to(self, support):
+        """Move the support to ``support`` ((centre, semi_axes), or None for the cube alone)."""
         centre, axes = support if support is not None else (np.zeros(3), np.full(3, np.inf))
-        self.register_buffer('support_centre', torch.as_tensor(centre, dtype=torch.float32),
-                             persistent=False)
-        self.register_buffer('support_axes', torch.as_tensor(axes, dtype=torch.float32),
-                             persistent=False)
+        self.support_centre.copy_(torch.as_tensor(centre, dtype=torch.float32))
+        self.support_axes.copy_(torch.as_tensor(axes, dtype=torch.float32))
 
     def inside(self, points):
         """Return where ``points`` (..., 3) may hold density."""

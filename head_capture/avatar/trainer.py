@@ -13,6 +13,7 @@ is undone: the last checkpoint is reloaded and the learning rates halved, and th
 says so.
 """
 
+from contextlib import contextmanager
 from dataclasses import astuple, replace
 import io
 import itertools
@@ -92,7 +93,10 @@ class AvatarTrainer:
                                 'it, or choose another --out')
         self.data = str(Path(data).resolve())
         self.views = load_views(data, config.image_size)
+        # Where the fields may hold density while training, and in what they render.
         self.support = None if self.views.volume is None else astuple(self.views.volume)
+        self.training_support = None if self.support is None else (
+            self.support[0], self.support[1] * config.support_scale)
         self.train_ids, self.held_ids = holdout_split(len(self.views), config.holdout_every)
         self.focus = (foreground_pixels(self.views.masks, self.train_ids, config.focus_margin)
                       if config.focus_share > 0 else None)
@@ -129,7 +133,7 @@ class AvatarTrainer:
         cfg = self.config
         torch.manual_seed(self.seed * 7 + self.stage)
         count = 1 if self.stage == 1 or cfg.fine_samples == 0 else 2
-        self.fields = torch.nn.ModuleList(make_field(cfg, self.support)
+        self.fields = torch.nn.ModuleList(make_field(cfg, self.training_support)
                                           for _ in range(count)).to(self.device)
         self.poses = PoseCorrections(rotations, translations, cfg.pose_gauge,
                                      cfg.pose_translation_unit).to(self.device)
@@ -331,24 +335,37 @@ class AvatarTrainer:
         # training views were cut from their frames.
         camera = self.views.intrinsics
         orbit_camera = replace(camera, cx=(camera.width - 1) / 2, cy=(camera.height - 1) / 2)
-        if cfg.turntable_frames:
-            write_turntable(self.out / 'turntable.mp4', self.fields, *training, orbit_camera,
-                            cfg, cfg.turntable_frames)
-            made['turntable'] = 'turntable.mp4'
-        if cfg.mesh_views:
-            made['mesh_vertices'] = write_mesh(self.out / 'avatar.ply', self.fields, *training,
-                                               orbit_camera, cfg, cfg.mesh_views,
-                                               cfg.mesh_resolution)
-            made['mesh'] = 'avatar.ply' if made['mesh_vertices'] else None
+        with self.displayed():
+            if cfg.turntable_frames:
+                write_turntable(self.out / 'turntable.mp4', self.fields, *training,
+                                orbit_camera, cfg, cfg.turntable_frames)
+                made['turntable'] = 'turntable.mp4'
+            if cfg.mesh_views:
+                made['mesh_vertices'] = write_mesh(self.out / 'avatar.ply', self.fields,
+                                                   *training, orbit_camera, cfg, cfg.mesh_views,
+                                                   cfg.mesh_resolution)
+                made['mesh'] = 'avatar.ply' if made['mesh_vertices'] else None
         return made
+
+    @contextmanager
+    def displayed(self):
+        """Cut the fields to the head volume itself while rendering (see ``support_scale``)."""
+        for field in self.fields:
+            field.bound_to(self.support)
+        try:
+            yield
+        finally:
+            for field in self.fields:
+                field.bound_to(self.training_support)
 
     def write_preview(self):
         """Render the first held-out (else first) view as it looks now to ``preview.png``."""
         frame = int(self.held_ids[0]) if len(self.held_ids) else int(self.train_ids[0])
         rotations, translations = self.refined_poses()
-        image = render_view(self.fields, rotations[frame], translations[frame],
-                            self.views.intrinsics, self.config, (1.0, 1.0, 1.0),
-                            progress=self.step / max(self.stage_steps, 1), c2f=self.c2f)[0]
+        with self.displayed():
+            image = render_view(self.fields, rotations[frame], translations[frame],
+                                self.views.intrinsics, self.config, (1.0, 1.0, 1.0),
+                                progress=self.step / max(self.stage_steps, 1), c2f=self.c2f)[0]
         write_image_atomic(self.out / PREVIEW, (image * 255).round().astype(np.uint8))
 
     def refined_poses(self):
