@@ -83,8 +83,8 @@ class BoundedField(nn.Module):
         """
         Return which rays (R,) pass through the support ellipsoid between ``near`` and ``far``.
 
-        A ray that does not sees no density from this field, so a renderer may skip it: about
-        two fifths of a square view round a head miss its volume.
+        A ray that misses it gets no density from this field, so a renderer may skip it:
+        about two fifths of a square view round a head miss the head's volume.
         """
         if not torch.isfinite(self.support_axes).all():
             return torch.ones(len(origins), dtype=torch.bool, device=origins.device)
