@@ -124,21 +124,21 @@ def evaluate_views(trainer, views, frames, given, pose_steps=100, background=1.0
     generator = torch.Generator().manual_seed(0)
     fill = torch.full((3,), float(background))
     results = []
-    for number, frame in enumerate(frames):
-        mask = views.masks[frame][..., None]
-        truth = views.images[frame] * mask + fill * (1 - mask)
-        rotation = torch.tensor(start_r[number], dtype=torch.float32)
-        translation = torch.tensor(start_t[number], dtype=torch.float32)
-        with trainer.displayed():
+    with trainer.displayed():
+        for number, frame in enumerate(frames):
+            mask = views.masks[frame][..., None]
+            truth = views.images[frame] * mask + fill * (1 - mask)
+            rotation = torch.tensor(start_r[number], dtype=torch.float32)
+            translation = torch.tensor(start_t[number], dtype=torch.float32)
             if pose_steps > 0:
                 rotation, translation = optimise_pose(trainer.fields, truth, rotation,
                                                       translation, views.intrinsics, config,
                                                       fill, pose_steps, generator=generator)
             image = render_view(trainer.fields, rotation, translation, views.intrinsics,
                                 config, fill)[0]
-        results.append({'frame': views.names[frame], 'psnr': psnr(image, truth.numpy()),
-                        'ssim': ssim(image, truth.numpy()), 'image': image,
-                        'truth': truth.numpy()})
+            results.append({'frame': views.names[frame], 'psnr': psnr(image, truth.numpy()),
+                            'ssim': ssim(image, truth.numpy()), 'image': image,
+                            'truth': truth.numpy()})
     return {'views': len(results), 'psnr': float(np.mean([r['psnr'] for r in results])),
             'ssim': float(np.mean([r['ssim'] for r in results])),
             'test_time_pose_steps': pose_steps, 'per_view': results}
