@@ -221,8 +221,9 @@ def _parser():
 def _add_keyframe_options(parser):
     """How many keyframes, their size, and the source camera: keyframes and reconstruct."""
     parser.add_argument('--count', type=int, default=100, help='keyframes to keep (100)')
-    parser.add_argument('--size', type=int, default=400,
-                        help='side of the square keyframes in pixels (400)')
+    parser.add_argument('--size', type=int, default=1280,
+                        help='long side of the stored keyframes in pixels (1280); training '
+                        "cuts the head's square out of them")
     camera = parser.add_mutually_exclusive_group()
     camera.add_argument('--fov', type=float,
                         help='horizontal field of view of the source camera in degrees')

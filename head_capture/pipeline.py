@@ -18,7 +18,7 @@ from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
 from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_KEY as HEAD_VOLUME
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
 from head_capture.capture.pose import PoseConfig
-from head_capture.capture.preprocess import prepare_view
+from head_capture.capture.preprocess import shrink_keyframe
 from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
 from head_capture.capture.sources import open_source
 from head_capture.config import ConfigError, load_node_config
@@ -46,13 +46,15 @@ def no_progress(description, total):
     yield lambda: None
 
 
-def extract_keyframes(source, out_dir, count, size=400, intrinsics=None, fov_deg=None,
+def extract_keyframes(source, out_dir, count, size=1280, intrinsics=None, fov_deg=None,
                       config=None, overwrite=False, progress=None):
     """
     Select ``count`` keyframes from ``source`` and write them as a session in ``out_dir``.
 
     Replayable sources (files, folders, bags) get the offline best-N-evenly-spread choice;
-    live streams get the online selector with a budget of ``count``. ``intrinsics`` describe
+    live streams get the online selector with a budget of ``count``. Keyframes are whole
+    frames shrunk to a long side of at most ``size``, as the live graph keeps them: the trainer
+    cuts the square round the head once the poses say where it is. ``intrinsics`` describe
     the source frames; without them the camera is taken to span ``fov_deg`` across the long
     side, by default a phone's typical field of view.
     """
@@ -69,7 +71,7 @@ def extract_keyframes(source, out_dir, count, size=400, intrinsics=None, fov_deg
         image = keyframe.frame.image
         camera = intrinsics or Intrinsics.from_fov(image.shape[1], image.shape[0],
                                                    fov_deg or DEFAULT_FOV_DEG)
-        view, view_camera = prepare_view(image, camera, size)
+        view, view_camera = shrink_keyframe(image, camera, size)
         if session is None:
             session = Session.create(out_dir, view_camera, overwrite=overwrite, meta={
                 'head_capture': {'step': 'keyframes', 'source_camera_assumed': assumed,
@@ -171,7 +173,7 @@ class Reconstruction:
         write_bytes_atomic(self.root / STATE_FILE, (json.dumps(state, indent=2) + '\n').encode())
 
 
-def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100, size=400,
+def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100, size=1280,
                 intrinsics=None, fov_deg=None, params=None, model=None,
                 progress=no_progress, log=print):
     """
@@ -179,7 +181,8 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
 
     ``config`` names the avatar config (or a YAML path) and ``overrides`` change its keys;
     ``params`` is the nodes' parameters file, for the keyframe and pose settings; ``size`` is
-    the side of the keyframes the landmarks see (the trainer shrinks them to its image size).
+    the long side of the keyframes the landmarks see (the trainer cuts the head's square out
+    of them and shrinks it to its image size).
     """
     from head_capture.avatar.config import load_avatar_config
     from head_capture.avatar.job import registered_keyframes, TRAINING_TRANSFORMS

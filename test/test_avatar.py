@@ -237,6 +237,28 @@ def test_a_session_s_wide_frames_train_cut_to_the_square_round_the_head(tmp_path
     assert load_views(tmp_path / 'transforms.json').images.shape == (1, 90, 160, 3)
 
 
+def test_frames_of_a_distorting_lens_train_undistorted(tmp_path):
+    # A phone's camera_info often has distortion; the trainer casts pinhole rays, so a point
+    # must land where the pinhole camera puts it in both the image and the mask.
+    lens = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, (-0.3, 0.08, 0.001, -0.001))
+    point = np.array([[0.4, 0.28, 1.0]])
+    (u, v), = cv2.projectPoints(point, np.zeros(3), np.zeros(3), lens.matrix,
+                                np.array(lens.distortion))[0][:, 0]
+    dot = np.zeros((240, 320), np.uint8)
+    cv2.circle(dot, (round(u), round(v)), 4, 255, -1)
+    cv2.imwrite(str(tmp_path / 'k.png'), np.repeat(dot[..., None], 3, -1))
+    cv2.imwrite(str(tmp_path / 'm.png'), dot)
+    frame = FrameRecord('k.png', w2c_to_c2w_opengl(np.eye(3), np.zeros(3)), 'm.png')
+    write_transforms(tmp_path / 'transforms.json', Transforms(lens, [frame]))
+    views = load_views(tmp_path / 'transforms.json')
+    assert not views.intrinsics.has_distortion
+    expected = (views.intrinsics.matrix @ point[0])[:2]
+    assert np.hypot(*(expected - (u, v))) > 8  # the lens moves the point visibly
+    for pixels in (views.images[0, ..., 0], views.masks[0]):
+        ys, xs = np.nonzero(pixels.numpy() > 0.5)
+        np.testing.assert_allclose([xs.mean(), ys.mean()], expected, atol=0.75)
+
+
 def test_cameras_hold_still_while_the_field_warms_up(toy_scene, tmp_path):
     config = AvatarConfig(**{**TOY, 'pose_warmup': 0.5, 'stage2_steps': 0})
     trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config, perturb_sigma=0.05)

@@ -20,9 +20,9 @@ def test_keyframes_writes_a_session(tmp_path, clip_video, sample_clip, capsys):
                  '--size', '96', '--fov', '60']) == 0
     transforms = read_transforms(out / 'transforms.json')
     cam = transforms.intrinsics
-    assert (cam.width, cam.height) == (96, 96)
-    # 60 degrees across the 240 px long side, cropped to 160 px and scaled to 96 px.
-    assert cam.fx == pytest.approx(120 / 0.57735 * 96 / 160, rel=1e-3)
+    assert (cam.width, cam.height) == (96, 64)
+    # 60 degrees across the 240 px long side, the whole frame scaled to 96 px.
+    assert cam.fx == pytest.approx(120 / 0.57735 * 96 / 240, rel=1e-3)
     assert 10 <= len(transforms.frames) <= 12
     assert all((out / f.file_path).is_file() and f.c2w is None for f in transforms.frames)
     sources = [f.meta['source_index'] for f in transforms.frames]

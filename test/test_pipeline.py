@@ -3,10 +3,18 @@
 import json
 import shutil
 
-from head_capture.capture.head_volume import META_KEY as HEAD_VOLUME
+import cv2
+from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
+from head_capture.capture.sources import open_source
 from head_capture.cli import main
+from head_capture.geometry import c2w_opengl_to_w2c
+from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+from head_capture.landmarks.template import HeadTemplate
+from head_capture.pipeline import extract_keyframes, register_session
 from head_capture.pose_evaluation import evaluate
+from head_capture.resources import share_path
 from head_capture.session import FrameRecord, read_transforms, Transforms, write_transforms
+import numpy as np
 
 
 def test_reconstruct_runs_every_step_then_resumes_and_skips(capture, tmp_path, tiny_avatar,
@@ -81,3 +89,35 @@ def test_reconstruct_says_when_the_input_is_missing(tmp_path, capsys):
     assert main(['reconstruct', str(tmp_path / 'nothing.mp4'), '--out',
                  str(tmp_path / 'out')]) == 2
     assert 'nothing.mp4' in capsys.readouterr().err
+
+
+def test_a_head_far_from_the_frame_s_centre_is_kept_whole(capture, tmp_path):
+    # The capture's frames pasted at the left of a canvas half as wide again: a centre square
+    # would cut the head in two, as it would a portrait video framed high. Keyframes keep the
+    # whole frame, and the trainer's square follows the head the poses found.
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    with open_source(capture / 'capture.mp4') as frames:
+        for frame in frames:
+            canvas = np.full((360, 1000, 3), 128, np.uint8)
+            canvas[:, :640] = frame.image[..., ::-1]
+            cv2.imwrite(str(folder / f'{frame.index:03d}.png'), canvas)
+    truth = read_transforms(capture / 'ground_truth.json')
+    camera = truth.intrinsics.cropped(0, 0, 1000, 360)
+    with open_source(folder, fps=10.0) as frames:
+        report = extract_keyframes(frames, tmp_path / 'session', 10, 500, camera)
+    session = report.session
+    assert session.transforms.intrinsics.width == 500
+    assert session.image(0).shape[:2] == (180, 500)
+    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    registered = register_session(session, LandmarkDetector(default_model_path()), template)
+    assert registered >= 8
+    posed = [f for f in session.frames if f.c2w is not None]
+    matched = Transforms(truth.intrinsics, [
+        FrameRecord(f.file_path, truth.frames[f.meta['source_index']].c2w) for f in posed])
+    assert evaluate(session.transforms, matched)['rotation_deg']['mean'] < 10.0
+    # The square the avatar trains on lies in the canvas's left part, where the head is.
+    rotations, translations = c2w_opengl_to_w2c(np.stack([f.c2w for f in posed]))
+    volume = HeadVolume.from_meta(session.transforms.meta[HEAD_VOLUME])
+    x0, _, side = volume.square_window(session.transforms.intrinsics, rotations, translations)
+    assert x0 + side <= 330 and side >= 120

@@ -1,8 +1,8 @@
-"""Training-view preprocessing: undistortion, centre crop and resize, with matching cameras."""
+"""Keyframe pixels: undistortion and shrinking, with the cameras that describe them."""
 
 import cv2
 from head_capture.camera import Intrinsics
-from head_capture.capture.preprocess import center_square_crop, prepare_view, undistort
+from head_capture.capture.preprocess import shrink_keyframe, undistort
 import numpy as np
 import pytest
 
@@ -28,28 +28,25 @@ def test_undistort_straightens_a_distorted_line():
     np.testing.assert_allclose(dot_centres(straight)[:, 1], expected_row, atol=0.75)
 
 
-def test_center_crop_of_landscape_and_portrait():
-    for shape in ((720, 1280, 3), (1280, 720, 3)):
-        cam = Intrinsics.from_fov(shape[1], shape[0])
-        image = np.zeros(shape, np.uint8)
-        square, cropped = center_square_crop(image, cam)
-        assert square.shape == (720, 720, 3)
-        assert (cropped.cx, cropped.cy) == (359.5, 359.5)
+def test_a_keyframe_is_the_whole_frame_shrunk_with_a_point_on_its_pixel():
+    for width, height in ((1280, 720), (720, 1280)):
+        cam = Intrinsics.from_fov(width, height, 65.0)
+        point = np.array([0.05, -0.02, 1.0])
+        image = np.zeros((height, width, 3), np.uint8)
+        u, v = (cam.matrix @ point)[:2]
+        cv2.circle(image, (round(u), round(v)), 6, (255, 255, 255), -1)
+        view, view_cam = shrink_keyframe(image, cam, 640)
+        assert view.shape[:2] == (height // 2, width // 2)
+        assert (view_cam.width, view_cam.height) == (width // 2, height // 2)
+        expected = (view_cam.matrix @ point)[:2]
+        ys, xs = np.nonzero(view[:, :, 0] > 128)
+        np.testing.assert_allclose([xs.mean(), ys.mean()], expected, atol=0.5)
+    # Never enlarged.
+    assert shrink_keyframe(image, cam, 4000)[0] is image
 
 
-def test_prepare_view_keeps_a_point_on_its_pixel():
-    cam = Intrinsics.from_fov(1280, 720, 65.0)
-    point = np.array([0.05, -0.02, 1.0])
-    image = np.zeros((720, 1280, 3), np.uint8)
-    u, v = (cam.matrix @ point)[:2]
-    cv2.circle(image, (round(u), round(v)), 6, (255, 255, 255), -1)
-    view, view_cam = prepare_view(image, cam, 400)
-    assert view.shape == (400, 400, 3) and view_cam.width == 400
-    expected = (view_cam.matrix @ point)[:2]
-    ys, xs = np.nonzero(view[:, :, 0] > 128)
-    np.testing.assert_allclose([xs.mean(), ys.mean()], expected, atol=0.5)
-
-
-def test_prepare_view_refuses_a_camera_of_another_size():
+def test_shrink_keyframe_refuses_a_camera_of_another_size_and_a_tiny_side():
     with pytest.raises(ValueError, match='but the camera is'):
-        prepare_view(np.zeros((100, 100, 3), np.uint8), Intrinsics.from_fov(200, 100), 64)
+        shrink_keyframe(np.zeros((100, 100, 3), np.uint8), Intrinsics.from_fov(200, 100), 64)
+    with pytest.raises(ValueError, match='at least 8'):
+        shrink_keyframe(np.zeros((100, 200, 3), np.uint8), Intrinsics.from_fov(200, 100), 4)

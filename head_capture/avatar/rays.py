@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
+from head_capture.capture.preprocess import undistort
 from head_capture.geometry import c2w_opengl_to_w2c
 from head_capture.session import read_transforms, resolve_inside, SessionError
 import numpy as np
@@ -47,7 +48,8 @@ def load_views(transforms_path, long_side=0):
     Frames without a pose are refused: the trainer needs a starting pose for each. When the
     source keeps a head volume (a capture session), every frame is first cut to the square
     round the pixels that can show the head (``HeadVolume.square_window``): a phone's 16:9
-    frame shrunk whole would spend most of its pixels on the room.
+    frame shrunk whole would spend most of its pixels on the room. A camera with lens
+    distortion has its frames and masks undistorted first, since rays are cast as a pinhole's.
     """
     transforms_path = Path(transforms_path)
     transforms = read_transforms(transforms_path)
@@ -58,7 +60,8 @@ def load_views(transforms_path, long_side=0):
         raise SessionError(f'{len(missing)} frame(s) of {transforms_path} have no pose, e.g. '
                            f'{missing[0]}: run head-capture poses first')
     rotations, translations = c2w_opengl_to_w2c(np.stack([f.c2w for f in transforms.frames]))
-    camera = transforms.intrinsics
+    lens = transforms.intrinsics
+    camera = lens.without_distortion()
     volume = _head_volume(transforms, transforms_path)
     window = (volume.square_window(camera, rotations, translations) if volume is not None
               else None)
@@ -69,7 +72,7 @@ def load_views(transforms_path, long_side=0):
     images, masks = [], []
     for frame in transforms.frames:
         path = resolve_inside(transforms_path.parent, frame.file_path)
-        pixels = _cut(_read(path, cv2.IMREAD_UNCHANGED, 'image', transforms.intrinsics), window)
+        pixels = _cut(_read(path, cv2.IMREAD_UNCHANGED, 'image', lens), window)
         if pixels.ndim == 2:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
         pixels = _shrink(pixels.astype(np.float32) / (
@@ -78,7 +81,7 @@ def load_views(transforms_path, long_side=0):
         mask = pixels[..., 3] if pixels.shape[2] == 4 else None
         if mask is None and frame.mask_path:
             mask = _cut(_read(resolve_inside(transforms_path.parent, frame.mask_path),
-                              cv2.IMREAD_GRAYSCALE, 'mask', transforms.intrinsics), window)
+                              cv2.IMREAD_GRAYSCALE, 'mask', lens), window)
             mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
         masks.append(np.ones(pixels.shape[:2], np.float32) if mask is None else mask)
     return Views(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)),
@@ -99,14 +102,14 @@ def _head_volume(transforms, path):
 
 
 def _read(path, flags, what, camera):
-    """Read an image or mask of the camera's size; SessionError when it is not one."""
+    """Read an undistorted image or mask of the camera's size; SessionError if it is not one."""
     pixels = cv2.imread(str(path), flags)
     if pixels is None:
         raise SessionError(f'cannot read {what} {path}')
     if (pixels.shape[1], pixels.shape[0]) != (camera.width, camera.height):
         raise SessionError(f'{path} is {pixels.shape[1]}x{pixels.shape[0]}, the camera '
                            f'{camera.width}x{camera.height}')
-    return pixels
+    return undistort(pixels, camera)[0]
 
 
 def _cut(pixels, window):

@@ -1,5 +1,5 @@
 """
-Turn a keyframe into a training view: undistort, centre-square crop, resize.
+Keyframe pixels and the cameras that describe them: shrink a frame, undistort it.
 
 Each step returns the image together with the intrinsics that describe it, so poses solved
 on the result and rays cast from it stay consistent with the pixels.
@@ -28,32 +28,22 @@ def _undistort_maps(intrinsics):
                                        (intrinsics.width, intrinsics.height), cv2.CV_32FC1)
 
 
-def center_square_crop(image, intrinsics):
-    """Cut the largest centred square out of the frame."""
+def shrink_keyframe(image, intrinsics, long_side):
+    """
+    Scale the whole frame down so its long side is at most ``long_side`` (never up).
+
+    The frame keeps its aspect and its lens: like the live graph's keyframes, it is cut to
+    the square round the head (and undistorted) only when the avatar trains, from the poses.
+    """
+    if long_side < 8:
+        raise ValueError(f'keyframe size must be at least 8 pixels, got {long_side}')
     height, width = image.shape[:2]
-    side = min(width, height)
-    x0, y0 = (width - side) // 2, (height - side) // 2
-    return image[y0:y0 + side, x0:x0 + side], intrinsics.cropped(x0, y0, side, side)
-
-
-def resize(image, intrinsics, size):
-    """Scale the frame to ``size`` x ``size`` (area filter when shrinking)."""
-    if size < 8:
-        raise ValueError(f'target size must be at least 8 pixels, got {size}')
-    height, width = image.shape[:2]
-    if (width, height) == (size, size):
-        return image, intrinsics
-    shrink = size < min(width, height)
-    resized = cv2.resize(image, (size, size),
-                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    return resized, intrinsics.resized(size, size)
-
-
-def prepare_view(image, intrinsics, size):
-    """Undistort, crop the centre square and resize to ``size``: a training view."""
-    if image.shape[:2] != (intrinsics.height, intrinsics.width):
-        raise ValueError(f'image is {image.shape[1]}x{image.shape[0]} but the camera is '
+    if (height, width) != (intrinsics.height, intrinsics.width):
+        raise ValueError(f'image is {width}x{height} but the camera is '
                          f'{intrinsics.width}x{intrinsics.height}')
-    image, intrinsics = undistort(image, intrinsics)
-    image, intrinsics = center_square_crop(image, intrinsics)
-    return resize(image, intrinsics, size)
+    scale = long_side / max(width, height)
+    if scale >= 1.0:
+        return image, intrinsics
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return (cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+            intrinsics.resized(*size))
