@@ -604,22 +604,26 @@ def _held_out_section(inputs):
     if not pairs:
         return _missing('held-out renders')
     shown = _evenly_spread(pairs, HELD_OUT_VIEWS)
-    figures = [_held_out_figure(path) for path in shown]
+    scores = {Path(view['frame']).stem: view['psnr']
+              for view in inputs.metrics.get('held_out_views', [])}
+    figures = [_held_out_figure(path, scores.get(path.stem)) for path in shown]
     count = f'{len(shown)} of {len(pairs)}' if len(shown) < len(pairs) else f'{len(pairs)}'
     steps = inputs.metrics.get('test_time_pose_steps', 'an unknown number of')
     return (f'<p>{count} held-out views, rendered after {steps} steps of test-time pose '
-            'refinement; PSNR of the 8-bit pair shown.</p>'
+            'refinement, with their PSNR; grey in a truth marks pixels its mask is unsure of '
+            '(the body, mostly), which are not scored.</p>'
             f'<div class="pairs">{"".join(figures)}</div>')
 
 
-def _held_out_figure(path):
-    """Return one render|truth pair with its PSNR, measured on the pair as it was written."""
+def _held_out_figure(path, score=None):
+    """Return one render|truth pair with its PSNR (measured on the pair when not given)."""
     try:
         pair = read_image(path)
     except SessionError:
         return _missing(path.name)
-    half = pair.shape[1] // 2
-    score = psnr(pair[:, :half] / 255.0, pair[:, half:2 * half] / 255.0)
+    if score is None:
+        half = pair.shape[1] // 2
+        score = psnr(pair[:, :half] / 255.0, pair[:, half:2 * half] / 255.0)
     return (f'<figure>{_img(pair, HELD_OUT_PX, path.stem)}<figcaption>render | truth — '
             f'{html.escape(path.stem)} — {score:.2f} dB</figcaption></figure>')
 

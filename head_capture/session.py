@@ -1,7 +1,8 @@
 """
 The capture session directory and its nerfstudio-layout ``transforms.json``.
 
-A session is one folder: ``frames/`` (keyframes as PNG), ``masks/`` (foreground masks) and
+A session is one folder: ``frames/`` (keyframes as PNG), ``masks/`` (foreground masks: 255
+head, 0 background, ``MASK_UNSURE`` where the segmentation cannot tell) and
 ``transforms.json``, which lists every frame with its metadata and, once known, its pose. The
 file is what the avatar trainer reads and what nerfstudio, instant-ngp and other tools read, so
 poses are stored the way they expect: camera-to-world 4x4 in OpenGL camera axes, principal
@@ -28,6 +29,8 @@ import numpy as np
 TRANSFORMS_FILE = 'transforms.json'
 FRAMES_DIR = 'frames'
 MASKS_DIR = 'masks'
+# A mask's grey: neither head nor background, so the avatar trains on neither there.
+MASK_UNSURE = 128
 # Live captures: every keyframe as taken, named by its stamp (the nodes' shared key).
 KEYFRAMES_DIR = 'keyframes'
 # Keys of transforms.json that describe the camera; everything else at the top level is kept.

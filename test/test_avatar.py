@@ -8,14 +8,16 @@ import cv2
 from head_capture.avatar import TrainingError
 from head_capture.avatar.barf import perturb, PoseCorrections
 from head_capture.avatar.config import AvatarConfig, load_avatar_config, NAMES
+from head_capture.avatar.evaluate import psnr
 from head_capture.avatar.fields import coarse_to_fine, GridField, MLPField
 from head_capture.avatar.rays import foreground_pixels, load_views, near_far, pixel_rays, \
     sample_pixels, Views
-from head_capture.avatar.render import render_rays, resample
+from head_capture.avatar.render import render_rays, resample, squared_error
 from head_capture.avatar.trainer import AvatarTrainer, CHECKPOINT, EVENTS
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
-from head_capture.session import FrameRecord, SessionError, Transforms, write_transforms
+from head_capture.session import FrameRecord, MASK_UNSURE, SessionError, Transforms, \
+    write_transforms
 import numpy as np
 import pytest
 import torch
@@ -189,7 +191,7 @@ def test_focused_rays_land_on_and_around_the_foreground():
     assert len(focus) == 5 * 4  # the patch grown by one pixel each way
     views = Views(torch.rand(3, 20, 30, 3), masks, None, None, None, ['a', 'b', 'c'], None)
     generator = torch.Generator().manual_seed(0)
-    frames, u, v, _, mask = sample_pixels(views, [0, 1, 2], 400, generator, focus, 0.25)
+    frames, u, v, _, mask, _ = sample_pixels(views, [0, 1, 2], 400, generator, focus, 0.25)
     near = (frames == 1) & (v >= 4) & (v <= 8) & (u >= 9) & (u <= 12)
     assert bool(near[:100].all()) and mask[:100].mean() > 0.2
     # The other rays are spread over all frames as without focus.
@@ -235,6 +237,35 @@ def test_a_session_s_wide_frames_train_cut_to_the_square_round_the_head(tmp_path
     # Without a head volume (a rendered dataset) the whole frame trains, as before.
     write_transforms(tmp_path / 'transforms.json', Transforms(camera, [frame]))
     assert load_views(tmp_path / 'transforms.json').images.shape == (1, 90, 160, 3)
+
+
+def test_what_a_mask_is_unsure_of_is_neither_trained_on_nor_scored(tmp_path):
+    # The mask: head (255) on the left, background (0) in the middle, unsure (grey) right.
+    mask = np.zeros((8, 12), np.uint8)
+    mask[:, :4], mask[:, 8:] = 255, MASK_UNSURE
+    cv2.imwrite(str(tmp_path / 'm.png'), mask)
+    cv2.imwrite(str(tmp_path / 'k.png'), np.full((8, 12, 3), 90, np.uint8))
+    frame = FrameRecord('k.png', w2c_to_c2w_opengl(np.eye(3), np.zeros(3)), 'm.png')
+    write_transforms(tmp_path / 'transforms.json',
+                     Transforms(Intrinsics.from_fov(12, 8, 50.0), [frame]))
+    views = load_views(tmp_path / 'transforms.json')
+    np.testing.assert_array_equal(views.weights[0].numpy(), (mask != MASK_UNSURE).astype(float))
+    np.testing.assert_array_equal(views.masks[0].numpy(), (mask == 255).astype(float))
+    # Shrunk, a pixel half over the unsure part keeps half its weight and its sure mask.
+    shrunk = load_views(tmp_path / 'transforms.json', 6)
+    np.testing.assert_allclose(shrunk.weights[0, 0].numpy(), [1, 1, 1, 1, 0, 0])
+    np.testing.assert_allclose(shrunk.masks[0, 0].numpy(), [1, 1, 0, 0, 0, 0])
+    # Weighted out of the loss and of the score.
+    rendered, target = torch.zeros(4, 3), torch.tensor([[0.0], [0.0], [1.0], [1.0]]).repeat(1, 3)
+    assert float(squared_error(rendered, target, torch.tensor([1.0, 1.0, 0.0, 0.0]))) == 0.0
+    assert float(squared_error(rendered, target)) == 0.5
+    image, truth = np.zeros((2, 2, 3)), np.zeros((2, 2, 3))
+    truth[1] = 1.0
+    assert psnr(image, truth, np.array([[1.0, 1.0], [0.0, 0.0]])) == 120.0
+    assert psnr(image, truth) == pytest.approx(3.01, abs=0.01)
+    # Binary masks (and renders' alpha) are sure everywhere: no weights, the loss as before.
+    cv2.imwrite(str(tmp_path / 'm.png'), np.where(mask == MASK_UNSURE, 0, mask))
+    assert load_views(tmp_path / 'transforms.json').weights is None
 
 
 def test_frames_of_a_distorting_lens_train_undistorted(tmp_path):

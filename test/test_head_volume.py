@@ -10,6 +10,7 @@ from head_capture.geometry import look_at_w2c
 from head_capture.landmarks.detector import Detection
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.resources import share_path
+from head_capture.session import MASK_UNSURE
 import numpy as np
 import pytest
 
@@ -146,3 +147,24 @@ def test_a_bounded_field_holds_density_only_inside_the_volume(template):
         expected = free(points, directions)[1] * torch.as_tensor(inside)
         torch.testing.assert_close(density, expected)
         assert (density[torch.as_tensor(inside)] > 0).all()
+
+
+def test_a_keyframe_mask_leaves_out_what_the_detector_is_unsure_of():
+    # A sharp head (its edge a band of middling values narrower than three mask cells), a wide
+    # region the network is unsure of below it (the body), and a column it never saw.
+    rows, columns = np.mgrid[0:120, 0:160]
+    radius = np.hypot(columns - 80, rows - 45)
+    probability = 1 / (1 + np.exp(-(30 - radius) / 0.6))
+    probability[85:, 20:140] = 0.3
+    probability[:, :10] = 0.5
+    detection = Detection(np.zeros((1, 2)), np.ones(1), np.ones(1), probability,
+                          (80.0, 45.0, 60.0), 1)
+    within = np.ones((120, 160), bool)
+    within[:, 150:] = False
+    mask = detection.head_mask(within)
+    assert set(np.unique(mask)) == {0, MASK_UNSURE, 255}
+    assert (mask[85:, 30:130] == MASK_UNSURE).all() and (mask[:, :10] == MASK_UNSURE).all()
+    # The head's edge is split at 0.5 as before, not left out.
+    near_edge = (np.abs(radius - 30) < 3) & (rows < 80)
+    np.testing.assert_array_equal(mask[near_edge], np.where(radius[near_edge] < 30, 255, 0))
+    assert (mask[:, 150:] == 0).all()

@@ -17,12 +17,14 @@ import cv2
 from head_capture.avatar.barf import PoseCorrections
 from head_capture.avatar.export import render_view
 from head_capture.avatar.rays import load_views, near_far, pixel_rays
-from head_capture.avatar.render import render_rays
+from head_capture.avatar.render import render_rays, squared_error
 from head_capture.geometry import camera_center, umeyama
 import numpy as np
 import torch
 
 TEST_POSE_LR = 1e-3
+# Held-out truth shows the pixels its mask is unsure of (not scored) in this grey.
+UNSURE_GREY = 0.5
 # What a stored score was measured with: a score under another protocol is not comparable.
 TEST_TIME_PROTOCOL = f'Adam, constant learning rate {TEST_POSE_LR:g}'
 
@@ -40,10 +42,11 @@ def carry_over(reference_train, refined_train, reference_held):
 
 
 def optimise_pose(fields, image, rotation, translation, intrinsics, config, background,
-                  steps=100, rays=1024, generator=None):
-    """Refine one camera against its image with the field frozen; return (R, t)."""
+                  steps=100, rays=1024, generator=None, weight=None):
+    """Refine one camera against its image (pixels ``weight``ed) with the field frozen."""
     device = next(fields.parameters()).device
     image, background = image.to(device), background.to(device)
+    weight = weight.to(device) if weight is not None else None
     correction = PoseCorrections(rotation[None], translation[None], gauge='none').to(device)
     optimiser = torch.optim.Adam(correction.parameters(), lr=TEST_POSE_LR)
     height, width = image.shape[:2]
@@ -58,7 +61,8 @@ def optimise_pose(fields, image, rotation, translation, intrinsics, config, back
             near, far = near_far(origins, config.scene_radius, config.near, config.far)
             outputs = render_rays(fields, origins, directions, near, far,
                                   (config.coarse_samples, config.fine_samples), background)
-            loss = torch.mean((outputs[-1][0] - image[v, u]) ** 2)
+            loss = squared_error(outputs[-1][0], image[v, u],
+                                 weight[v, u] if weight is not None else None)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -69,9 +73,11 @@ def optimise_pose(fields, image, rotation, translation, intrinsics, config, back
     return r[0].detach().cpu(), t[0].detach().cpu()
 
 
-def psnr(image, truth):
-    """Peak signal-to-noise ratio of images in [0, 1]."""
-    return float(-10.0 * np.log10(max(float(np.mean((image - truth) ** 2)), 1e-12)))
+def psnr(image, truth, weight=None):
+    """Peak signal-to-noise ratio of images in [0, 1], over ``weight``ed pixels."""
+    error = ((image - truth) ** 2).mean(-1)
+    mean = error.mean() if weight is None else (error * weight).sum() / max(weight.sum(), 1.0)
+    return float(-10.0 * np.log10(max(float(mean), 1e-12)))
 
 
 def ssim(image, truth):
@@ -128,17 +134,26 @@ def evaluate_views(trainer, views, frames, given, pose_steps=100, background=1.0
         for number, frame in enumerate(frames):
             mask = views.masks[frame][..., None]
             truth = views.images[frame] * mask + fill * (1 - mask)
+            weight = views.weights[frame] if views.weights is not None else None
             rotation = torch.tensor(start_r[number], dtype=torch.float32)
             translation = torch.tensor(start_t[number], dtype=torch.float32)
             if pose_steps > 0:
                 rotation, translation = optimise_pose(trainer.fields, truth, rotation,
                                                       translation, views.intrinsics, config,
-                                                      fill, pose_steps, generator=generator)
+                                                      fill, pose_steps, generator=generator,
+                                                      weight=weight)
             image = render_view(trainer.fields, rotation, translation, views.intrinsics,
                                 config, fill)[0]
-            results.append({'frame': views.names[frame], 'psnr': psnr(image, truth.numpy()),
-                            'ssim': ssim(image, truth.numpy()), 'image': image,
-                            'truth': truth.numpy()})
+            truth = truth.numpy()
+            if weight is not None:  # unsure pixels: not scored, shown grey
+                sure = weight.numpy()[..., None]
+                scored = truth * sure + image * (1 - sure)
+                shown = truth * sure + UNSURE_GREY * (1 - sure)
+            else:
+                scored = shown = truth
+            results.append({'frame': views.names[frame], 'ssim': ssim(image, scored),
+                            'psnr': psnr(image, truth, None if weight is None else sure[..., 0]),
+                            'image': image, 'truth': shown})
     return {'views': len(results), 'psnr': float(np.mean([r['psnr'] for r in results])),
             'ssim': float(np.mean([r['ssim'] for r in results])),
             'test_time_pose_steps': pose_steps, 'per_view': results}

@@ -14,7 +14,7 @@ import cv2
 from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
 from head_capture.capture.preprocess import undistort
 from head_capture.geometry import c2w_opengl_to_w2c
-from head_capture.session import read_transforms, resolve_inside, SessionError
+from head_capture.session import MASK_UNSURE, read_transforms, resolve_inside, SessionError
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,8 @@ class Views:
     Images (N, H, W, 3) and masks (N, H, W) in [0, 1], the shared camera, initial poses.
 
     ``volume`` is the head volume the source's masks were cut to (a ``HeadVolume``), if any.
+    ``weights`` (N, H, W) is the share of each pixel its mask is sure of (None: all of
+    every pixel); what a mask marks ``MASK_UNSURE`` is neither trained on nor scored.
     """
 
     images: torch.Tensor
@@ -36,6 +38,7 @@ class Views:
     names: list
     transforms: object
     volume: object = None
+    weights: torch.Tensor = None
 
     def __len__(self):
         return len(self.names)
@@ -69,7 +72,7 @@ def load_views(transforms_path, long_side=0):
         camera = camera.cropped(window[0], window[1], window[2], window[2])
     scale = 1.0 if long_side <= 0 else min(1.0, long_side / max(camera.width, camera.height))
     size = (max(1, round(camera.width * scale)), max(1, round(camera.height * scale)))
-    images, masks = [], []
+    images, masks, weights = [], [], []
     for frame in transforms.frames:
         path = resolve_inside(transforms_path.parent, frame.file_path)
         pixels = _cut(_read(path, cv2.IMREAD_UNCHANGED, 'image', lens), window)
@@ -78,16 +81,34 @@ def load_views(transforms_path, long_side=0):
         pixels = _shrink(pixels.astype(np.float32) / (
             65535.0 if pixels.dtype == np.uint16 else 255.0), size)
         images.append(pixels[..., 2::-1])
-        mask = pixels[..., 3] if pixels.shape[2] == 4 else None
+        mask, weight = pixels[..., 3] if pixels.shape[2] == 4 else None, None
         if mask is None and frame.mask_path:
-            mask = _cut(_read(resolve_inside(transforms_path.parent, frame.mask_path),
-                              cv2.IMREAD_GRAYSCALE, 'mask', lens), window)
-            mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+            mask, weight = _sure_mask(_cut(_read(
+                resolve_inside(transforms_path.parent, frame.mask_path),
+                cv2.IMREAD_GRAYSCALE, 'mask', lens), window), size)
         masks.append(np.ones(pixels.shape[:2], np.float32) if mask is None else mask)
+        weights.append(weight)
     return Views(torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(masks)),
                  camera.resized(*size) if size != (camera.width, camera.height) else camera,
                  torch.from_numpy(rotations).float(), torch.from_numpy(translations).float(),
-                 [f.file_path for f in transforms.frames], transforms, volume)
+                 [f.file_path for f in transforms.frames], transforms, volume,
+                 _stack_weights(weights, masks))
+
+
+def _sure_mask(mask, size):
+    """Return a stored mask shrunk to ``size`` in [0, 1] over its sure pixels, and their share."""
+    sure = (mask != MASK_UNSURE).astype(np.float32)
+    weight = cv2.resize(sure, size, interpolation=cv2.INTER_AREA)
+    value = cv2.resize(mask.astype(np.float32) / 255 * sure, size, interpolation=cv2.INTER_AREA)
+    return value / np.maximum(weight, 1e-6), weight
+
+
+def _stack_weights(weights, masks):
+    """Return the (N, H, W) weights, None when every mask is sure of every pixel."""
+    if all(w is None or w.min() == 1.0 for w in weights):
+        return None
+    return torch.from_numpy(np.stack([np.ones_like(m) if w is None else w
+                                      for w, m in zip(weights, masks)]))
 
 
 def _head_volume(transforms, path):
@@ -182,7 +203,7 @@ def foreground_pixels(masks, frames, margin):
 
 def sample_pixels(views, frames, count, generator, focus=None, focus_share=0.0):
     """
-    Return a random batch: frame index, pixel (u, v), colour and mask of ``count`` rays.
+    Return a random batch: frame index, pixel (u, v), colour, mask and weight of ``count`` rays.
 
     A ``focus_share`` of the rays is drawn from the flat pixel indices ``focus`` (see
     ``foreground_pixels``), the rest uniformly over ``frames``.
@@ -196,4 +217,6 @@ def sample_pixels(views, frames, count, generator, focus=None, focus_share=0.0):
         pick = focus[torch.randint(len(focus), (focused,), generator=generator)]
         which[:focused], v[:focused], u[:focused] = (pick // (height * width),
                                                      pick // width % height, pick % width)
-    return which, u.float(), v.float(), views.images[which, v, u], views.masks[which, v, u]
+    weight = views.weights[which, v, u] if views.weights is not None else None
+    return (which, u.float(), v.float(), views.images[which, v, u], views.masks[which, v, u],
+            weight)

@@ -106,3 +106,11 @@ def _render_sampled(fields, origins, directions, near, far, samples, background,
                                                  background)
         outputs.append((rgb, opacity, depth))
     return outputs
+
+
+def squared_error(rendered, target, weight=None):
+    """Mean squared colour error of a batch of rays, each weighted (None: all alike)."""
+    error = (rendered - target) ** 2
+    if weight is None:
+        return error.mean()
+    return (error * weight[..., None]).sum() / (3 * weight.sum().clamp_min(1.0))

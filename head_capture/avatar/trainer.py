@@ -31,7 +31,7 @@ from head_capture.avatar.export import render_view, write_mesh, write_turntable
 from head_capture.avatar.fields import make_field
 from head_capture.avatar.rays import foreground_pixels, holdout_split, load_views, near_far, \
     pixel_rays, sample_pixels
-from head_capture.avatar.render import render_rays
+from head_capture.avatar.render import render_rays, squared_error
 from head_capture.config import build
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
 from head_capture.session import (FrameRecord, Transforms, write_bytes_atomic,
@@ -195,8 +195,8 @@ class AvatarTrainer:
         for optimizer, at in ((self.field_optimizer, share), (self.pose_optimizer, pose_share)):
             for group in optimizer.param_groups:
                 group['lr'] = decayed(group['lr_pair'], at) * self.lr_scale
-        frames, u, v, colour, mask = sample_pixels(self.views, self.train_ids, cfg.rays,
-                                                   self.generator, self.focus, cfg.focus_share)
+        frames, u, v, colour, mask, weight = sample_pixels(
+            self.views, self.train_ids, cfg.rays, self.generator, self.focus, cfg.focus_share)
         local = self._local_index(frames)
         rotations, translations = self.poses(local.to(self.device))
         origins, directions = pixel_rays(self.views.intrinsics, rotations, translations,
@@ -208,7 +208,8 @@ class AvatarTrainer:
         outputs = render_rays(self.fields, origins, directions, near, far,
                               (cfg.coarse_samples, cfg.fine_samples), background, share,
                               self.c2f, self.generator)
-        losses = [torch.mean((rgb - target) ** 2) for rgb, _, _ in outputs]
+        weight = weight.to(self.device) if weight is not None else None
+        losses = [squared_error(rgb, target, weight) for rgb, _, _ in outputs]
         loss = sum(losses)
         self.field_optimizer.zero_grad(set_to_none=True)
         self.pose_optimizer.zero_grad(set_to_none=True)
@@ -329,7 +330,10 @@ class AvatarTrainer:
                 write_image_atomic(self.out / 'held_out' / f'{Path(view["frame"]).stem}.png',
                                    (pair * 255).round().astype(np.uint8))
             made.update(held_out_psnr=held['psnr'], held_out_ssim=held['ssim'],
-                        test_time_pose_steps=cfg.test_pose_steps)
+                        test_time_pose_steps=cfg.test_pose_steps,
+                        held_out_views=[{'frame': v['frame'], 'psnr': round(v['psnr'], 3),
+                                         'ssim': round(v['ssim'], 4)}
+                                        for v in held['per_view']])
         training = tuple(p.detach().cpu().double().numpy() for p in self.poses())
         # The orbit cameras look at the head's centre: the view's middle, wherever the
         # training views were cut from their frames.

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import cv2
+from head_capture.session import MASK_UNSURE
 import numpy as np
 
 # The crop side over the head box side: training views show the head at 0.3..0.75 of the view.
@@ -27,6 +28,11 @@ MAX_SIGMA_SHARE = 0.08
 REFINE_PASSES = 2
 # A crop has settled when the head box it yields moves less than this share of its side.
 SETTLED = 0.15
+# Mask probabilities nearer 0.5 than this are unsure, in regions at least UNSURE_CELLS of the
+# mask head's MASK_CELLS wide (a sharp silhouette's edge is narrower).
+UNSURE_WITHIN = 0.45
+UNSURE_CELLS = 2
+MASK_CELLS = 64
 
 
 class ModelError(RuntimeError):
@@ -56,14 +62,21 @@ class Detection:
 
     def head_mask(self, within=None):
         """
-        Return the head mask as a uint8 image (255 = head), as sessions store it.
+        Return the head mask as a uint8 image, as sessions store it.
 
+        255 is head, 0 background, ``MASK_UNSURE`` a region the network is unsure of (the
+        body below the head, mostly) or never saw (outside its crop): views disagree there, and
+        an avatar trained on them fills the region with haze. The thin band of middling values
+        along every sharp silhouette is not such a region; it stays split at 0.5.
         ``within``: a bool image of the pixels that can show the head; the rest is background.
         """
-        mask = self.mask > 0.5
+        unsure = (np.abs(self.mask - 0.5) < UNSURE_WITHIN).astype(np.uint8)
+        side = 1 + 2 * round(UNSURE_CELLS * self.box[2] * CROP_OVER_HEAD / MASK_CELLS / 2)
+        unsure = cv2.morphologyEx(unsure, cv2.MORPH_OPEN, np.ones((side, side), np.uint8)) > 0
+        mask = np.where(unsure, MASK_UNSURE, np.where(self.mask > 0.5, 255, 0))
         if within is not None:
-            mask &= within
-        return (mask * 255).astype(np.uint8)
+            mask[~within] = 0
+        return mask.astype(np.uint8)
 
     def to_json(self):
         """Plain dict for JSON files and ROS String messages."""
@@ -220,8 +233,9 @@ class LandmarkDetector:
     def _frame_mask(self, mask, warp, frame_shape):
         full = cv2.resize(mask.astype(np.float32), (self.size, self.size),
                           interpolation=cv2.INTER_LINEAR)
+        # Outside the crop the network saw nothing: 0.5, neither head nor background.
         return cv2.warpAffine(full, _invert(warp), (frame_shape[1], frame_shape[0]),
-                              flags=cv2.INTER_LINEAR)
+                              flags=cv2.INTER_LINEAR, borderValue=0.5)
 
     def detect(self, frame, box=None, refine=False):
         """
