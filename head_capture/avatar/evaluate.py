@@ -144,16 +144,13 @@ def evaluate_views(trainer, views, frames, given, pose_steps=100, background=1.0
                                                       weight=weight)
             image = render_view(trainer.fields, rotation, translation, views.intrinsics,
                                 config, fill)[0]
-            truth = truth.numpy()
-            if weight is not None:  # unsure pixels: not scored, shown grey
-                sure = weight.numpy()[..., None]
-                scored = truth * sure + image * (1 - sure)
-                shown = truth * sure + UNSURE_GREY * (1 - sure)
-            else:
-                scored = shown = truth
-            results.append({'frame': views.names[frame], 'ssim': ssim(image, scored),
-                            'psnr': psnr(image, truth, None if weight is None else sure[..., 0]),
-                            'image': image, 'truth': shown})
+            truth = scored = shown = truth.numpy()
+            sure = weight.numpy() if weight is not None else None
+            if sure is not None:  # unsure pixels: not scored, shown grey
+                scored = truth * sure[..., None] + image * (1 - sure[..., None])
+                shown = truth * sure[..., None] + UNSURE_GREY * (1 - sure[..., None])
+            results.append({'frame': views.names[frame], 'psnr': psnr(image, truth, sure),
+                            'ssim': ssim(image, scored), 'image': image, 'truth': shown})
     return {'views': len(results), 'psnr': float(np.mean([r['psnr'] for r in results])),
             'ssim': float(np.mean([r['ssim'] for r in results])),
             'test_time_pose_steps': pose_steps, 'per_view': results}

@@ -81,7 +81,8 @@ def load_views(transforms_path, long_side=0):
         pixels = _shrink(pixels.astype(np.float32) / (
             65535.0 if pixels.dtype == np.uint16 else 255.0), size)
         images.append(pixels[..., 2::-1])
-        mask, weight = pixels[..., 3] if pixels.shape[2] == 4 else None, None
+        mask = pixels[..., 3] if pixels.shape[2] == 4 else None
+        weight = None
         if mask is None and frame.mask_path:
             mask, weight = _sure_mask(_cut(_read(
                 resolve_inside(transforms_path.parent, frame.mask_path),
