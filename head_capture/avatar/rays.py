@@ -97,8 +97,15 @@ def load_views(transforms_path, long_side=0):
 
 
 def _sure_mask(mask, size):
-    """Return a stored mask shrunk to ``size`` in [0, 1] over its sure pixels, and their share."""
-    sure = (mask != MASK_UNSURE).astype(np.float32)
+    """
+    Return a stored mask shrunk to ``size`` in [0, 1] over its sure pixels, and their share.
+
+    The share is None when the mask is sure of every pixel (a binary mask).
+    """
+    unsure = mask == MASK_UNSURE
+    if not unsure.any():
+        return cv2.resize(mask, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255, None
+    sure = (~unsure).astype(np.float32)
     weight = cv2.resize(sure, size, interpolation=cv2.INTER_AREA)
     value = cv2.resize(mask.astype(np.float32) / 255 * sure, size, interpolation=cv2.INTER_AREA)
     return value / np.maximum(weight, 1e-6), weight
@@ -106,7 +113,7 @@ def _sure_mask(mask, size):
 
 def _stack_weights(weights, masks):
     """Return the (N, H, W) weights, None when every mask is sure of every pixel."""
-    if all(w is None or w.min() == 1.0 for w in weights):
+    if all(w is None for w in weights):
         return None
     return torch.from_numpy(np.stack([np.ones_like(m) if w is None else w
                                       for w, m in zip(weights, masks)]))
