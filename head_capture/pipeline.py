@@ -93,15 +93,15 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
     """
     Landmarks, head mask and PnP pose of every keyframe, stored in the session.
 
-    A keyframe without a pose stays listed, with the reason, and is left out of training.
-    Returns the number registered.
+    ``template``: the ``HeadTemplate`` PnP solves against. A keyframe without a pose stays
+    listed, with the reason, and is left out of training. Returns the number registered.
     """
     camera = session.transforms.intrinsics
-    volume = HeadVolume.around(template)
+    volume = HeadVolume.of_template(template)
     registered = 0
     for index, frame in enumerate(session.frames):
         detection, estimate = detect_and_solve(session.image(index), camera, detector,
-                                               template, config, mirror=True)
+                                               template.positions, config, mirror=True)
         if detection.usable:
             session.write_mask(index, keyframe_mask(detection, estimate, camera, volume))
         frame.c2w = (w2c_to_c2w_opengl(estimate.rotation, estimate.translation)
@@ -225,14 +225,14 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     log(f'keyframes: {steps["keyframes"]["keyframes"]} in {job.session_dir}')
 
     session = Session.load(job.session_dir)
-    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    template = HeadTemplate.load(share_path('models', 'head_template.json'))
     if 'poses' not in steps:
         detector = LandmarkDetector(model or default_model_path())
         with progress('landmarks, masks + PnP', len(session.frames)) as advance:
             registered = register_session(session, detector, template, pose_config, advance)
         steps['poses'] = {'registered': registered, 'keyframes': len(session.frames)}
         job.save_state(state)
-    elif keep_in_session(session, HeadVolume.around(template)):
+    elif keep_in_session(session, HeadVolume.of_template(template)):
         log('the session had no head volume (registered before sessions kept one): it now '
             'holds the one its masks were cut to')
     log(f'poses: {steps["poses"]["registered"]} of {steps["poses"]["keyframes"]} keyframes '

@@ -20,6 +20,7 @@ import cv2
 from head_capture.avatar.evaluate import psnr
 from head_capture.avatar.trainer import CHECKPOINT, EVENTS, PREVIEW, STAGE1_TRANSFORMS
 from head_capture.capture.coverage import Coverage, coverage_image, View
+from head_capture.capture.head_volume import META_KEY as HEAD_VOLUME
 from head_capture.geometry import c2w_opengl_to_w2c, umeyama
 from head_capture.pose_evaluation import evaluate, frame_key
 from head_capture.session import KEYFRAMES_DIR, read_image, read_transforms, SessionError, \
@@ -629,13 +630,17 @@ def _held_out_figure(path, score=None):
 
 
 def _turntable_section(inputs):
-    """Return the turntable video, embedded."""
+    """Return the turntable video, embedded, and where the avatar ends."""
     path = inputs.avatar_dir / 'turntable.mp4' if inputs.avatar_dir is not None else None
     if path is None or not path.is_file():
         return _missing('turntable video')
     payload = base64.b64encode(path.read_bytes()).decode()
+    volume = inputs.session.meta.get(HEAD_VOLUME) if inputs.session is not None else None
+    ends = ('<p>The avatar ends at the neck: the keyframes call collar and shoulders head '
+            'from some sides and background from others, so the turntable and the mesh leave '
+            'them out.</p>' if isinstance(volume, dict) and 'neck' in volume else '')
     return ('<video controls loop muted autoplay playsinline>'
-            f'<source type="video/mp4" src="data:video/mp4;base64,{payload}"></video>')
+            f'<source type="video/mp4" src="data:video/mp4;base64,{payload}"></video>{ends}')
 
 
 def _file_size(count):

@@ -379,7 +379,9 @@ def test_fields_train_in_the_scaled_head_volume_and_render_cut_to_it(toy_scene, 
     from head_capture.avatar.export import render_view
 
     data = json.loads(toy_scene.read_text())
-    data['head_volume'] = {'centre': [0.0, 0.0, 0.0], 'semi_axes': [0.4, 0.4, 0.4]}
+    data['head_volume'] = {'centre': [0.0, 0.0, 0.0], 'semi_axes': [0.4, 0.4, 0.4],
+                           'neck': {'centre': [0.0, 0.0], 'semi_axes': [0.1, 0.1],
+                                    'top': -0.1, 'base': -0.2}}
     bounded = toy_scene.with_name('scaled.json')
     bounded.write_text(json.dumps(data))
     config = AvatarConfig(**{**TOY, 'stage1_steps': 2, 'stage2_steps': 1, 'support_scale': 1.5})
@@ -403,6 +405,14 @@ def test_fields_train_in_the_scaled_head_volume_and_render_cut_to_it(toy_scene, 
         shown = render_view(trainer.fields, rotation, translation, camera, config, (1.0,) * 3)[1]
     assert all(f.support_axes.tolist() == pytest.approx([0.6] * 3) for f in trainer.fields)
     assert np.all(trained[between] > 0) and np.all(shown[between] == 0)
+    # Views render the whole volume; the avatar's turntable and mesh leave out the body's part.
+    beside_and_in_the_neck = torch.tensor([[0.0, 0.2, -0.15], [0.0, 0.0, -0.15]])
+    directions = torch.tensor([[1.0, 0.0, 0.0]] * 2)
+    for bust, expected in ((False, [True, True]), (True, [False, True])):
+        with trainer.displayed(bust=bust):
+            for field in trainer.fields:
+                density = field(beside_and_in_the_neck, directions)[1]
+                assert (density > 0).tolist() == expected
     with pytest.raises(ValueError, match='support_scale'):
         AvatarConfig(support_scale=0.9)
 

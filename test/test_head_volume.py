@@ -20,6 +20,12 @@ def template():
     return HeadTemplate.load(share_path('models', 'head_template.json')).positions
 
 
+@pytest.fixture(scope='module')
+def volume():
+    # The volume sessions keep: round the template, with its neck.
+    return HeadVolume.of_template(HeadTemplate.load(share_path('models', 'head_template.json')))
+
+
 def front_camera(elevation_deg=30.0, distance=0.6, size=(80, 60), fov_deg=40.0):
     elevation = np.radians(elevation_deg)
     centre = distance * np.array([np.cos(elevation), 0.0, np.sin(elevation)])
@@ -41,23 +47,37 @@ def test_the_volume_holds_every_landmark_with_the_margin(template):
     np.testing.assert_allclose(wider.semi_axes - volume.semi_axes, 0.05)
 
 
-def test_seen_pixels_are_those_whose_ray_meets_the_ellipsoid(template):
-    volume = HeadVolume.around(template)
-    camera, rotation, translation = front_camera()
-    seen = volume.seen(camera, rotation, translation)
-    # Brute force: march every pixel's ray in 1 mm steps and look for a point inside.
+@pytest.mark.parametrize('elevation_deg', [30.0, -20.0, 0.0])
+def test_seen_pixels_are_those_whose_ray_meets_the_ellipsoid(volume, elevation_deg):
+    camera, rotation, translation = front_camera(elevation_deg)
+    seen, body = volume.crossing(camera, rotation, translation)
+    np.testing.assert_array_equal(volume.seen(camera, rotation, translation), seen)
+    # Brute force: march every pixel's ray in 1 mm steps and look for a point inside, and
+    # for one inside below the neck.
     rows, cols = np.indices((camera.height, camera.width))
     directions = camera.rays(cols, rows) @ rotation
     directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
     origin = -rotation.T @ translation
     steps = np.arange(0.0, 1.2, 0.001)
-    inside = np.zeros(seen.shape, bool)
+    inside, below = np.zeros(seen.shape, bool), np.zeros(seen.shape, bool)
     for chunk in np.array_split(steps, 40):
         points = origin + directions[..., None, :] * chunk[:, None]
         radius = np.linalg.norm((points - volume.centre) / volume.semi_axes, axis=-1)
         inside |= (radius <= 1.0).any(-1)
-    assert 0.1 < seen.mean() < 0.9
+        below |= ((radius <= 1.0) & (points[..., 2] < volume.neck.base)).any(-1)
+    assert 0.1 < seen.mean() < 0.9 and 0.02 < body.mean() < 0.5 * seen.mean()
     assert (seen != inside).sum() <= 2  # rays that only graze the surface
+    assert (body != below).sum() <= 6  # rays that graze the neck's base, at 1 mm steps
+
+
+def test_the_body_s_part_lies_below_the_head_and_round_the_neck(volume, template):
+    neck = volume.neck
+    assert neck.base < neck.top < volume.centre[2]
+    assert not neck.holds_body(template).any()  # no landmark, the neck's included
+    beside_the_neck = np.array([[0.0, 0.12, -0.11], [-0.1, 0.0, -0.11]])
+    in_the_neck = np.array([[0.01, 0.0, -0.11], [0.01, 0.0, -0.13]])
+    assert neck.holds_body(beside_the_neck).all()
+    assert neck.holds_body(in_the_neck).tolist() == [False, True]
 
 
 def test_the_head_is_kept_and_the_shoulders_and_room_are_cut(template):
@@ -116,28 +136,59 @@ def test_a_keyframe_trains_on_the_detector_mask_cut_to_the_head(template):
     assert (unposed == 255).all()
 
 
-def test_the_volume_travels_in_a_transforms_entry_and_a_bad_entry_is_refused(template):
-    volume = HeadVolume.around(template)
+def test_background_whose_ray_crosses_the_volume_below_the_neck_is_unsure(volume):
+    # Seen from above, the detector calls the shoulders background; from the side, head.
+    camera, rotation, translation = front_camera(40.0)
+    seen, body = volume.crossing(camera, rotation, translation)
+    assert body.any()
+    posed = PoseEstimate(rotation, translation)
+
+    def mask_called(probability):
+        detection = Detection(np.zeros((1, 2)), np.ones(1), np.ones(1),
+                              np.full((camera.height, camera.width), probability),
+                              (40.0, 30.0, 40.0), 1)
+        return keyframe_mask(detection, posed, camera, volume)
+
+    np.testing.assert_array_equal(mask_called(0.0), np.where(body, MASK_UNSURE, 0))
+    np.testing.assert_array_equal(mask_called(1.0), seen * 255)
+    # A volume stored before sessions kept the neck marks no body.
+    old = HeadVolume(volume.centre, volume.semi_axes)
+    assert not old.crossing(camera, rotation, translation)[1].any()
+
+
+def test_the_volume_travels_in_a_transforms_entry_and_a_bad_entry_is_refused(volume):
     again = HeadVolume.from_meta(json.loads(json.dumps(volume.as_meta())))
     np.testing.assert_allclose(again.semi_axes, volume.semi_axes, atol=5e-5)
     np.testing.assert_allclose(again.centre, volume.centre, atol=5e-5)
+    np.testing.assert_allclose(np.r_[again.neck.centre, again.neck.semi_axes],
+                               np.r_[volume.neck.centre, volume.neck.semi_axes], atol=5e-5)
+    assert (again.neck.top, again.neck.base) == pytest.approx(
+        (volume.neck.top, volume.neck.base), abs=5e-5)
+    older = HeadVolume.from_meta({'centre': [0, 0, 0], 'semi_axes': [1, 1, 1]})
+    assert older.neck is None and 'neck' not in older.as_meta()
+    neck = volume.neck.as_meta()
     for bad in ({'centre': [0, 0, 0]}, {'centre': [0, 0], 'semi_axes': [1, 1, 1]},
                 {'centre': [0, 0, 0], 'semi_axes': [1, 0, 1]}, [1, 2, 3],
-                {'centre': [0, 0, 'x'], 'semi_axes': [1, 1, 1]}):
+                {'centre': [0, 0, 'x'], 'semi_axes': [1, 1, 1]},
+                {'centre': [0, 0, 0], 'semi_axes': [1, 1, 1], 'neck': 'low'},
+                {'centre': [0, 0, 0], 'semi_axes': [1, 1, 1], 'neck': {**neck, 'top': 'x'}},
+                {'centre': [0, 0, 0], 'semi_axes': [1, 1, 1],
+                 'neck': {**neck, 'base': neck['top'] + 0.01}}):
         with pytest.raises(ValueError, match='head_volume'):
             HeadVolume.from_meta(bad)
 
 
-def test_a_bounded_field_holds_density_only_inside_the_volume(template):
+def test_a_bounded_field_holds_density_only_inside_the_volume(volume):
     import torch
 
     from head_capture.avatar.fields import GridField, MLPField
 
-    volume = HeadVolume.around(template)
     points = (torch.rand(4000, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 0.3
     directions = torch.nn.functional.normalize(torch.ones_like(points), dim=-1)
     inside = (((points.double().numpy() - volume.centre) / volume.semi_axes) ** 2).sum(-1) <= 1
     assert 0.05 < inside.mean() < 0.5
+    head = ~volume.neck.holds_body(points.numpy())
+    assert (inside & ~head).sum() > 10
     for kind in (GridField, MLPField):
         torch.manual_seed(1)
         free = kind(scale=0.3)
@@ -147,6 +198,9 @@ def test_a_bounded_field_holds_density_only_inside_the_volume(template):
         expected = free(points, directions)[1] * torch.as_tensor(inside)
         torch.testing.assert_close(density, expected)
         assert (density[torch.as_tensor(inside)] > 0).all()
+        bounded.bound_to((volume.centre, volume.semi_axes, volume.neck.holds_body))  # bust
+        torch.testing.assert_close(bounded(points, directions)[1],
+                                   expected * torch.as_tensor(head))
 
 
 def test_a_keyframe_mask_leaves_out_what_the_detector_is_unsure_of():

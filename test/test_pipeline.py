@@ -36,8 +36,9 @@ def test_reconstruct_runs_every_step_then_resumes_and_skips(capture, tmp_path, t
     matched = Transforms(truth.intrinsics, [
         FrameRecord(f.file_path, truth.frames[f.meta['source_index']].c2w) for f in posed])
     assert evaluate(session, matched)['rotation_deg']['mean'] < 10.0
-    # The volume the masks were cut to goes with them: the avatar's fields keep within it.
-    assert set(session.meta[HEAD_VOLUME]) == {'centre', 'semi_axes'}
+    # The volume the masks were cut to goes with them: the avatar's fields keep within it,
+    # and its turntable and mesh end at the neck.
+    assert set(session.meta[HEAD_VOLUME]) == {'centre', 'semi_axes', 'neck'}
 
     # The avatar and its report.
     avatar = out / 'session' / 'avatar'
@@ -109,7 +110,7 @@ def test_a_head_far_from_the_frame_s_centre_is_kept_whole(capture, tmp_path):
     session = report.session
     assert session.transforms.intrinsics.width == 500
     assert session.image(0).shape[:2] == (180, 500)
-    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    template = HeadTemplate.load(share_path('models', 'head_template.json'))
     registered = register_session(session, LandmarkDetector(default_model_path()), template)
     assert registered >= 8
     posed = [f for f in session.frames if f.c2w is not None]

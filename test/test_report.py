@@ -88,6 +88,21 @@ def test_the_report_is_one_file_with_every_section(report, reconstruction):
     assert page.count('render | truth') == 6 and page.count('<img') == 30 + 6 + 1
 
 
+def test_the_turntable_says_where_the_avatar_ends(reconstruction, tmp_path):
+    session, avatar, _ = reconstruction
+    page = write_report(session, avatar, tmp_path / 'a.html').read_text()
+    assert 'ends at the neck' not in _section(page, 'turntable')  # no head volume
+    with_neck = tmp_path / 'session'
+    shutil.copytree(session, with_neck, ignore=shutil.ignore_patterns('avatar'))
+    data = json.loads((with_neck / 'transforms.json').read_text())
+    data['head_volume'] = {'centre': [0, 0, 0], 'semi_axes': [1, 1, 1],
+                           'neck': {'centre': [0, 0], 'semi_axes': [0.1, 0.1], 'top': -0.1,
+                                    'base': -0.2}}
+    (with_neck / 'transforms.json').write_text(json.dumps(data))
+    page = write_report(with_neck, avatar, tmp_path / 'b.html').read_text()
+    assert 'ends at the neck' in _section(page, 'turntable')
+
+
 def _chromium():
     found = next((shutil.which(name) for name in ('chromium', 'chromium-browser',
                                                   'google-chrome') if shutil.which(name)), None)

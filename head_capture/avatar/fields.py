@@ -56,8 +56,9 @@ class BoundedField(nn.Module):
     """
     A field's support: the cube of half-side ``scale``, cut to an ellipsoid when one is given.
 
-    ``support`` is (centre, semi_axes) in scene units. It is not part of the state dict: it
-    comes with the data the field is trained on.
+    ``support`` is (centre, semi_axes) in scene units, or (centre, semi_axes, left_out) with
+    ``left_out`` a function marking the points (..., 3) of the ellipsoid it leaves out. It is
+    not part of the state dict: it comes with the data the field is trained on.
     """
 
     def __init__(self, scale, support=None):
@@ -68,16 +69,19 @@ class BoundedField(nn.Module):
         self.bound_to(support)
 
     def bound_to(self, support):
-        """Move the support to ``support`` ((centre, semi_axes), or None for the cube alone)."""
-        centre, axes = support if support is not None else (np.zeros(3), np.full(3, np.inf))
+        """Move the support to ``support`` (see the class; None for the cube alone)."""
+        centre, axes, *left_out = (support if support is not None
+                                   else (np.zeros(3), np.full(3, np.inf)))
         self.support_centre.copy_(torch.as_tensor(centre, dtype=torch.float32))
         self.support_axes.copy_(torch.as_tensor(axes, dtype=torch.float32))
+        self.left_out = left_out[0] if left_out else None
 
     def inside(self, points):
         """Return where ``points`` (..., 3) may hold density."""
         in_cube = ((points / self.scale).abs() <= 1.0).all(-1)
         radius = (((points - self.support_centre) / self.support_axes) ** 2).sum(-1)
-        return in_cube & (radius <= 1.0)
+        inside = in_cube & (radius <= 1.0)
+        return inside if self.left_out is None else inside & ~self.left_out(points)
 
     def crossed_by(self, origins, directions, near, far):
         """

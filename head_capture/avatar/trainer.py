@@ -14,7 +14,7 @@ says so.
 """
 
 from contextlib import contextmanager
-from dataclasses import astuple, replace
+from dataclasses import replace
 import io
 import itertools
 import json
@@ -93,10 +93,14 @@ class AvatarTrainer:
                                 'it, or choose another --out')
         self.data = str(Path(data).resolve())
         self.views = load_views(data, config.image_size)
-        # Where the fields may hold density while training, and in what they render.
-        self.support = None if self.views.volume is None else astuple(self.views.volume)
-        self.training_support = None if self.support is None else (
-            self.support[0], self.support[1] * config.support_scale)
+        # Where the fields may hold density while training, in what they render views, and
+        # in what they show as the avatar (the head down to its neck).
+        volume = self.views.volume
+        self.support = None if volume is None else (volume.centre, volume.semi_axes)
+        self.training_support = None if volume is None else (
+            volume.centre, volume.semi_axes * config.support_scale)
+        self.bust = None if volume is None or volume.neck is None else (
+            volume.centre, volume.semi_axes, volume.neck.holds_body)
         self.train_ids, self.held_ids = holdout_split(len(self.views), config.holdout_every)
         self.focus = (foreground_pixels(self.views.masks, self.train_ids, config.focus_margin)
                       if config.focus_share > 0 else None)
@@ -339,7 +343,7 @@ class AvatarTrainer:
         # training views were cut from their frames.
         camera = self.views.intrinsics
         orbit_camera = replace(camera, cx=(camera.width - 1) / 2, cy=(camera.height - 1) / 2)
-        with self.displayed():
+        with self.displayed(bust=True):
             if cfg.turntable_frames:
                 write_turntable(self.out / 'turntable.mp4', self.fields, *training,
                                 orbit_camera, cfg, cfg.turntable_frames)
@@ -352,10 +356,15 @@ class AvatarTrainer:
         return made
 
     @contextmanager
-    def displayed(self):
-        """Cut the fields to the head volume itself while rendering (see ``support_scale``)."""
+    def displayed(self, bust=False):
+        """
+        Cut the fields to the head volume itself while rendering (see ``support_scale``).
+
+        With ``bust``, cut them below the neck as well: the avatar's turntable and mesh end
+        there. Views are rendered whole, as the masks they are scored on keep the collar.
+        """
         for field in self.fields:
-            field.bound_to(self.support)
+            field.bound_to(self.bust if bust and self.bust else self.support)
         try:
             yield
         finally:

@@ -9,33 +9,109 @@ and the template's misfit) cuts every keyframe's mask the same way in 3D: a pixe
 misses it cannot show the head, whatever the mask says. The session stores the volume
 (``META_KEY``) and the avatar's fields hold no density outside it: what one view's cut mask
 still shows of the collar cannot float round the head as haze.
+
+The ellipsoid's bottom holds the body too: chest and shoulders below the neck's base, and
+shoulders rising beside the neck up to the head. The detector calls them background from
+above and head from the side. Background whose ray crosses the volume below the neck's base
+is not taken for the room: the mask marks it unsure. What views still disagree on beside the
+neck makes haze there, so the avatar's turntable and mesh end at the neck (``Neck``).
 """
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 # Hair and the real head's misfit to the average template (m) beyond the landmarks' extent.
 HEAD_MARGIN_M = 0.05
+# The neck's misfit to the template's neck landmarks (m), round them and below them.
+NECK_MARGIN_M = 0.01
 # Where a session's transforms.json keeps the volume its masks were cut to.
 META_KEY = 'head_volume'
 
 
 @dataclass(frozen=True)
+class Neck:
+    """
+    The neck as an upright elliptic column in the head frame (metres).
+
+    Below ``top`` (the head's lowest point) the body lies outside the column; below ``base``
+    (the neck's lowest point) it fills it too. Keyframe masks leave background below the base
+    unsure (``HeadVolume.crossing``); the avatar's outputs leave out the whole body's part.
+    """
+
+    centre: tuple  # (x, y)
+    semi_axes: tuple  # (x, y)
+    top: float
+    base: float
+
+    @classmethod
+    def around(cls, neck, head, margin=NECK_MARGIN_M):
+        """Return the column round the ``neck`` points, below the other ``head`` points."""
+        neck = np.asarray(neck, np.float64)
+        low, high = neck[:, :2].min(0), neck[:, :2].max(0)
+        centre, half = (low + high) / 2, np.maximum((high - low) / 2, 1e-6)
+        reach = np.linalg.norm((neck[:, :2] - centre) / half, axis=1).max()
+        return cls(tuple(centre.tolist()), tuple((half * reach + margin).tolist()),
+                   float(np.min(np.asarray(head)[:, 2]) - margin),
+                   float(neck[:, 2].min() - margin))
+
+    def holds_body(self, points):
+        """Return where ``points`` (..., 3), numpy or torch, lie in the body's part."""
+        (cx, cy), (ax, ay) = self.centre, self.semi_axes
+        x, y, z = points[..., 0], points[..., 1], points[..., 2]
+        outside = ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 > 1.0
+        return (z < self.top) & (outside | (z < self.base))
+
+    def as_meta(self):
+        """Return the neck as a transforms.json entry (millimetre precision)."""
+        return {'centre': np.round(self.centre, 4).tolist(),
+                'semi_axes': np.round(self.semi_axes, 4).tolist(),
+                'top': round(self.top, 4), 'base': round(self.base, 4)}
+
+    @classmethod
+    def from_meta(cls, entry):
+        """Return the neck a transforms.json entry describes; ValueError if it is not one."""
+        try:
+            centre = np.asarray(entry['centre'], np.float64)
+            axes = np.asarray(entry['semi_axes'], np.float64)
+            top, base = float(entry['top']), float(entry['base'])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f'{META_KEY} neck must hold centre, semi_axes, top and base, got '
+                             f'{entry!r}') from exc
+        if centre.shape != (2,) or axes.shape != (2,) or not (
+                np.isfinite(centre).all() and (axes > 0).all() and np.isfinite(axes).all()
+                and np.isfinite([top, base]).all() and base <= top):
+            raise ValueError(f'{META_KEY} neck needs 2 finite centre values, 2 positive '
+                             f'semi-axes and a base no higher than its top, got {entry!r}')
+        return cls(tuple(centre.tolist()), tuple(axes.tolist()), top, base)
+
+
+@dataclass(frozen=True)
 class HeadVolume:
-    """An axis-aligned ellipsoid in the head frame (metres)."""
+    """An axis-aligned ellipsoid in the head frame (metres), and the neck in it."""
 
     centre: np.ndarray
     semi_axes: np.ndarray
+    # None for a volume stored before sessions kept the neck.
+    neck: Optional[Neck] = None
 
     @classmethod
-    def around(cls, points, margin=HEAD_MARGIN_M):
+    def around(cls, points, margin=HEAD_MARGIN_M, neck=None):
         """Return the ellipsoid with the points' box proportions through the farthest point."""
         points = np.asarray(points, np.float64)
         low, high = points.min(0), points.max(0)
         centre, half = (low + high) / 2, np.maximum((high - low) / 2, 1e-6)
         reach = np.linalg.norm((points - centre) / half, axis=1).max()
-        return cls(centre, half * reach + margin)
+        return cls(centre, half * reach + margin, neck)
+
+    @classmethod
+    def of_template(cls, template):
+        """Return the volume round a ``HeadTemplate``, its neck round the neck's landmarks."""
+        on_neck = template.region_mask('neck')
+        return cls.around(template.positions,
+                          neck=Neck.around(template.positions[on_neck],
+                                           template.positions[~on_neck]))
 
     @classmethod
     def from_meta(cls, entry):
@@ -49,25 +125,35 @@ class HeadVolume:
                 np.isfinite(centre).all() and np.isfinite(axes).all() and (axes > 0).all()):
             raise ValueError(f'{META_KEY} needs 3 finite centre values and 3 positive semi-axes, '
                              f'got {entry!r}')
-        return cls(centre, axes)
+        neck = entry.get('neck')
+        return cls(centre, axes, None if neck is None else Neck.from_meta(neck))
 
     def as_meta(self):
         """Return the volume as a transforms.json entry (millimetre precision)."""
-        return {'centre': np.round(self.centre, 4).tolist(),
-                'semi_axes': np.round(self.semi_axes, 4).tolist()}
+        entry = {'centre': np.round(self.centre, 4).tolist(),
+                 'semi_axes': np.round(self.semi_axes, 4).tolist()}
+        if self.neck is not None:
+            entry['neck'] = self.neck.as_meta()
+        return entry
 
     def seen(self, camera, rotation, translation):
-        """
-        Return a (height, width) bool image: pixels whose ray crosses the volume.
+        """Return a (height, width) bool image: pixels whose ray crosses the volume."""
+        return self.crossing(camera, rotation, translation)[0]
 
+    def crossing(self, camera, rotation, translation):
+        """
+        Return two (height, width) bool images: rays crossing the volume, and below the neck.
+
+        The first holds the pixels whose ray crosses the volume, the second those whose ray
+        crosses it below the neck's base, where the body is (none without a neck).
         ``rotation``, ``translation``: world-to-camera (OpenCV axes), as the PnP pose gives.
         """
         rotation = np.asarray(rotation, np.float64)
         # In the frame where the ellipsoid is the unit sphere, pixel (u, v)'s ray is
         # o + s (x ex + y ey + ez) with x, y its normalised image coordinates: it meets the
         # sphere for some s > 0 when a s² + 2 b s + c = 0 has a positive root.
-        origin = (-rotation.T @ np.asarray(translation, np.float64) - self.centre)
-        origin = origin / self.semi_axes
+        position = -rotation.T @ np.asarray(translation, np.float64)
+        origin = (position - self.centre) / self.semi_axes
         ex, ey, ez = rotation / self.semi_axes
         x = ((np.arange(camera.width) - camera.cx) / camera.fx).astype(np.float32)[None, :]
         y = ((np.arange(camera.height) - camera.cy) / camera.fy).astype(np.float32)[:, None]
@@ -77,7 +163,15 @@ class HeadVolume:
              + 2 * (x * y * dot[0, 1] + (x * dot[0, 2] + y * dot[1, 2])))
         b = x * dot[0, 3] + (y * dot[1, 3] + dot[2, 3])
         discriminant = b * b - a * (dot[3, 3] - 1.0)
-        return (discriminant >= 0) & (np.sqrt(np.maximum(discriminant, 0.0)) > b)
+        root = np.sqrt(np.maximum(discriminant, 0.0))
+        seen = (discriminant >= 0) & (root > b)
+        if self.neck is None:
+            return seen, np.zeros_like(seen)
+        # In the head frame the ray is position + s (x r0 + y r1 + r2), s unchanged: its
+        # height is linear in s, lowest at one end of its stretch inside the volume (s >= 0).
+        rise = (x * rotation[0, 2] + (y * rotation[1, 2] + rotation[2, 2])).astype(np.float32)
+        lowest = np.minimum(np.maximum(-b - root, 0.0) * rise, (root - b) * rise) / a
+        return seen, seen & (position[2] + lowest < self.neck.base)
 
     def square_window(self, camera, rotations, translations):
         """

@@ -134,12 +134,13 @@ def keyframe_mask(detection, estimate, camera, volume):
     """
     Return the mask a keyframe trains on: the detector's, cut to the rays through the head.
 
-    ``volume``: the ``HeadVolume`` in the head frame the pose is in. Without a pose the
-    detector's mask is kept as it is (the frame does not train).
+    ``volume``: the ``HeadVolume`` in the head frame the pose is in; background whose ray
+    crosses it below the neck is unsure. Without a pose the detector's mask is kept as it is
+    (the frame does not train).
     """
-    within = (volume.seen(camera, estimate.rotation, estimate.translation)
-              if estimate.registered else None)
-    return detection.head_mask(within)
+    if not estimate.registered:
+        return detection.head_mask()
+    return detection.head_mask(*volume.crossing(camera, estimate.rotation, estimate.translation))
 
 
 def pose_quality(estimate):

@@ -60,7 +60,7 @@ class Detection:
         share = float((inside > 0.5).mean()) if inside.size else 0.0
         return share > MIN_MASK_SHARE and float(np.median(self.sigma)) < MAX_SIGMA_SHARE * side
 
-    def head_mask(self, within=None):
+    def head_mask(self, within=None, body=None):
         """
         Return the head mask as a uint8 image, as sessions store it.
 
@@ -69,10 +69,14 @@ class Detection:
         an avatar trained on them fills the region with haze. The thin band of middling values
         along every sharp silhouette is not such a region; it stays split at 0.5.
         ``within``: a bool image of the pixels that can show the head; the rest is background.
+        ``body``: a bool image of pixels that may show the body (see ``HeadVolume.crossing``):
+        background there is unsure, as it may be shoulders, not the room.
         """
         unsure = (np.abs(self.mask - 0.5) < UNSURE_WITHIN).astype(np.uint8)
         side = 1 + 2 * round(UNSURE_CELLS * self.box[2] * CROP_OVER_HEAD / MASK_CELLS / 2)
         unsure = cv2.morphologyEx(unsure, cv2.MORPH_OPEN, np.ones((side, side), np.uint8)) > 0
+        if body is not None:
+            unsure |= body & (self.mask <= 0.5)
         mask = np.where(unsure, MASK_UNSURE, np.where(self.mask > 0.5, 255, 0))
         if within is not None:
             mask[~within] = 0

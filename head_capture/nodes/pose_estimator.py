@@ -90,8 +90,8 @@ class PoseEstimator(HeadCaptureNode):
                                              threads=cfg.threads)
         except ModelError as exc:
             raise StartupError(str(exc)) from exc
-        self.template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
-        self.volume = HeadVolume.around(self.template)
+        template = HeadTemplate.load(share_path('models', 'head_template.json'))
+        self.template, self.volume = template.positions, HeadVolume.of_template(template)
         self.session = self._open_session()
         self.camera, self._fov_warned = None, False
         self.coverage, self.guidance = None, 'point the phone at the head to start'
