@@ -30,6 +30,14 @@ NECK_MARGIN_M = 0.01
 META_KEY = 'head_volume'
 
 
+def _through_farthest(points, margin):
+    """Return (centre, semi_axes): the points' box proportions through the farthest, + margin."""
+    low, high = points.min(0), points.max(0)
+    centre, half = (low + high) / 2, np.maximum((high - low) / 2, 1e-6)
+    reach = np.linalg.norm((points - centre) / half, axis=1).max()
+    return centre, half * reach + margin
+
+
 @dataclass(frozen=True)
 class Neck:
     """
@@ -49,10 +57,8 @@ class Neck:
     def around(cls, neck, head, margin=NECK_MARGIN_M):
         """Return the column round the ``neck`` points, below the other ``head`` points."""
         neck = np.asarray(neck, np.float64)
-        low, high = neck[:, :2].min(0), neck[:, :2].max(0)
-        centre, half = (low + high) / 2, np.maximum((high - low) / 2, 1e-6)
-        reach = np.linalg.norm((neck[:, :2] - centre) / half, axis=1).max()
-        return cls(tuple(centre.tolist()), tuple((half * reach + margin).tolist()),
+        centre, semi_axes = _through_farthest(neck[:, :2], margin)
+        return cls(tuple(centre.tolist()), tuple(semi_axes.tolist()),
                    float(np.min(np.asarray(head)[:, 2]) - margin),
                    float(neck[:, 2].min() - margin))
 
@@ -99,11 +105,7 @@ class HeadVolume:
     @classmethod
     def around(cls, points, margin=HEAD_MARGIN_M, neck=None):
         """Return the ellipsoid with the points' box proportions through the farthest point."""
-        points = np.asarray(points, np.float64)
-        low, high = points.min(0), points.max(0)
-        centre, half = (low + high) / 2, np.maximum((high - low) / 2, 1e-6)
-        reach = np.linalg.norm((points - centre) / half, axis=1).max()
-        return cls(centre, half * reach + margin, neck)
+        return cls(*_through_farthest(np.asarray(points, np.float64), margin), neck)
 
     @classmethod
     def of_template(cls, template):
