@@ -417,6 +417,37 @@ def test_fields_train_in_the_scaled_head_volume_and_render_cut_to_it(toy_scene, 
         AvatarConfig(support_scale=0.9)
 
 
+def test_a_finished_run_renders_cut_to_the_visual_hull_of_its_views(toy_scene, tmp_path):
+    # The blobs segmented: what is not the white background is foreground.
+    data = json.loads(toy_scene.read_text())
+    for frame in data['frames']:
+        image = cv2.imread(str(toy_scene.parent / frame['file_path']))
+        alpha = ((255 - image.astype(int)).max(-1) > 8).astype(np.uint8) * 255
+        frame['file_path'] = frame['file_path'].replace('.png', '_rgba.png')
+        cv2.imwrite(str(toy_scene.parent / frame['file_path']), np.dstack([image, alpha]))
+    segmented = toy_scene.with_name('segmented.json')
+    segmented.write_text(json.dumps(data))
+    in_a_blob_and_in_the_air = torch.tensor([[0.3, 0.0, 0.0], [0.7, -0.7, 0.0]])
+    directions = torch.tensor([[1.0, 0.0, 0.0]] * 2)
+
+    def shown(trainer):
+        with trainer.displayed():
+            return (trainer.fields[0](in_a_blob_and_in_the_air, directions)[1] > 0).tolist()
+
+    config = AvatarConfig(**{**TOY, 'stage1_steps': 4, 'stage2_steps': 2, 'log_every': 1})
+    trainer = AvatarTrainer(segmented, tmp_path / 'run', config)
+    trainer._train_step()
+    assert shown(trainer) == [True, True]  # the cameras still move: no hull yet
+    trainer.run()
+    assert shown(trainer) == [True, False]
+    assert (trainer.fields[0](in_a_blob_and_in_the_air, directions)[1] > 0).all()  # training
+    uncut = AvatarTrainer(segmented, tmp_path / 'uncut', replace(config, hull_min_views=0))
+    uncut.run()
+    assert shown(uncut) == [True, True]
+    with pytest.raises(ValueError, match='hull_min_views'):
+        AvatarConfig(hull_margin=-0.01)
+
+
 def test_outputs_held_out_renders_turntable_and_mesh(toy_scene, tmp_path):
     import av
 

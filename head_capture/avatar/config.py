@@ -65,6 +65,10 @@ class AvatarConfig:
     # shoulder pixels whose rays cross the volume though they lie outside it: held to the
     # volume, the field can only smear them into a haze round the head.
     support_scale: float = 1.0
+    # Renders are also cut to the training views' visual hull (``visual_hull``): space that
+    # this many of them see as sure background (0: no cut), less a margin (scene units).
+    hull_min_views: int = 3
+    hull_margin: float = 0.01
     # The scene: a ball of this radius around the origin (metres for heads).
     scene_radius: float = 0.3
     near: float = 0.0
@@ -99,6 +103,8 @@ class AvatarConfig:
                 all(len(lr) == 2 and min(lr) > 0
                     for lr in (self.field_lr, self.grid_lr, self.pose_lr, self.stage2_pose_lr)),
             'support_scale must be >= 1': self.support_scale >= 1,
+            'hull_min_views and hull_margin must be >= 0':
+                self.hull_min_views >= 0 and self.hull_margin >= 0,
             'scene_radius and pose_translation_unit must be > 0':
                 min(self.scene_radius, self.pose_translation_unit) > 0,
             'near/far: both 0 (from the camera distance) or 0 < near < far':

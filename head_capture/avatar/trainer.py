@@ -15,11 +15,13 @@ says so.
 
 from contextlib import contextmanager
 from dataclasses import replace
+import functools
 import io
 import itertools
 import json
 import logging
 import math
+import operator
 from pathlib import Path
 import time
 
@@ -32,6 +34,7 @@ from head_capture.avatar.fields import make_field
 from head_capture.avatar.rays import foreground_pixels, holdout_split, load_views, near_far, \
     pixel_rays, sample_pixels
 from head_capture.avatar.render import render_rays, squared_error
+from head_capture.avatar.visual_hull import VisualHull
 from head_capture.config import build
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
 from head_capture.session import (FrameRecord, Transforms, write_bytes_atomic,
@@ -70,6 +73,11 @@ def _read_checkpoint(path):
     return state
 
 
+def _any_of(cuts):
+    """Return a test marking the points any of ``cuts`` marks."""
+    return lambda points: functools.reduce(operator.or_, (cut(points) for cut in cuts))
+
+
 def decayed(pair, share):
     """Exponential decay from pair[0] at share 0 to pair[1] at share 1."""
     return pair[0] * (pair[1] / pair[0]) ** min(max(share, 0.0), 1.0)
@@ -99,8 +107,9 @@ class AvatarTrainer:
         self.support = None if volume is None else (volume.centre, volume.semi_axes)
         self.training_support = None if volume is None else (
             volume.centre, volume.semi_axes * config.support_scale)
-        self.bust = None if volume is None or volume.neck is None else (
-            volume.centre, volume.semi_axes, volume.neck.holds_body)
+        self.below_neck = None if volume is None or volume.neck is None else \
+            volume.neck.holds_body
+        self._hull = (None, None)  # (stage, step) it was worked out at, the hull
         self.train_ids, self.held_ids = holdout_split(len(self.views), config.holdout_every)
         self.focus = (foreground_pixels(self.views.masks, self.train_ids, config.focus_margin)
                       if config.focus_share > 0 else None)
@@ -358,18 +367,43 @@ class AvatarTrainer:
     @contextmanager
     def displayed(self, bust=False):
         """
-        Cut the fields to the head volume itself while rendering (see ``support_scale``).
+        Cut the fields to what the avatar shows while rendering.
 
-        With ``bust``, cut them below the neck as well: the avatar's turntable and mesh end
-        there. Views are rendered whole, as the masks they are scored on keep the collar.
+        That is the head volume itself (see ``support_scale``), less the space outside the
+        training views' visual hull once a stage has ended. With ``bust``, the fields are cut
+        below the neck as well: the avatar's turntable and mesh end there. Views are rendered
+        whole, as the masks they are scored on keep the collar.
         """
+        hull = self._visual_hull()
+        cuts = [cut for cut in (self.below_neck if bust else None,
+                                hull.outside if hull else None) if cut]
+        centre, axes = self.support or (np.zeros(3), np.full(3, np.inf))
+        shown = (centre, axes, _any_of(cuts)) if cuts else self.support
         for field in self.fields:
-            field.bound_to(self.bust if bust and self.bust else self.support)
+            field.bound_to(shown)
         try:
             yield
         finally:
             for field in self.fields:
                 field.bound_to(self.training_support)
+
+    def _visual_hull(self):
+        """
+        Return the training views' hull at the cameras' poses when the stage ended.
+
+        None while a stage runs (the cameras still move; working it out takes seconds) and
+        when ``hull_min_views`` switches it off.
+        """
+        cfg, at = self.config, (self.stage, self.step)
+        if cfg.hull_min_views == 0 or self.step < self.stage_steps:
+            return None
+        if self._hull[0] != at:
+            centre, axes = self.support or (np.zeros(3), np.full(3, cfg.scene_radius))
+            rotations, translations = (p.detach().cpu() for p in self.poses())
+            self._hull = at, VisualHull.of_views(
+                self.views, self.train_ids, rotations, translations, centre - axes,
+                centre + axes, cfg.hull_min_views, cfg.hull_margin)
+        return self._hull[1]
 
     def write_preview(self):
         """Render the first held-out (else first) view as it looks now to ``preview.png``."""
