@@ -173,6 +173,8 @@ def test_the_volume_travels_in_a_transforms_entry_and_a_bad_entry_is_refused(vol
                 {'centre': [0, 0, 0], 'semi_axes': [1, 1, 1], 'neck': 'low'},
                 {'centre': [0, 0, 0], 'semi_axes': [1, 1, 1], 'neck': {**neck, 'top': 'x'}},
                 {'centre': [0, 0, 0], 'semi_axes': [1, 1, 1],
+                 'neck': {**neck, 'centre': [0, 0, 0]}},
+                {'centre': [0, 0, 0], 'semi_axes': [1, 1, 1],
                  'neck': {**neck, 'base': neck['top'] + 0.01}}):
         with pytest.raises(ValueError, match='head_volume'):
             HeadVolume.from_meta(bad)

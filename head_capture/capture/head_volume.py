@@ -38,6 +38,20 @@ def _through_farthest(points, margin):
     return centre, half * reach + margin
 
 
+def _centre_and_axes(entry, count, name):
+    """Return an entry's centre and semi-axes, ``count`` values each; ValueError if not."""
+    try:
+        centre = np.asarray(entry['centre'], np.float64)
+        axes = np.asarray(entry['semi_axes'], np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f'{name} must hold centre and semi_axes, got {entry!r}') from exc
+    if centre.shape != (count,) or axes.shape != (count,) or not (
+            np.isfinite(centre).all() and np.isfinite(axes).all() and (axes > 0).all()):
+        raise ValueError(f'{name} needs {count} finite centre values and {count} positive '
+                         f'semi-axes, got {entry!r}')
+    return centre, axes
+
+
 @dataclass(frozen=True)
 class Neck:
     """
@@ -78,18 +92,14 @@ class Neck:
     @classmethod
     def from_meta(cls, entry):
         """Return the neck a transforms.json entry describes; ValueError if it is not one."""
+        centre, axes = _centre_and_axes(entry, 2, f'{META_KEY} neck')
         try:
-            centre = np.asarray(entry['centre'], np.float64)
-            axes = np.asarray(entry['semi_axes'], np.float64)
             top, base = float(entry['top']), float(entry['base'])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f'{META_KEY} neck must hold centre, semi_axes, top and base, got '
-                             f'{entry!r}') from exc
-        if centre.shape != (2,) or axes.shape != (2,) or not (
-                np.isfinite(centre).all() and (axes > 0).all() and np.isfinite(axes).all()
-                and np.isfinite([top, base]).all() and base <= top):
-            raise ValueError(f'{META_KEY} neck needs 2 finite centre values, 2 positive '
-                             f'semi-axes and a base no higher than its top, got {entry!r}')
+            raise ValueError(f'{META_KEY} neck must hold top and base, got {entry!r}') from exc
+        if not (np.isfinite([top, base]).all() and base <= top):
+            raise ValueError(f'{META_KEY} neck needs a finite base no higher than its top, got '
+                             f'{entry!r}')
         return cls(tuple(centre.tolist()), tuple(axes.tolist()), top, base)
 
 
@@ -118,15 +128,7 @@ class HeadVolume:
     @classmethod
     def from_meta(cls, entry):
         """Return the volume a transforms.json entry describes; ValueError if it is not one."""
-        try:
-            centre = np.asarray(entry['centre'], np.float64)
-            axes = np.asarray(entry['semi_axes'], np.float64)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f'{META_KEY} must hold centre and semi_axes, got {entry!r}') from exc
-        if centre.shape != (3,) or axes.shape != (3,) or not (
-                np.isfinite(centre).all() and np.isfinite(axes).all() and (axes > 0).all()):
-            raise ValueError(f'{META_KEY} needs 3 finite centre values and 3 positive semi-axes, '
-                             f'got {entry!r}')
+        centre, axes = _centre_and_axes(entry, 3, META_KEY)
         neck = entry.get('neck')
         return cls(centre, axes, None if neck is None else Neck.from_meta(neck))
 
