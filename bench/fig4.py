@@ -20,6 +20,7 @@ go beside each subject's views, as ``transforms_train_pnp.json``.
 
 import argparse
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 import json
 from multiprocessing import get_context
 from pathlib import Path
@@ -94,9 +95,10 @@ def train_variant(data, folder, config, truth):
     return trainer, time.monotonic() - started, stages
 
 
-def scored_with(pose_steps):
-    """Return the test-time settings a score is measured with (others are not comparable)."""
-    return {'test_time_pose_steps': pose_steps, 'test_time_protocol': TEST_TIME_PROTOCOL}
+def scored_with(pose_steps, config):
+    """Return the settings a score is measured with (others are not comparable)."""
+    return {'test_time_pose_steps': pose_steps, 'test_time_protocol': TEST_TIME_PROTOCOL,
+            'visual_hull': {'min_views': config.hull_min_views, 'margin': config.hull_margin}}
 
 
 def score_variant(trainer, truth, test_path, pose_steps, folder):
@@ -117,7 +119,7 @@ def score_variant(trainer, truth, test_path, pose_steps, folder):
     return {**pose_summary(evaluate(trainer.refined_transforms(), truth)),
             'psnr': round(scores['psnr'], 3), 'ssim': round(scores['ssim'], 4),
             'test_psnr_per_view': [round(v['psnr'], 3) for v in scores['per_view']],
-            **scored_with(pose_steps)}
+            **scored_with(pose_steps, trainer.config)}
 
 
 def prepare_subject(subject, detector, template):
@@ -133,27 +135,30 @@ def run_variant(subject, variant, data, work, config_name, overrides, pose_steps
     """
     Train and score one variant of one subject, or read it back from ``work``.
 
-    A finished run scored with other test-time settings (steps or protocol) is scored again
-    from its checkpoint, not trained again.
+    A finished run scored with other settings (test-time steps or protocol, the visual hull)
+    is scored again from its checkpoint, not trained again.
     """
     folder = work / subject.name / variant
     done = folder / 'fig4.json'
     result = json.loads(done.read_text()) if done.exists() else None
-    settings = scored_with(pose_steps)
+    fixed = variant != 'optimised'
+    config = load_avatar_config(config_name, {
+        **overrides, 'holdout_every': 0, 'turntable_frames': 0, 'mesh_views': 0,
+        **({'refine_poses': False, 'stage1_steps': 1} if fixed else {})})
+    settings = scored_with(pose_steps, config)
     if result is not None and all(result.get(k) == v for k, v in settings.items()):
         return result
     truth = read_transforms(subject / 'transforms_train.json')
     test_path = subject / 'transforms_test.json'
     if result is not None:
-        print(f' {subject.name} / {variant}: scored again, {pose_steps} test-time pose steps '
-              f'({TEST_TIME_PROTOCOL})', flush=True)
-        result.update(score_variant(AvatarTrainer.reopen(folder), truth, test_path, pose_steps,
-                                    folder))
+        print(f' {subject.name} / {variant}: scored again with {json.dumps(settings)}',
+              flush=True)
+        trainer = AvatarTrainer.reopen(folder)
+        # Scoring settings, not training ones: the run is scored as asked now.
+        trainer.config = replace(trainer.config, hull_min_views=config.hull_min_views,
+                                 hull_margin=config.hull_margin)
+        result.update(score_variant(trainer, truth, test_path, pose_steps, folder))
     else:
-        fixed = variant != 'optimised'
-        config = load_avatar_config(config_name, {
-            **overrides, 'holdout_every': 0, 'turntable_frames': 0, 'mesh_views': 0,
-            **({'refine_poses': False, 'stage1_steps': 1} if fixed else {})})
         shutil.rmtree(folder, ignore_errors=True)  # an unfinished run starts over
         print(f' {subject.name} / {variant}:', flush=True)
         started = time.monotonic()
@@ -239,7 +244,7 @@ def main():
               f' | {row["translation_cm"]:.2f} | {paper} |')
     save(args.out, {'benchmark': "paper's Fig. 4 on synthetic heads", 'config': args.config,
                     'settings': config.as_dict(), 'sequence_seed': args.seed,
-                    **scored_with(args.pose_steps),
+                    **scored_with(args.pose_steps, config),
                     'device': torch.cuda.get_device_name() if torch.cuda.is_available()
                     else 'cpu', 'table': rows, 'paper': PAPER,
                     'psnr_gap_true_minus_optimised_db': None if gap is None else round(gap, 3),
