@@ -402,7 +402,7 @@ class AvatarTrainer:
             rotations, translations = (p.detach().cpu() for p in self.poses())
             self._hull = at, VisualHull.of_views(
                 self.views, self.train_ids, rotations, translations, centre - axes,
-                centre + axes, cfg.hull_min_views, cfg.hull_margin)
+                centre + axes, cfg.hull_min_views, cfg.hull_margin).to(self.device)
         return self._hull[1]
 
     def write_preview(self):

@@ -58,14 +58,17 @@ class VisualHull:
             empty = -torch.nn.functional.max_pool3d(-empty, 2 * reach + 1, 1, reach)
         return cls(low, high, empty[0, 0] > 0.5)
 
+    def to(self, device):
+        """Return the hull on ``device``, where the points it is asked about will be."""
+        return VisualHull(self.low.to(device), self.high.to(device), self.empty.to(device))
+
     def outside(self, points):
         """Return which ``points`` (..., 3) lie in empty cells (numpy or torch, like points)."""
         as_numpy = isinstance(points, np.ndarray)
-        p = torch.as_tensor(points, dtype=torch.float32)
+        p = torch.as_tensor(points, dtype=torch.float32, device=self.empty.device)
         cells = self.empty.shape[0]
-        scaled = (p - self.low.to(p.device)) / (self.high - self.low).to(p.device) * (cells - 1)
-        index = scaled.round().long()
+        index = ((p - self.low) / (self.high - self.low) * (cells - 1)).round().long()
         within = ((index >= 0) & (index < cells)).all(-1)
         index = index.clamp(0, cells - 1)
-        empty = self.empty.to(p.device)[index[..., 0], index[..., 1], index[..., 2]] & within
-        return empty.numpy() if as_numpy else empty
+        empty = self.empty[index[..., 0], index[..., 1], index[..., 2]] & within
+        return empty.cpu().numpy() if as_numpy else empty
