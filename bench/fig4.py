@@ -50,6 +50,10 @@ PAPER = {'true_poses': {'psnr': 35.18},
          'pnp': {'psnr': 30.34, 'rotation_deg': 2.60, 'translation_cm': 7.66},
          'optimised': {'psnr': 35.19, 'rotation_deg': 0.334, 'translation_cm': 1.66}}
 VARIANTS = ('true_poses', 'pnp', 'optimised')
+# No visual hull unless asked for: the masks are cut to a cube, so a part of the subject outside
+# it that hides a part inside shows as background, and the hull would cut the hidden part away
+# (holes in the chest of subject_01's true-camera run: 27.92 -> 26.99 dB).
+UNCUT = {'hull_min_views': 0}
 
 
 def pnp_cameras(subject, detector, template, out):
@@ -142,12 +146,9 @@ def run_variant(subject, variant, data, work, config_name, overrides, pose_steps
     done = folder / 'fig4.json'
     result = json.loads(done.read_text()) if done.exists() else None
     fixed = variant != 'optimised'
-    # No visual hull unless asked for: the masks are cut to a cube, so a part of the subject
-    # outside it that hides a part inside shows as background, and the hull would cut the
-    # hidden part away (holes in the chest of subject_01's true-camera run: 27.92 -> 26.99 dB).
     config = load_avatar_config(config_name, {
-        'hull_min_views': 0, **overrides, 'holdout_every': 0, 'turntable_frames': 0,
-        'mesh_views': 0, **({'refine_poses': False, 'stage1_steps': 1} if fixed else {})})
+        **UNCUT, **overrides, 'holdout_every': 0, 'turntable_frames': 0, 'mesh_views': 0,
+        **({'refine_poses': False, 'stage1_steps': 1} if fixed else {})})
     settings = scored_with(pose_steps, config)
     if result is not None and all(result.get(k) == v for k, v in settings.items()):
         return result
@@ -237,7 +238,7 @@ def main():
     picture = args.out.with_suffix('.png')
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(picture), np.vstack(pictures)[..., ::-1])
-    config = load_avatar_config(args.config, {'hull_min_views': 0, **overrides})
+    config = load_avatar_config(args.config, {**UNCUT, **overrides})
     both = {'true_poses', 'optimised'} <= set(rows)
     gap = rows['true_poses']['psnr'] - rows['optimised']['psnr'] if both else None
     print('| cameras | PSNR | SSIM | rotation (°) | translation (cm) | paper |')

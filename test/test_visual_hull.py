@@ -63,7 +63,7 @@ def test_a_margin_keeps_space_next_to_the_silhouette_and_votes_are_counted():
     # A corner of the box is seen as background by some views, never by all twelve.
     corner = torch.tensor([[0.45, 0.45, 0.45]])
     assert hull_of(views, min_views=2).outside(corner).all()
-    assert not hull_of(views, min_views=13).outside(corner).any()
+    assert not hull_of(views, min_views=12).outside(corner).any()
 
 
 def test_background_a_mask_is_unsure_of_empties_nothing():
