@@ -2,7 +2,10 @@
 
 import json
 
+import cv2
+
 from head_capture.camera import Intrinsics
+from head_capture.capture import head_volume
 from head_capture.capture.head_volume import HeadVolume
 from head_capture.capture.pose import PoseEstimate, refused
 from head_capture.capture.registration import keyframe_mask
@@ -224,3 +227,46 @@ def test_a_keyframe_mask_leaves_out_what_the_detector_is_unsure_of():
     near_edge = (np.abs(radius - 30) < 3) & (rows < 80)
     np.testing.assert_array_equal(mask[near_edge], np.where(radius[near_edge] < 30, 255, 0))
     assert (mask[:, 150:] == 0).all()
+
+
+def test_only_the_outline_s_window_is_worked_out_and_nothing_outside_it_is_lost(volume,
+                                                                                monkeypatch):
+    # A 1280x720 frame with the head small and off-centre, large, beside the camera, and the
+    # camera inside the volume: the same pixels as working out the whole frame.
+    camera = Intrinsics.from_fov(1280, 720, 65.0)
+    cases = [look_at_w2c(np.array([1.2, 0.3, 0.4]), np.array([0.0, 0.1, -0.05])),
+             look_at_w2c(np.array([0.25, -0.05, -0.1]), np.zeros(3)),
+             look_at_w2c(np.array([0.0, 0.3, 0.05]), np.array([1.0, 0.3, 0.0])),
+             look_at_w2c(volume.centre + [0.02, 0.0, 0.0], np.array([1.0, 0.0, 0.0])),
+             look_at_w2c(np.array([2.0, 0.0, 0.0]), np.array([3.0, 0.0, 0.0]))]
+    windowed = [volume.crossing(camera, *pose) for pose in cases]
+    monkeypatch.setattr(head_volume, '_outline_window', lambda dot, camera: (
+        slice(0, camera.height), slice(0, camera.width)))
+    for (seen, body), pose in zip(windowed, cases):
+        whole_seen, whole_body = volume.crossing(camera, *pose)
+        np.testing.assert_array_equal(seen, whole_seen)
+        np.testing.assert_array_equal(body, whole_body)
+    shares = [seen.mean() for seen, _ in windowed]
+    assert 0.0 < shares[0] < 0.1 and shares[1] > 0.3 and shares[3] == 1.0 and shares[4] == 0.0
+
+
+def test_a_keyframe_mask_worked_out_round_the_head_alone_is_the_whole_frame_s_cut(volume):
+    # Unsure patches of every size, some across the edge of the pixels that can show the
+    # head: the mask opened round those pixels alone is the whole frame's, cut.
+    camera, rotation, translation = front_camera(40.0, distance=1.2, size=(320, 240))
+    seen, body = volume.crossing(camera, rotation, translation)
+    assert 0.02 < seen.mean() < 0.3
+    noise = np.random.default_rng(3).random((24, 32)).astype(np.float32)
+    noise = cv2.resize(noise, (320, 240), interpolation=cv2.INTER_CUBIC)
+    # Sure almost everywhere, unsure in bands a few pixels wide, some narrower than the
+    # opening (dropped), some wider (kept), and in one wide patch.
+    probability = 1 / (1 + np.exp(-(noise - 0.5) * np.linspace(8, 30, 320)))
+    probability[100:140, 100:220] = 0.5
+    detection = Detection(np.zeros((1, 2)), np.ones(1), np.ones(1), probability,
+                          (160.0, 120.0, 60.0), 1)
+    whole = detection.head_mask(None, body)
+    whole[~seen] = 0
+    cut = detection.head_mask(seen, body)
+    assert (cut == MASK_UNSURE).any() and (cut == 255).any()
+    np.testing.assert_array_equal(cut, whole)
+    assert not detection.head_mask(np.zeros_like(seen), body).any()

@@ -72,15 +72,22 @@ class Detection:
         ``body``: a bool image of pixels that may show the body (see ``HeadVolume.crossing``):
         background there is unsure, as it may be shoulders, not the room.
         """
-        unsure = (np.abs(self.mask - 0.5) < UNSURE_WITHIN).astype(np.uint8)
         side = 1 + 2 * round(UNSURE_CELLS * self.box[2] * CROP_OVER_HEAD / MASK_CELLS / 2)
+        mask = np.zeros(self.mask.shape, np.uint8)
+        # Only round the pixels that can show the head; the opening reaches side - 1 pixels.
+        region = (slice(None), slice(None)) if within is None else _box_round(within, side)
+        if region is None:
+            return mask
+        probability = self.mask[region]
+        unsure = (np.abs(probability - 0.5) < UNSURE_WITHIN).astype(np.uint8)
         unsure = cv2.morphologyEx(unsure, cv2.MORPH_OPEN, np.ones((side, side), np.uint8)) > 0
         if body is not None:
-            unsure |= body & (self.mask <= 0.5)
-        mask = np.where(unsure, MASK_UNSURE, np.where(self.mask > 0.5, 255, 0))
+            unsure |= body[region] & (probability <= 0.5)
+        part = np.where(unsure, MASK_UNSURE, np.where(probability > 0.5, 255, 0))
         if within is not None:
-            mask[~within] = 0
-        return mask.astype(np.uint8)
+            part[~within[region]] = 0
+        mask[region] = part
+        return mask
 
     def to_json(self):
         """Plain dict for JSON files and ROS String messages."""
@@ -89,6 +96,15 @@ class Detection:
                 'landmarks': np.round(self.landmarks, 2).tolist(),
                 'sigma': np.round(self.sigma, 2).tolist(),
                 'visibility': np.round(self.visibility, 3).tolist()}
+
+
+def _box_round(pixels, pad):
+    """Return (rows, columns) slices round a bool image's True pixels, ``pad`` wider; or None."""
+    rows, columns = np.flatnonzero(pixels.any(1)), np.flatnonzero(pixels.any(0))
+    if not rows.size:
+        return None
+    return (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1),
+            slice(max(columns[0] - pad, 0), columns[-1] + pad + 1))
 
 
 def square_warp(centre, side, size):
