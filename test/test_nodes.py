@@ -359,7 +359,11 @@ def test_foxglove_bridge_serves_the_live_view(tmp_path, ros_context):
     try:
         with socket.create_connection(('127.0.0.1', bridge.server.port), timeout=5):
             pass  # the WebSocket server listens
-        time.sleep(1.0)
+        # Discovery, not a fixed sleep: on a loaded machine a second was not always enough.
+        deadline = time.monotonic() + 10.0
+        while (not all(p.get_subscription_count() for p in publishers.values())
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
         stamp = stamp_msg(5 * 10**9)
         pose = ros_pose(np.eye(3), np.array([0.0, 0.0, 0.6]))
         dome = dome_marker(Coverage(), 0.5, 'head', stamp)
@@ -529,6 +533,36 @@ def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_c
         assert estimator.keyframes == count
         assert estimator.health.handled == count  # every one decoded, from memory or disk
         assert not estimator.health.dropped
+    finally:
+        close_nodes([estimator])
+
+
+def test_the_live_frame_after_a_keyframe_is_the_newest(tmp_path, ros_context):
+    # The executor serves a due timer before the subscriptions: the tick right after a
+    # keyframe is left to them, so the frame that waited the keyframe out is never posed.
+    from head_capture.camera import Intrinsics
+    from head_capture.nodes.camera_source import camera_info
+    from head_capture.nodes.ros_image import to_image
+    from head_capture.nodes.support import header, stamp_msg
+
+    nodes = [(spec, params) for spec, params in graph(
+        settings={'session_dir': str(tmp_path / 'session')}) if spec.name == 'pose_estimator']
+    estimator, = build_nodes(nodes, context=ros_context)
+    try:
+        estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
+                                             'camera_optical'))
+        frames = [to_image(np.full((48, 64, 3), 60 + 40 * k, np.uint8),
+                           header(stamp_msg(10**9 * (k + 1)), 'camera_optical'))
+                  for k in range(3)]
+        estimator.on_keyframe(frames[0])
+        estimator.on_live(frames[1])  # came while the keyframe waited
+        estimator.work()
+        assert estimator.keyframes == 1 and estimator.health.handled == 1
+        estimator.work()  # the executor's next turn: a timer first, then the newest frame
+        assert estimator.health.handled == 1 and estimator._latest is frames[1]
+        estimator.on_live(frames[2])
+        estimator.work()
+        assert estimator.health.handled == 2 and estimator._latest is None
     finally:
         close_nodes([estimator])
 

@@ -32,9 +32,9 @@ from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker, ros_points
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
-                                        LATCHED_QOS,
-                                        RELIABLE_QOS, run_node, SENSOR_QOS, session_root,
-                                        stamp_msg, stamp_ns, StartupError)
+                                        LATCHED_QOS, NEWEST_QOS, RELIABLE_QOS, run_node,
+                                        SENSOR_QOS, session_root, stamp_msg, stamp_ns,
+                                        StartupError)
 from head_capture.resources import share_path
 from head_capture.session import keyframe_file, keyframe_stamp, keyframe_stamps, read_image, \
     Session, SessionError, TRANSFORMS_FILE
@@ -103,6 +103,7 @@ class PoseEstimator(HeadCaptureNode):
         self.path = deque(maxlen=PATH_LENGTH)
         self._latest, self._lock, self._box = None, threading.Lock(), None
         self._live_due, self._path_sent, self._took_keyframe = 0.0, 0.0, False
+        self._inputs_first = False
         self._started = time.monotonic()
         self.registered, self.keyframes = len(self.keyframe_poses), 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
@@ -129,7 +130,7 @@ class PoseEstimator(HeadCaptureNode):
         self.create_subscription(String, '/head_capture/guidance', self.on_guidance, 10)
         if cfg.live_rate_hz > 0:
             kind, topic = image_input(cfg.image_topic, cfg.compressed)
-            self.create_subscription(kind, topic, self.on_live, SENSOR_QOS)
+            self.create_subscription(kind, topic, self.on_live, NEWEST_QOS)
         # One detector, one frame at a time, keyframes first. The timer ticks at 3x the live
         # rate, so a live frame waits at most a third of a period to start.
         worker = MutuallyExclusiveCallbackGroup()
@@ -212,12 +213,18 @@ class PoseEstimator(HeadCaptureNode):
         When both wait they take turns, so a live pose waits for at most one keyframe and a
         keyframe for at most one live frame.
         """
+        if self._inputs_first:
+            # A keyframe just ran. The executor serves ready timers before subscriptions, so
+            # the frame kept now is one that waited the keyframe out: a tick off lets it take
+            # the newest instead.
+            self._inputs_first = False
+            return
         live_due = (self.config.live_rate_hz > 0 and self._latest is not None
                     and time.monotonic() >= self._live_due)
         camera_known = (self.camera is not None
                         or time.monotonic() - self._started > CAMERA_INFO_WAIT_S)
         if self._waiting and camera_known and not (live_due and self._took_keyframe):
-            self._took_keyframe = True
+            self._took_keyframe = self._inputs_first = True
             self.process_keyframe(self._waiting.popleft())
         elif live_due:
             self._took_keyframe = False
