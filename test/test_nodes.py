@@ -529,7 +529,7 @@ def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_c
         estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
                                              'camera_optical'))
         while estimator._waiting:
-            estimator.work()
+            estimator._after_inputs()  # what the executor runs once a keyframe is done
         assert estimator.keyframes == count
         assert estimator.health.handled == count  # every one decoded, from memory or disk
         assert not estimator.health.dropped
@@ -538,8 +538,8 @@ def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_c
 
 
 def test_the_live_frame_after_a_keyframe_is_the_newest(tmp_path, ros_context):
-    # The executor serves a due timer before the subscriptions: the tick right after a
-    # keyframe is left to them, so the frame that waited the keyframe out is never posed.
+    # The executor serves a due timer before the subscriptions: right after a keyframe the
+    # worker waits for them, so the frame that waited the keyframe out is never posed.
     from head_capture.camera import Intrinsics
     from head_capture.nodes.camera_source import camera_info
     from head_capture.nodes.ros_image import to_image
@@ -558,10 +558,12 @@ def test_the_live_frame_after_a_keyframe_is_the_newest(tmp_path, ros_context):
         estimator.on_live(frames[1])  # came while the keyframe waited
         estimator.work()
         assert estimator.keyframes == 1 and estimator.health.handled == 1
-        estimator.work()  # the executor's next turn: a timer first, then the newest frame
+        # The executor's next turn: the due timer, the newest frame, then the keyframe's
+        # guard condition.
+        estimator.work()
         assert estimator.health.handled == 1 and estimator._latest is frames[1]
         estimator.on_live(frames[2])
-        estimator.work()
+        estimator._after_inputs()
         assert estimator.health.handled == 2 and estimator._latest is None
     finally:
         close_nodes([estimator])

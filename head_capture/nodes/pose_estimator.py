@@ -136,6 +136,10 @@ class PoseEstimator(HeadCaptureNode):
         worker = MutuallyExclusiveCallbackGroup()
         self.create_timer(1.0 / (3 * cfg.live_rate_hz) if cfg.live_rate_hz else 0.05,
                           self.work, callback_group=worker)
+        # Triggered after a keyframe: the executor serves it after the subscriptions, so the
+        # next frame is the newest one, without waiting for a tick.
+        self._inputs_served = self.create_guard_condition(self._after_inputs,
+                                                          callback_group=worker)
         # What grows with the session (transforms.json, all keyframe poses and frustums) is
         # written and sent once a second, not per keyframe: a keyframe costs the same at 1000.
         # The worker does it between frames: a timer of its own in the worker's group went
@@ -214,10 +218,8 @@ class PoseEstimator(HeadCaptureNode):
         keyframe for at most one live frame.
         """
         if self._inputs_first:
-            # A keyframe just ran. The executor serves ready timers before subscriptions, so
-            # the frame kept now is one that waited the keyframe out: a tick off lets it take
-            # the newest instead.
-            self._inputs_first = False
+            # A keyframe just ran. The executor serves a due timer before the subscriptions,
+            # so the frame kept now waited the keyframe out: ``_after_inputs`` goes on.
             return
         live_due = (self.config.live_rate_hz > 0 and self._latest is not None
                     and time.monotonic() >= self._live_due)
@@ -226,6 +228,7 @@ class PoseEstimator(HeadCaptureNode):
         if self._waiting and camera_known and not (live_due and self._took_keyframe):
             self._took_keyframe = self._inputs_first = True
             self.process_keyframe(self._waiting.popleft())
+            self._inputs_served.trigger()
         elif live_due:
             self._took_keyframe = False
             self.process_live()
@@ -233,6 +236,11 @@ class PoseEstimator(HeadCaptureNode):
             self._flushed_at = time.monotonic()
             self.flush_session()
             self.catch_up()
+
+    def _after_inputs(self):
+        """Go on once the executor has taken what came in while a keyframe ran."""
+        self._inputs_first = False
+        self.work()
 
     def process_live(self):
         """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
