@@ -107,12 +107,13 @@ def _outline_window(dot, camera, pad=2):
     """
     Return (rows, columns) slices of the frame holding every pixel whose ray meets the volume.
 
-    ``dot``: the pairwise dot products of ``crossing``'s ex, ey, ez, o. A ray p = (x, y, 1)
-    meets the unit sphere's line-wise when p' M p >= 0, M = g g' - c A (A the ex, ey, ez
-    block, g their products with o, c = o.o - 1): a conic, bounded when M's 2x2 block is
-    negative definite, and then its x range is where the y-quadratic has a real root (and
-    likewise y). ``pad`` pixels absorb rounding at the outline. The whole frame when the
-    conic is unbounded (the camera inside the volume or beside it); None when it is empty.
+    ``dot``: the pairwise dot products of ``crossing``'s ex, ey, ez, o. The line through
+    pixel p = (x, y, 1)'s ray meets the unit sphere when p' M p >= 0, M = g g' - c A (A the
+    ex, ey, ez block, g their products with o, c = o.o - 1): a conic, bounded when M's 2x2
+    block is negative definite, and then its x range is where the quadratic in y has a real
+    root (and likewise y). ``pad`` pixels absorb rounding at the outline. The whole frame
+    when the conic is unbounded (the camera inside the volume or beside it); None when it
+    is empty.
     """
     whole = (slice(0, camera.height), slice(0, camera.width))
     c = dot[3, 3] - 1.0
