@@ -241,16 +241,27 @@ def keyframe_file(stamp_ns):
 def keyframe_stamp(relative):
     """Return the stamp of a live keyframe's session-relative path, or None for any other."""
     path = PurePosixPath(relative)
-    if path.parent.as_posix() != KEYFRAMES_DIR or path.suffix != '.png':
-        return None
-    return int(path.stem) if path.stem.isdigit() else None
+    return _stamp_of_name(path.name) if path.parent.as_posix() == KEYFRAMES_DIR else None
 
 
 def keyframe_stamps(root):
-    """Return the stamps of the live keyframes kept in session ``root``, oldest first."""
-    stamps = (keyframe_stamp(f'{KEYFRAMES_DIR}/{path.name}')
-              for path in (Path(root) / KEYFRAMES_DIR).glob('*.png'))
-    return sorted(stamp for stamp in stamps if stamp is not None)
+    """
+    Return the stamps of the live keyframes kept in session ``root``, oldest first.
+
+    Names only, with no path objects: the live node lists thousands of keyframes every few
+    seconds. A folder that cannot be listed has none.
+    """
+    try:
+        names = os.listdir(Path(root) / KEYFRAMES_DIR)
+    except OSError:
+        return []
+    return sorted(stamp for stamp in map(_stamp_of_name, names) if stamp is not None)
+
+
+def _stamp_of_name(name):
+    stem, dot, suffix = name.rpartition('.')
+    # ASCII digits only: str.isdigit also takes superscripts, which int() refuses.
+    return int(stem) if dot and suffix == 'png' and stem.isascii() and stem.isdigit() else None
 
 
 def resolve_inside(root, relative):

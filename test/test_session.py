@@ -117,13 +117,14 @@ def test_paths_cannot_leave_the_session(tmp_path):
 def test_live_keyframes_are_found_by_their_stamps_and_nothing_else(tmp_path):
     for stamp in (30, 10**18, 20):
         write_bytes_atomic(tmp_path / keyframe_file(stamp), b'png')
-    for other in ('keyframes/.0000000005.png.x1.tmp', 'keyframes/notes.png', 'frames/000001.png',
-                  'masks/00000000000000000040.png'):
+    for other in ('keyframes/.0000000005.png.x1.tmp', 'keyframes/notes.png', 'keyframes/50.PNG',
+                  'keyframes/\u00b2.png', 'frames/000001.png', 'masks/00000000000000000040.png'):
         write_bytes_atomic(tmp_path / other, b'png')
     assert keyframe_stamps(tmp_path) == [20, 30, 10**18]
     assert keyframe_stamp(keyframe_file(7)) == 7
     assert keyframe_stamp('frames/000001.png') is None  # a reconstruct session's frame
     assert keyframe_stamps(tmp_path / 'no_session') == []
+    assert keyframe_stamp('keyframes/\u00b2.png') is None
 
 
 def test_wrong_frame_size_is_refused(tmp_path, camera):

@@ -4,13 +4,13 @@ pose_estimator: landmarks and a camera pose for every keyframe, and live at a se
 Keyframes (reliable, none skipped) get the detector, RANSAC PnP and, when registered, a line in
 ``SESSION/transforms.json`` with their head mask: that file is what the trainer reads. The
 selector keeps every keyframe in the session before it publishes it, so the session, not the
-topic, is the record: once a second the node also queues the kept keyframes it never got a
-message for (sent before it had started, say: importing torch and loading the model takes
-seconds, while the camera streams from the first). Live
-frames (best effort) are processed at ``live_rate_hz`` on the newest frame only, so a slow
-machine lowers the rate instead of building a queue. Published: the live pose, TF (when tf2 is
-installed), the keyframe poses, the path, frustum and landmark markers, a per-keyframe JSON
-report for the coverage guide, and the annotated guidance image.
+topic, is the record: every second or so the node also queues the kept keyframes it never got
+a message for (sent before it had started, say: importing torch and loading the model takes
+seconds, while the camera streams from the first). Live frames (best effort) are processed at
+``live_rate_hz`` on the newest frame only, so a slow machine lowers the rate instead of
+building a queue. Published: the live pose, TF (when tf2 is installed), the keyframe poses, the
+path, frustum and landmark markers, a per-keyframe JSON report for the coverage guide, and the
+annotated guidance image.
 """
 
 from collections import deque
@@ -35,6 +35,7 @@ from head_capture.nodes.support import (declare_config, HeadCaptureNode, header,
                                         LATCHED_QOS, NEWEST_QOS, RELIABLE_QOS, run_node,
                                         SENSOR_QOS, session_root, stamp_msg, stamp_ns,
                                         StartupError)
+from head_capture.pacing import Pacer
 from head_capture.resources import share_path
 from head_capture.session import keyframe_file, keyframe_stamp, keyframe_stamps, read_image, \
     Session, SessionError, TRANSFORMS_FILE
@@ -53,6 +54,8 @@ except ImportError:  # pip-installed rclpy: no TF, poses are still on their topi
 PATH_LENGTH = 2000
 PATH_PERIOD_S = 0.5
 SESSION_PERIOD_S = 1.0
+# The most of the worker's time that periodic writes and sends may take (see Pacer).
+PERIODIC_SHARE = 0.05
 # Keyframes waiting for the detector with their pixels in memory; the rest wait as stamps.
 QUEUED_IMAGES = 8
 # Keyframes wait this long after start for camera_info before the field of view is assumed: a
@@ -102,7 +105,8 @@ class PoseEstimator(HeadCaptureNode):
                                      cfg.frame_id, self.get_clock().now().to_msg())
         self.path = deque(maxlen=PATH_LENGTH)
         self._latest, self._lock, self._box = None, threading.Lock(), None
-        self._live_due, self._path_sent, self._took_keyframe = 0.0, 0.0, False
+        self._live_due, self._took_keyframe = 0.0, False
+        self._path_pacer = Pacer(PATH_PERIOD_S, PERIODIC_SHARE)
         self._inputs_first = False
         self._started = time.monotonic()
         self.registered, self.keyframes = len(self.keyframe_poses), 0
@@ -140,11 +144,14 @@ class PoseEstimator(HeadCaptureNode):
         # next frame is the newest one, without waiting for a tick.
         self._inputs_served = self.create_guard_condition(self._after_inputs,
                                                           callback_group=worker)
-        # What grows with the session (transforms.json, all keyframe poses and frustums) is
-        # written and sent once a second, not per keyframe: a keyframe costs the same at 1000.
-        # The worker does it between frames: a timer of its own in the worker's group went
-        # unserved while the detector had keyframes queued.
-        self._session_changed, self._flushed_at = False, time.monotonic()
+        # What grows with the session (transforms.json, all keyframe poses and frustums, the
+        # keyframe folder's listing) is written and sent once a second, not per keyframe, and
+        # less often once it takes more than PERIODIC_SHARE of the time: a keyframe costs the
+        # same at 1000, and the live rate holds however long the session. The worker does it
+        # between frames: a timer of its own in the worker's group went unserved while the
+        # detector had keyframes queued.
+        self._session_changed = False
+        self._session_pacer = Pacer(SESSION_PERIOD_S, PERIODIC_SHARE)
         self._template_marker = self._make_template_marker()
         self._markers.publish(MarkerArray(markers=[self._template_marker]))
         self.get_logger().info(f'landmarks + PnP on /head_capture/keyframes into {self.root}')
@@ -232,10 +239,7 @@ class PoseEstimator(HeadCaptureNode):
         elif live_due:
             self._took_keyframe = False
             self.process_live()
-        if time.monotonic() - self._flushed_at >= SESSION_PERIOD_S:
-            self._flushed_at = time.monotonic()
-            self.flush_session()
-            self.catch_up()
+        self._session_pacer.run_if_due(self._keep_session)
 
     def _after_inputs(self):
         """Go on once the executor has taken what came in while a keyframe ran."""
@@ -262,10 +266,8 @@ class PoseEstimator(HeadCaptureNode):
             pose = ros_pose(estimate.rotation, estimate.translation)
             self._pose.publish(PoseStamped(header=header(stamp, self.config.frame_id), pose=pose))
             self.path.append(PoseStamped(header=header(stamp, self.config.frame_id), pose=pose))
-            if now - self._path_sent >= PATH_PERIOD_S:  # a long trail: twice a second will do
-                self._path_sent = now
-                self._path.publish(PathMsg(header=header(stamp, self.config.frame_id),
-                                           poses=list(self.path)))
+            self._path_pacer.run_if_due(lambda: self._path.publish(  # a long trail
+                PathMsg(header=header(stamp, self.config.frame_id), poses=list(self.path))))
             self._broadcast(stamp, pose)
             view = View.of_pose(estimate.rotation, estimate.translation)
             live = line_marker(frustum_segments(estimate.rotation, estimate.translation, camera,
@@ -306,6 +308,10 @@ class PoseEstimator(HeadCaptureNode):
                 estimate.rotation, estimate.translation, camera)))
             self._session_changed = True
         self._report.publish(String(data=json.dumps(report)))
+
+    def _keep_session(self):
+        self.flush_session()
+        self.catch_up()
 
     def flush_session(self, publish=True):
         """Write transforms.json and send the keyframe poses and frustums, if they changed."""

@@ -1,0 +1,30 @@
+"""
+Periodic work whose cost grows with the session, kept to a bounded share of the time.
+
+A live session rewrites ``transforms.json`` whole and sends every keyframe's pose and frustum
+once a period. At a fixed period that work grows with the keyframes until it crowds out the
+live poses (10% of the pose estimator after 7 minutes, measured). Paced by its own cost
+it keeps to ``share`` of the time at any length, and runs at ``period_s`` while it is cheap.
+"""
+
+import time
+
+
+class Pacer:
+    """Runs periodic work every ``period_s``, or less often once it takes longer than a share."""
+
+    def __init__(self, period_s, share, clock=time.monotonic):
+        if period_s <= 0 or not 0 < share <= 1:
+            raise ValueError(f'a pacer needs period_s > 0 and share in (0, 1], got '
+                             f'{period_s} and {share}')
+        self.period_s, self.share, self.clock = period_s, share, clock
+        self.next_at = clock() + period_s
+
+    def run_if_due(self, work):
+        """Call ``work()`` if it is due; return whether it ran."""
+        started = self.clock()
+        if started < self.next_at:
+            return False
+        work()
+        self.next_at = started + max(self.period_s, (self.clock() - started) / self.share)
+        return True
