@@ -230,6 +230,23 @@ def test_detector_maps_network_output_back_to_the_frame(tiny_model):
     assert detector.detect(frame).passes in (2, 3)  # the second refining crop only if needed
 
 
+@pytest.mark.parametrize('box', [(90.0, 70.0, 40.0), (5.0, 110.0, 60.0), (100.0, 60.0, 300.0),
+                                 (-200.0, 60.0, 40.0)])
+def test_the_frame_mask_is_the_crop_s_mask_warped_and_unknown_elsewhere(tiny_model, box):
+    # Boxes inside the frame, across its corner, larger than it and beside it: only the crop's
+    # footprint is warped, and that must lose nothing against warping the whole frame.
+    net, path = tiny_model
+    frame = np.random.default_rng(3).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    detection = LandmarkDetector(path, threads=1).detect(frame, box=box)
+    warp = square_warp(box[:2], box[2] * 1.9, 64)
+    with torch.no_grad():
+        logit = net.eval()(torch.from_numpy(crop_square(frame, warp, 64)[None]))[3][0, 0]
+    crop_mask = cv2.resize(torch.sigmoid(logit).numpy(), (64, 64), interpolation=cv2.INTER_LINEAR)
+    expected = cv2.warpAffine(crop_mask, cv2.invertAffineTransform(warp), (200, 120),
+                              flags=cv2.INTER_LINEAR, borderValue=0.5)
+    np.testing.assert_allclose(detection.mask, expected, atol=1e-3)
+
+
 def test_detector_refuses_missing_or_foreign_models(tmp_path, tiny_model):
     with pytest.raises(ModelError, match='not found'):
         LandmarkDetector(tmp_path / 'none.onnx')

@@ -1,6 +1,5 @@
-import pytest
-
 from head_capture.pacing import Pacer
+import pytest
 
 
 class FakeClock:

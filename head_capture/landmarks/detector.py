@@ -115,21 +115,30 @@ def square_warp(centre, side, size):
     return np.array([[scale, 0.0, -offset[0]], [0.0, scale, -offset[1]]])
 
 
+def _footprint(warp, size, shape, margin):
+    """Return (x0, y0, x1, y1): the pixels of an image ``shape`` a crop covers, or None."""
+    corners = _apply(_invert(warp), np.array([[0.0, 0.0], [size - 1.0, size - 1.0]]))
+    x0, y0 = np.floor(np.maximum(corners[0] - margin, 0)).astype(int)
+    x1, y1 = np.ceil(np.minimum(corners[1] + margin, [shape[1], shape[0]])).astype(int)
+    return None if x1 <= x0 or y1 <= y0 else (x0, y0, x1, y1)
+
+
+def _shifted(warp, x0, y0):
+    """Return ``warp`` for the image part whose top-left pixel is (x0, y0)."""
+    return np.column_stack([warp[:, :2], warp[:, :2] @ [x0, y0] + warp[:, 2]])
+
+
 def _covered_part(frame, warp, size):
     """
     Return the part of ``frame`` the crop covers (plus a margin) and the warp from it.
 
     An area resize of the whole frame for one crop costs ten times the crop itself.
     """
-    height, width = frame.shape[:2]
-    margin = 2.0 / warp[0, 0] + 2.0
-    corners = _apply(_invert(warp), np.array([[0.0, 0.0], [size - 1.0, size - 1.0]]))
-    x0, y0 = np.floor(np.maximum(corners[0] - margin, 0)).astype(int)
-    x1, y1 = np.ceil(np.minimum(corners[1] + margin, [width, height])).astype(int)
-    if x1 <= x0 or y1 <= y0:  # the square lies outside the frame
+    part = _footprint(warp, size, frame.shape, 2.0 / warp[0, 0] + 2.0)
+    if part is None:  # the square lies outside the frame
         return frame, warp
-    return frame[y0:y1, x0:x1], np.column_stack([warp[:, :2], warp[:, :2] @ [x0, y0]
-                                                 + warp[:, 2]])
+    x0, y0, x1, y1 = part
+    return frame[y0:y1, x0:x1], _shifted(warp, x0, y0)
 
 
 def crop_square(frame, warp, size):
@@ -251,11 +260,23 @@ class LandmarkDetector:
         return best
 
     def _frame_mask(self, mask, warp, frame_shape):
+        """
+        Return the crop's mask in frame pixels, 0.5 (neither head nor background) outside it.
+
+        Only the crop's footprint is warped: a head fills a small part of a phone's frame.
+        """
+        frame_mask = np.full(frame_shape[:2], 0.5, np.float32)
+        # A pixel past the crop's edge still blends in its border pixels.
+        part = _footprint(warp, self.size, frame_shape, 1.0 / warp[0, 0] + 1.0)
+        if part is None:
+            return frame_mask
+        x0, y0, x1, y1 = part
         full = cv2.resize(mask.astype(np.float32), (self.size, self.size),
                           interpolation=cv2.INTER_LINEAR)
-        # Outside the crop the network saw nothing: 0.5, neither head nor background.
-        return cv2.warpAffine(full, _invert(warp), (frame_shape[1], frame_shape[0]),
-                              flags=cv2.INTER_LINEAR, borderValue=0.5)
+        frame_mask[y0:y1, x0:x1] = cv2.warpAffine(full, _invert(_shifted(warp, x0, y0)),
+                                                  (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                                                  borderValue=0.5)
+        return frame_mask
 
     def detect(self, frame, box=None, refine=False):
         """
@@ -298,7 +319,8 @@ class LandmarkDetector:
         """
         width = frame.shape[1]
         x, y, side = box
-        found = self.detect(np.ascontiguousarray(frame[:, ::-1]), (width - 1 - x, y, side))
+        # cv2.flip: a tenth of the time of numpy's reversed copy of a phone frame.
+        found = self.detect(cv2.flip(frame, 1), (width - 1 - x, y, side))
         landmarks = found.landmarks.copy()
         landmarks[:, 0] = width - 1 - landmarks[:, 0]
         return landmarks, found.sigma
