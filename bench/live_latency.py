@@ -72,6 +72,12 @@ def handled(watch, node):
     return int(watch.values(node).get('handled', 0))
 
 
+def rate_per_minute(timeline):
+    """Return the live poses per second in each minute, from (seconds, poses) 10 s apart."""
+    marks = [(0.0, 0), *timeline[5::6]]
+    return [round((n1 - n0) / (t1 - t0), 2) for (t0, n0), (t1, n1) in zip(marks, marks[1:])]
+
+
 def main():
     """Run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
@@ -113,13 +119,14 @@ def main():
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         started, cpu_start = time.monotonic(), cpu_seconds(pids)
-        memory = []
+        memory, poses = [], []
         while time.monotonic() - started < args.seconds:
             time.sleep(10.0)
             memory.append((round(time.monotonic() - started, 1), round(rss_mib(pids), 1)))
             with probe.lock:
                 recent = probe.latencies_ms[-100:]
-            print(f'{memory[-1][0]:6.0f} s: {len(probe.latencies_ms)} poses, p50 '
+                poses.append(len(probe.latencies_ms))
+            print(f'{memory[-1][0]:6.0f} s: {poses[-1]} poses, p50 '
                   f'{np.median(recent) if recent else float("nan"):.0f} ms, '
                   f'{memory[-1][1]:.0f} MiB', flush=True)
         wall = time.monotonic() - started
@@ -136,6 +143,7 @@ def main():
     rclpy.try_shutdown()
     latencies = np.array(probe.latencies_ms[10:])  # the first poses include start-up
     rss = [m for _, m in memory]
+    timeline = [(t, n) for (t, _), n in zip(memory, poses)]
     half = len(rss) // 2
     result = {
         'benchmark': f'live latency, 1280x720 at 30 frames/s, {layout}',
@@ -156,9 +164,12 @@ def main():
         'rss_mib': {'start': rss[0], 'end': rss[-1],
                     'growth_second_half': round(rss[-1] - rss[half], 1) if half else None},
         'memory_timeline': memory,
+        # Live poses so far, every 10 s: a rate that falls as the session grows shows here.
+        'poses_timeline': timeline,
+        'live_pose_rate_per_minute': rate_per_minute(timeline),
         'target': 'live pose >= 15 Hz, p95 < 150 ms, memory bounded',
     }
-    print({k: v for k, v in result.items() if k != 'memory_timeline'})
+    print({k: v for k, v in result.items() if not k.endswith('_timeline')})
     save(out, result)
 
 
