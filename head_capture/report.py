@@ -39,6 +39,8 @@ POSE_SETS = ((PNP, '#1f77b4'), ('after stage 1', '#ff7f0e'), ('after stage 2', '
 STAGE_COLOURS = {1: '#ff7f0e', 2: '#2ca02c'}
 OUTPUT_FILES = (CHECKPOINT, 'avatar.ply', TRANSFORMS_FILE, STAGE1_TRANSFORMS, 'metrics.json',
                 EVENTS, 'evaluation.json', 'turntable.mp4', PREVIEW)
+# Written by a later command (`head-capture evaluate`), not by training: listed when there.
+ON_REQUEST_FILES = ('evaluation.json',)
 METRIC_LABELS = (('held_out_psnr', 'held-out PSNR (dB)'), ('held_out_ssim', 'held-out SSIM'),
                  ('rotation_error_deg', 'rotation error vs. the input poses (°)'),
                  ('translation_error', 'translation error vs. the input poses (scene units)'),
@@ -663,6 +665,6 @@ def _files_section(inputs):
                                                     inputs.out_dir.resolve())).as_posix())
             items.append(f'<li><a href="{href}">{html.escape(href)}</a> '
                          f'({_file_size(path.stat().st_size)})</li>')
-        else:
+        elif path.name not in ON_REQUEST_FILES:
             items.append(f'<li>{html.escape(path.name)}: not available</li>')
     return f'<ul>{"".join(items)}</ul>'

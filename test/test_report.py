@@ -85,7 +85,17 @@ def test_the_report_is_one_file_with_every_section(report, reconstruction):
     assert 'PnP (session): rotation' in page and 'after stage 2: rotation' in page
     assert page.count('<polyline') == 6  # loss, PSNR, rotation error; stage 1 and 2 each
     assert 'not available' not in page.split('id="files"')[0]
+    assert 'evaluation.json' not in page  # written by `head-capture evaluate`, not run here
     assert page.count('render | truth') == 6 and page.count('<img') == 30 + 6 + 1
+
+
+def test_an_evaluation_is_linked_once_one_was_written(reconstruction, tmp_path):
+    session, avatar, _ = reconstruction
+    evaluated = tmp_path / 'avatar'
+    shutil.copytree(avatar, evaluated)
+    (evaluated / 'evaluation.json').write_text('{}')
+    page = write_report(session, evaluated, tmp_path / 'a.html').read_text()
+    assert 'href="avatar/evaluation.json"' in _section(page, 'files')
 
 
 def test_the_turntable_says_where_the_avatar_ends(reconstruction, tmp_path):
