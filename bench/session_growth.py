@@ -22,6 +22,7 @@ from head_capture.nodes.markers import ros_points
 from head_capture.nodes.pose_estimator import (line_marker, PATH_LENGTH, PERIODIC_SHARE,
                                                ros_pose, SESSION_PERIOD_S)
 from head_capture.nodes.support import LATCHED_QOS
+from head_capture.pacing import Pacer
 from head_capture.session import keyframe_file, keyframe_stamps, Session
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
@@ -68,7 +69,7 @@ def main():
     poses_out = node.create_publisher(PoseArray, '/session_growth/keyframe_poses', LATCHED_QOS)
     markers_out = node.create_publisher(MarkerArray, '/session_growth/markers', 10)
     path_out = node.create_publisher(PathMsg, '/session_growth/camera_path', 10)
-    rows = []
+    pacer, rows = Pacer(SESSION_PERIOD_S, PERIODIC_SHARE), []
     for count in args.keyframes:
         with tempfile.TemporaryDirectory() as root:
             session, rotations = grown_session(root, count, camera, rng)
@@ -92,7 +93,7 @@ def main():
         periodic = sum(row[k] for k in ('transforms_json_ms', 'keyframe_poses_ms', 'frustums_ms',
                                         'keyframe_listing_ms'))
         row['periodic_ms'] = round(periodic, 2)
-        row['paced_period_s'] = round(max(SESSION_PERIOD_S, periodic / 1000 / PERIODIC_SHARE), 2)
+        row['paced_period_s'] = round(pacer.period_for(periodic / 1000), 2)
         rows.append(row)
         print(row, flush=True)
     node.destroy_node()

@@ -26,5 +26,9 @@ class Pacer:
         if started < self.next_at:
             return False
         work()
-        self.next_at = started + max(self.period_s, (self.clock() - started) / self.share)
+        self.next_at = started + self.period_for(self.clock() - started)
         return True
+
+    def period_for(self, cost_s):
+        """Return the time from a run's start to the next for work that took ``cost_s``."""
+        return max(self.period_s, cost_s / self.share)
