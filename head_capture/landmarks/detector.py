@@ -295,7 +295,7 @@ class LandmarkDetector:
             box = self._find_head(frame)
             passes += 1
         for _ in range(REFINE_PASSES if searched or refine else 1):
-            warp = square_warp(box[:2], max(box[2] * CROP_OVER_HEAD, 16.0), self.size)
+            warp = self._crop_round(box)
             landmarks, sigma, visibility, mask, found = self._pass(frame, warp)
             passes += 1
             settled = (np.hypot(found[0] - box[0], found[1] - box[1]) < SETTLED * box[2]
@@ -319,11 +319,16 @@ class LandmarkDetector:
         """
         width = frame.shape[1]
         x, y, side = box
-        # cv2.flip: a tenth of the time of numpy's reversed copy of a phone frame.
-        found = self.detect(cv2.flip(frame, 1), (width - 1 - x, y, side))
-        landmarks = found.landmarks.copy()
+        # cv2.flip: a tenth of the time of numpy's reversed copy of a phone frame. Only the
+        # landmarks are wanted: no frame-sized mask (0.7 ms, 3.7 MB at 1280x720).
+        landmarks, sigma = self._pass(cv2.flip(frame, 1),
+                                      self._crop_round((width - 1 - x, y, side)))[:2]
         landmarks[:, 0] = width - 1 - landmarks[:, 0]
-        return landmarks, found.sigma
+        return landmarks, sigma
+
+    def _crop_round(self, box):
+        """Return the warp of the network's crop round head box ``box``, with its margin."""
+        return square_warp(box[:2], max(box[2] * CROP_OVER_HEAD, 16.0), self.size)
 
 
 def default_model_path():

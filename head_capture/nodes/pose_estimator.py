@@ -8,7 +8,8 @@ topic, is the record: every second or so the node also queues the kept keyframes
 a message for (sent before it had started, say: importing torch and loading the model takes
 seconds, while the camera streams from the first). Live frames (best effort) are processed at
 ``live_rate_hz`` on the newest frame only, so a slow machine lowers the rate instead of
-building a queue. Published: the live pose, TF (when tf2 is installed), the keyframe poses, the
+building a queue. Keyframes run on a thread of their own, so a live pose never waits for one.
+Published: the live pose, TF (when tf2 is installed), the keyframe poses, the
 path, frustum and landmark markers, a per-keyframe JSON report for the coverage guide, and the
 annotated guidance image.
 """
@@ -17,6 +18,7 @@ from collections import deque
 import json
 import threading
 import time
+import traceback
 
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TransformStamped
 from head_capture.camera import Intrinsics
@@ -41,7 +43,6 @@ from head_capture.session import keyframe_file, keyframe_stamp, keyframe_stamps,
     Session, SessionError, TRANSFORMS_FILE
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32MultiArray, String
 from visualization_msgs.msg import Marker, MarkerArray
@@ -54,13 +55,16 @@ except ImportError:  # pip-installed rclpy: no TF, poses are still on their topi
 PATH_LENGTH = 2000
 PATH_PERIOD_S = 0.5
 SESSION_PERIOD_S = 1.0
-# The most of the worker's time that periodic writes and sends may take (see Pacer).
+# The most of its thread's time that periodic writes and sends may take (see Pacer).
 PERIODIC_SHARE = 0.05
 # Keyframes waiting for the detector with their pixels in memory; the rest wait as stamps.
 QUEUED_IMAGES = 8
 # Keyframes wait this long after start for camera_info before the field of view is assumed: a
 # backlog read from the session must not be registered with a guessed camera.
 CAMERA_INFO_WAIT_S = 3.0
+# The keyframe thread looks at the clock this often while nothing comes (the pacer, the wait
+# for camera_info).
+KEYFRAME_IDLE_S = 0.1
 
 
 def ros_pose(rotation, translation):
@@ -105,9 +109,8 @@ class PoseEstimator(HeadCaptureNode):
                                      cfg.frame_id, self.get_clock().now().to_msg())
         self.path = deque(maxlen=PATH_LENGTH)
         self._latest, self._lock, self._box = None, threading.Lock(), None
-        self._live_due, self._took_keyframe = 0.0, False
+        self._live_due = 0.0
         self._path_pacer = Pacer(PATH_PERIOD_S, PERIODIC_SHARE)
-        self._inputs_first = False
         self._started = time.monotonic()
         self.registered, self.keyframes = len(self.keyframe_poses), 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
@@ -135,25 +138,26 @@ class PoseEstimator(HeadCaptureNode):
         if cfg.live_rate_hz > 0:
             kind, topic = image_input(cfg.image_topic, cfg.compressed)
             self.create_subscription(kind, topic, self.on_live, NEWEST_QOS)
-        # One detector, one frame at a time, keyframes first. The timer ticks at 3x the live
-        # rate, so a live frame waits at most a third of a period to start.
-        worker = MutuallyExclusiveCallbackGroup()
-        self.create_timer(1.0 / (3 * cfg.live_rate_hz) if cfg.live_rate_hz else 0.05,
-                          self.work, callback_group=worker)
-        # Triggered after a keyframe: the executor serves it after the subscriptions, so the
-        # next frame is the newest one, without waiting for a tick.
-        self._inputs_served = self.create_guard_condition(self._after_inputs,
-                                                          callback_group=worker)
+        # Live frames on the executor's thread: the timer ticks at 3x the live rate, so a live
+        # frame waits at most a third of a period to start.
+        if cfg.live_rate_hz > 0:
+            self.create_timer(1.0 / (3 * cfg.live_rate_hz), self.process_live_if_due)
         # What grows with the session (transforms.json, all keyframe poses and frustums, the
         # keyframe folder's listing) is written and sent once a second, not per keyframe, and
         # less often once it takes more than PERIODIC_SHARE of the time: a keyframe costs the
-        # same at 1000, and the live rate holds however long the session. The worker does it
-        # between frames: a timer of its own in the worker's group went unserved while the
-        # detector had keyframes queued.
+        # same at 1000, and the live rate holds however long the session. The keyframe thread
+        # does it between keyframes, so the session is only ever touched by that thread.
         self._session_changed = False
         self._session_pacer = Pacer(SESSION_PERIOD_S, PERIODIC_SHARE)
         self._template_marker = self._make_template_marker()
         self._markers.publish(MarkerArray(markers=[self._template_marker]))
+        # Keyframes (the detector twice, PnP, the mask written) on a thread of their own, in
+        # arrival order: onnxruntime, OpenCV and numpy let go of the GIL, so a live frame runs
+        # beside a keyframe instead of after it.
+        self._keyframe_ready, self._stopping = threading.Condition(self._lock), False
+        self._keyframe_thread = threading.Thread(target=self._work_keyframes,
+                                                 name='keyframes', daemon=True)
+        self._keyframe_thread.start()
         self.get_logger().info(f'landmarks + PnP on /head_capture/keyframes into {self.root}')
 
     # -- inputs ------------------------------------------------------------------------------
@@ -196,6 +200,7 @@ class PoseEstimator(HeadCaptureNode):
             self._queued.add(stamp)
             self._waiting.append(message if message is not None
                                  and len(self._waiting) < QUEUED_IMAGES else stamp)
+            self._keyframe_ready.notify()
 
     def on_live(self, message):
         """Keep only the newest frame: the live timer takes it when the detector is free."""
@@ -217,34 +222,34 @@ class PoseEstimator(HeadCaptureNode):
 
     # -- work --------------------------------------------------------------------------------
 
-    def work(self):
-        """
-        Run one frame: a waiting keyframe or the newest live frame once one is due.
-
-        When both wait they take turns, so a live pose waits for at most one keyframe and a
-        keyframe for at most one live frame.
-        """
-        if self._inputs_first:
-            # A keyframe just ran. The executor serves a due timer before the subscriptions,
-            # so the frame kept now waited the keyframe out: ``_after_inputs`` goes on.
-            return
-        live_due = (self.config.live_rate_hz > 0 and self._latest is not None
-                    and time.monotonic() >= self._live_due)
-        camera_known = (self.camera is not None
-                        or time.monotonic() - self._started > CAMERA_INFO_WAIT_S)
-        if self._waiting and camera_known and not (live_due and self._took_keyframe):
-            self._took_keyframe = self._inputs_first = True
-            self.process_keyframe(self._waiting.popleft())
-            self._inputs_served.trigger()
-        elif live_due:
-            self._took_keyframe = False
+    def process_live_if_due(self):
+        """Pose the newest live frame once the live rate allows another."""
+        if self._latest is not None and time.monotonic() >= self._live_due:
             self.process_live()
-        self._session_pacer.run_if_due(self._keep_session)
 
-    def _after_inputs(self):
-        """Go on once the executor has taken what came in while a keyframe ran."""
-        self._inputs_first = False
-        self.work()
+    def _work_keyframes(self):
+        """Run keyframes in arrival order, and the session's periodic work (keyframe thread)."""
+        while True:
+            with self._keyframe_ready:
+                self._keyframe_ready.wait_for(lambda: self._stopping or self._keyframe_waits(),
+                                              KEYFRAME_IDLE_S)
+                if self._stopping:
+                    return
+                keyframe = self._waiting.popleft() if self._keyframe_waits() else None
+            try:
+                if keyframe is not None:
+                    self.process_keyframe(keyframe)
+                self._session_pacer.run_if_due(self._keep_session)
+            except Exception as exc:  # noqa: B902 - a bug must not silently end the thread
+                if not self.context.ok():
+                    return  # shut down while a keyframe ran
+                self.drop('keyframe failed', exc)
+                self.get_logger().error(f'keyframe failed: {traceback.format_exc()}')
+
+    def _keyframe_waits(self):
+        """Say whether a keyframe can run: one waits, and the camera is known or assumed."""
+        return bool(self._waiting) and (
+            self.camera is not None or time.monotonic() - self._started > CAMERA_INFO_WAIT_S)
 
     def process_live(self):
         """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
@@ -332,7 +337,11 @@ class PoseEstimator(HeadCaptureNode):
         self._markers.publish(MarkerArray(markers=[self._template_marker, self._frustums]))
 
     def close(self):
-        """Write what the last second of keyframes added to transforms.json."""
+        """Stop the keyframe thread, then write what it added since the last flush."""
+        with self._keyframe_ready:
+            self._stopping = True
+            self._keyframe_ready.notify()
+        self._keyframe_thread.join()
         self.flush_session(publish=self.context.ok())
 
     def _decode(self, message):
