@@ -760,3 +760,36 @@ def test_demo_streams_a_capture_through_the_graph_to_an_avatar_and_report(captur
     assert (tmp_path / 'report.html').stat().st_size > 10_000
     assert json.loads((tmp_path / 'summary.json').read_text()) == summary
     assert 'report' in summary_line(summary) and str(tmp_path) in summary_line(summary)
+
+
+def test_publishing_while_ros_shuts_down_ends_quietly():
+    # Ctrl-C shuts the context down from another thread, so a node that publishes as it
+    # closes (the selector's last keyframe, the estimator's last poses) may lose it mid-call.
+    import rclpy
+    from rclpy.context import Context
+    from head_capture.nodes.support import published_unless_shut_down
+
+    context = Context()
+    rclpy.init(context=context)
+    node = Node('closing', context=context)
+    publisher = node.create_publisher(String, '/head_capture/test_closing', 10)
+    try:
+        assert published_unless_shut_down(node, lambda: publisher.publish(String(data='up')))
+
+        def bug():
+            raise ValueError('a bug, not a shutdown')
+
+        with pytest.raises(ValueError):  # while ROS is up an error is not hidden
+            published_unless_shut_down(node, bug)
+
+        def shut_down_midway():
+            rclpy.shutdown(context=context)
+            publisher.publish(String(data='gone'))
+
+        assert not published_unless_shut_down(node, shut_down_midway)
+        sent = []
+        assert not published_unless_shut_down(node, lambda: sent.append('late'))
+        assert not sent
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

@@ -13,8 +13,9 @@ from head_capture.camera import Intrinsics
 from head_capture.capture.sources import open_source, SourceError
 from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_compressed, to_image
-from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, run_node,
-                                        SENSOR_QOS, StartupError)
+from head_capture.nodes.support import (declare_config, HeadCaptureNode, header,
+                                        published_unless_shut_down, run_node, SENSOR_QOS,
+                                        StartupError)
 from head_capture.session import read_transforms, SessionError
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -80,12 +81,9 @@ class CameraSource(HeadCaptureNode):
                                  - self.get_clock().now().nanoseconds * 1e-9)
                         if delay > 0 and self._stop.wait(delay):
                             return
-                    try:
-                        self._publish(frame.image,
-                                      Time(nanoseconds=origin_ns + int(round(at * 1e9))))
-                    except Exception:  # rclpy's RCLError is private
-                        if self.context.ok():
-                            raise
+                    stamp = Time(nanoseconds=origin_ns + int(round(at * 1e9)))
+                    if not published_unless_shut_down(
+                            self, lambda: self._publish(frame.image, stamp)):
                         return  # ROS shut down (Ctrl-C) while a frame was going out
                     last = at
                 if not (cfg.loop and self.source.replayable):

@@ -14,9 +14,8 @@ from head_capture.capture.sources import Frame
 from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
-                                        RELIABLE_QOS,
-                                        run_node, SENSOR_QOS, session_root, stamp_msg,
-                                        stamp_ns)
+                                        published_unless_shut_down, RELIABLE_QOS, run_node,
+                                        SENSOR_QOS, session_root, stamp_msg, stamp_ns)
 from head_capture.session import keyframe_file, SessionError, write_image_atomic
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -55,7 +54,7 @@ class KeyframeSelector(HeadCaptureNode):
             self._keep(decision.keyframe)
         self._frame_id = message.header.frame_id
 
-    def _keep(self, keyframe, publish=True):
+    def _keep(self, keyframe):
         frame = keyframe.frame
         try:
             write_image_atomic(self.root / keyframe_file(frame.index), frame.image)
@@ -64,9 +63,8 @@ class KeyframeSelector(HeadCaptureNode):
             self.drop('keyframe not written', exc)
             return
         self.keyframes += 1
-        if publish:
-            self._publisher.publish(to_image(frame.image, header(stamp_msg(frame.index),
-                                                                 self._frame_id)))
+        published_unless_shut_down(self, lambda: self._publisher.publish(
+            to_image(frame.image, header(stamp_msg(frame.index), self._frame_id))))
 
     def status_values(self):
         """Keyframe count for /diagnostics."""
@@ -80,7 +78,7 @@ class KeyframeSelector(HeadCaptureNode):
         """Keep the best frame of the slot still open (published if ROS is still up)."""
         keyframe = self.selector.flush()
         if keyframe is not None:
-            self._keep(keyframe, publish=self.context.ok())
+            self._keep(keyframe)
 
 
 def main(args=None):

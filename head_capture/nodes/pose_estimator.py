@@ -34,7 +34,8 @@ from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker, ros_points
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
-                                        LATCHED_QOS, NEWEST_QOS, RELIABLE_QOS, run_node,
+                                        LATCHED_QOS, NEWEST_QOS, published_unless_shut_down,
+                                        RELIABLE_QOS, run_node,
                                         SENSOR_QOS, session_root, stamp_msg, stamp_ns,
                                         StartupError)
 from head_capture.pacing import Pacer
@@ -318,7 +319,7 @@ class PoseEstimator(HeadCaptureNode):
         self.flush_session()
         self.catch_up()
 
-    def flush_session(self, publish=True):
+    def flush_session(self):
         """Write transforms.json and send the keyframe poses and frustums, if they changed."""
         if not self._session_changed:
             return
@@ -328,8 +329,9 @@ class PoseEstimator(HeadCaptureNode):
         except (OSError, SessionError) as exc:
             self._session_changed = True  # kept in memory: the next flush tries again
             self.drop('transforms.json not written', exc)
-        if not publish:
-            return
+        published_unless_shut_down(self, self._send_keyframe_poses)
+
+    def _send_keyframe_poses(self):
         stamp = self.get_clock().now().to_msg()
         self._poses.publish(PoseArray(header=header(stamp, self.config.frame_id),
                                       poses=self.keyframe_poses))
@@ -342,7 +344,7 @@ class PoseEstimator(HeadCaptureNode):
             self._stopping = True
             self._keyframe_ready.notify()
         self._keyframe_thread.join()
-        self.flush_session(publish=self.context.ok())
+        self.flush_session()
 
     def _decode(self, message):
         """Return the message's RGB pixels, or None (counted) when they cannot be read."""

@@ -141,6 +141,24 @@ class HeadCaptureNode(Node):
                                                                 ''), status=[status]))
 
 
+def published_unless_shut_down(node, send):
+    """
+    Run ``send`` (publishing); return False when ROS shut down and it could not go out.
+
+    A signal (Ctrl-C) shuts the context down from another thread at any moment, so a node
+    that publishes while it closes, or from a thread of its own, may find it gone mid-call.
+    """
+    if not node.context.ok():
+        return False
+    try:
+        send()
+    except Exception:  # noqa: B902 - rclpy's RCLError is private
+        if node.context.ok():
+            raise
+        return False
+    return True
+
+
 def run_node(cls, args=None):
     """Entry point of a node executable: start, spin until shut down, exit 2 if it cannot start."""
     rclpy.init(args=args)
