@@ -793,3 +793,36 @@ def test_publishing_while_ros_shuts_down_ends_quietly():
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def test_the_backlog_waits_for_camera_info_from_the_first_image_on(
+        tmp_path, ros_context, monkeypatch):
+    # Under load the processes can take seconds to find each other; camera_info comes with
+    # every frame, so the wait for it starts when images do, not when the node starts.
+    import head_capture.nodes.pose_estimator as module
+    from head_capture.nodes.ros_image import to_image
+    from head_capture.nodes.support import header, stamp_msg
+    from head_capture.session import keyframe_file, write_image_atomic
+
+    monkeypatch.setattr(module, 'CAMERA_INFO_WAIT_S', 0.3)
+    monkeypatch.setattr(module, 'NO_STREAM_WAIT_S', 60.0)
+    session = tmp_path / 'session'
+    stamps = [10**9 + k for k in range(4)]
+    for k, stamp in enumerate(stamps):
+        write_image_atomic(session / keyframe_file(stamp), np.full((48, 64, 3), 40 + k, np.uint8))
+    nodes = [(spec, params) for spec, params in graph(
+        settings={'session_dir': str(session)},
+        overrides={'pose_estimator': {'live_rate_hz': 0.0}}) if spec.name == 'pose_estimator']
+    estimator, = build_nodes(nodes, context=ros_context)
+    try:
+        assert _wait_until(lambda: len(estimator._waiting) == len(stamps), 5.0)
+        time.sleep(1.0)  # more than the wait, but no image came yet
+        assert estimator.keyframes == 0 and estimator.camera is None
+        # The last one's message comes at last (it is queued once, from the session).
+        estimator.on_keyframe(to_image(np.zeros((48, 64, 3), np.uint8),
+                                       header(stamp_msg(stamps[-1]), 'camera_optical')))
+        # Images without camera_info: the field of view is assumed once the wait is over.
+        assert _wait_until(lambda: estimator.health.handled == len(stamps), 10.0)
+        assert estimator.keyframes == len(stamps) and estimator._fov_warned
+    finally:
+        close_nodes([estimator])

@@ -60,9 +60,13 @@ SESSION_PERIOD_S = 1.0
 PERIODIC_SHARE = 0.05
 # Keyframes waiting for the detector with their pixels in memory; the rest wait as stamps.
 QUEUED_IMAGES = 8
-# Keyframes wait this long after start for camera_info before the field of view is assumed: a
-# backlog read from the session must not be registered with a guessed camera.
+# Keyframes wait this long after the first image came for camera_info before the field of view
+# is assumed: a backlog read from the session must not be registered with a guess. Counted from
+# the first image, not from the node's start: camera_info comes with every frame, and under load
+# discovery between the processes has taken longer than this (`make demo`).
 CAMERA_INFO_WAIT_S = 3.0
+# With no image at all (a session's backlog, its camera gone) the field of view is assumed then.
+NO_STREAM_WAIT_S = 15.0
 # The keyframe thread looks at the clock this often while nothing comes (the pacer, the wait
 # for camera_info).
 KEYFRAME_IDLE_S = 0.1
@@ -112,7 +116,7 @@ class PoseEstimator(HeadCaptureNode):
         self._latest, self._lock, self._box = None, threading.Lock(), None
         self._live_due = 0.0
         self._path_pacer = Pacer(PATH_PERIOD_S, PERIODIC_SHARE)
-        self._started = time.monotonic()
+        self._started, self._first_image = time.monotonic(), None
         self.registered, self.keyframes = len(self.keyframe_poses), 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
                     else None)
@@ -175,7 +179,12 @@ class PoseEstimator(HeadCaptureNode):
 
     def on_keyframe(self, message):
         """Queue a keyframe for the detector: none is skipped."""
+        self._image_came()
         self._queue(stamp_ns(message.header.stamp), message)
+
+    def _image_came(self):
+        if self._first_image is None:
+            self._first_image = time.monotonic()
 
     def catch_up(self):
         """Queue the keyframes kept in the session whose message never came."""
@@ -205,6 +214,7 @@ class PoseEstimator(HeadCaptureNode):
 
     def on_live(self, message):
         """Keep only the newest frame: the live timer takes it when the detector is free."""
+        self._image_came()
         with self._lock:
             self._latest = message
 
@@ -249,8 +259,16 @@ class PoseEstimator(HeadCaptureNode):
 
     def _keyframe_waits(self):
         """Say whether a keyframe can run: one waits, and the camera is known or assumed."""
-        return bool(self._waiting) and (
-            self.camera is not None or time.monotonic() - self._started > CAMERA_INFO_WAIT_S)
+        return bool(self._waiting) and self._camera_settled()
+
+    def _camera_settled(self):
+        """Say whether camera_info came, or images came long enough without it."""
+        if self.camera is not None:
+            return True
+        now = time.monotonic()
+        if self._first_image is None:
+            return now - self._started > NO_STREAM_WAIT_S
+        return now - self._first_image > CAMERA_INFO_WAIT_S
 
     def process_live(self):
         """Pose of the newest live frame; publishes pose, TF, path and the guidance image."""
