@@ -55,3 +55,18 @@ def test_work_that_grows_keeps_to_its_share_of_the_time():
 def test_a_pacer_refuses_settings_it_cannot_keep(period_s, share):
     with pytest.raises(ValueError, match='pacer needs'):
         Pacer(period_s, share)
+
+
+def test_waiting_is_not_counted_as_cost_on_a_cpu_clock():
+    # On a loaded machine the work waits for the GIL and for the disk to sync: 0.5 s of wall
+    # time for 2 ms of CPU. Paced by wall time it would next run 10 s later; by its CPU, in 1.
+    def slow_but_cheap(n):
+        cpu.now += 0.002
+        return 0.5
+
+    wall, cpu = FakeClock(), FakeClock()
+    by_cpu, _ = run_for(Pacer(1.0, 0.05, wall, cost_clock=cpu), wall, 20.0, slow_but_cheap)
+    wall = FakeClock()
+    by_wall, _ = run_for(Pacer(1.0, 0.05, wall), wall, 20.0, slow_but_cheap)
+    assert all(b - a < 1.1 for a, b in zip(by_cpu, by_cpu[1:])) and len(by_cpu) >= 12
+    assert len(by_wall) <= 2

@@ -115,7 +115,7 @@ class PoseEstimator(HeadCaptureNode):
         self.path = deque(maxlen=PATH_LENGTH)
         self._latest, self._lock, self._box = None, threading.Lock(), None
         self._live_due = 0.0
-        self._path_pacer = Pacer(PATH_PERIOD_S, PERIODIC_SHARE)
+        self._path_pacer = Pacer(PATH_PERIOD_S, PERIODIC_SHARE, cost_clock=time.thread_time)
         self._started, self._first_image = time.monotonic(), None
         self.registered, self.keyframes = len(self.keyframe_poses), 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
@@ -153,7 +153,7 @@ class PoseEstimator(HeadCaptureNode):
         # same at 1000, and the live rate holds however long the session. The keyframe thread
         # does it between keyframes, so the session is only ever touched by that thread.
         self._session_changed = False
-        self._session_pacer = Pacer(SESSION_PERIOD_S, PERIODIC_SHARE)
+        self._session_pacer = Pacer(SESSION_PERIOD_S, PERIODIC_SHARE, cost_clock=time.thread_time)
         self._template_marker = self._make_template_marker()
         self._markers.publish(MarkerArray(markers=[self._template_marker]))
         # Keyframes (the detector twice, PnP, the mask written) on a thread of their own, in
