@@ -252,8 +252,6 @@ class PoseEstimator(HeadCaptureNode):
                     self.process_keyframe(keyframe)
                 self._session_pacer.run_if_due(self._keep_session)
             except Exception as exc:  # noqa: B902 - a bug must not silently end the thread
-                if not self.context.ok():
-                    return  # shut down while a keyframe ran
                 self.drop('keyframe failed', exc)
                 self.get_logger().error(f'keyframe failed: {traceback.format_exc()}')
 
@@ -331,7 +329,8 @@ class PoseEstimator(HeadCaptureNode):
             self._frustums.points.extend(ros_points(frustum_segments(
                 estimate.rotation, estimate.translation, camera)))
             self._session_changed = True
-        self._report.publish(String(data=json.dumps(report)))
+        published_unless_shut_down(
+            self, lambda: self._report.publish(String(data=json.dumps(report))))
 
     def _keep_session(self):
         self.flush_session()
