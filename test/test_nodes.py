@@ -27,6 +27,16 @@ from visualization_msgs.msg import MarkerArray
 STAMP_ORIGIN_S = 1.0
 
 
+def wait_until(condition, timeout_s=10.0, poll_s=0.05):
+    """Poll ``condition()`` until it holds or time is up; return whether it holds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True
+
+
 class Listener(Node):
     """Records what the graph publishes."""
 
@@ -67,14 +77,10 @@ class Listener(Node):
 
     def wait_until(self, condition, timeout_s):
         """Poll ``condition(got)`` until it holds or time is up: a loaded machine is slow."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        def holds():
             with self.lock:
-                if condition(self.got):
-                    return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
+                return condition(self.got)
+        return wait_until(holds, timeout_s)
 
 
 class Spinner:
@@ -527,7 +533,7 @@ def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_c
         estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
                                              'camera_optical'))
         # The keyframe thread takes them now; every one decoded, from memory or disk.
-        assert _wait_until(lambda: estimator.health.handled == count, 30.0)
+        assert wait_until(lambda: estimator.health.handled == count, 30.0)
         assert estimator.keyframes == count
         assert not estimator.health.dropped
     finally:
@@ -556,13 +562,6 @@ def _frames(count):
             for k in range(count)]
 
 
-def _wait_until(condition, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return condition()
-
-
 def test_a_live_frame_is_posed_while_a_keyframe_runs(tmp_path, ros_context):
     # Keyframes have a thread of their own: a live pose does not wait for one (about 100 ms
     # on 2 cores beside the other nodes, the mirror pass included).
@@ -586,7 +585,7 @@ def test_a_live_frame_is_posed_while_a_keyframe_runs(tmp_path, ros_context):
         assert estimator.health.handled == 1 and estimator._latest is None
         assert estimator.keyframes == 0  # still running
         release.set()
-        assert _wait_until(lambda: estimator.keyframes == 1 and estimator.health.handled == 2)
+        assert wait_until(lambda: estimator.keyframes == 1 and estimator.health.handled == 2)
     finally:
         release.set()
         close_nodes([estimator])
@@ -606,7 +605,7 @@ def test_a_keyframe_that_fails_is_counted_and_the_next_one_runs(tmp_path, ros_co
     try:
         for frame in _frames(2):
             estimator.on_keyframe(frame)
-        assert _wait_until(lambda: estimator.keyframes == 1)
+        assert wait_until(lambda: estimator.keyframes == 1)
         assert estimator.health.dropped['keyframe failed'] == 1
         assert 'a bug in keyframe code' in estimator.health.notes['keyframe failed']
     finally:
@@ -647,9 +646,7 @@ def test_keyframes_sent_before_the_detector_started_are_read_from_the_session(tm
         assert estimator.keyframes == 0
         estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
                                              'camera_optical'))
-        deadline = time.monotonic() + 30.0
-        while estimator.keyframes < len(stamps) - 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: estimator.keyframes >= len(stamps) - 1, 30.0)
         time.sleep(2.5)  # two more looks at the session: nothing is queued again
         assert estimator.keyframes == len(stamps) - 1
         assert estimator.read_from_session == len(stamps) - 2
@@ -815,14 +812,14 @@ def test_the_backlog_waits_for_camera_info_from_the_first_image_on(
         overrides={'pose_estimator': {'live_rate_hz': 0.0}}) if spec.name == 'pose_estimator']
     estimator, = build_nodes(nodes, context=ros_context)
     try:
-        assert _wait_until(lambda: len(estimator._waiting) == len(stamps), 5.0)
+        assert wait_until(lambda: len(estimator._waiting) == len(stamps), 5.0)
         time.sleep(1.0)  # more than the wait, but no image came yet
         assert estimator.keyframes == 0 and estimator.camera is None
         # The last one's message comes at last (it is queued once, from the session).
         estimator.on_keyframe(to_image(np.zeros((48, 64, 3), np.uint8),
                                        header(stamp_msg(stamps[-1]), 'camera_optical')))
         # Images without camera_info: the field of view is assumed once the wait is over.
-        assert _wait_until(lambda: estimator.health.handled == len(stamps), 10.0)
+        assert wait_until(lambda: estimator.health.handled == len(stamps), 10.0)
         assert estimator.keyframes == len(stamps) and estimator._fov_warned
     finally:
         close_nodes([estimator])
