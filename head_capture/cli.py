@@ -109,6 +109,7 @@ def _parser():
     train.add_argument('out', type=Path, help='run folder (resumes from its checkpoint)')
     train.add_argument('--set', action='append', dest='sets', help='landmark set (repeatable)')
     train.add_argument('--validation-set', help='held-out identities (default: last shard)')
+    train.add_argument('--init-model', help='exported ONNX model to fine-tune from')
     train.add_argument('--steps', type=int)
     train.add_argument('--device', choices=('auto', 'cpu', 'cuda'))
     train.set_defaults(run=_run_train_landmarks)
@@ -463,7 +464,7 @@ def _run_train_landmarks(args):
     for path in args.sets or ():
         argv += ['--set', path]
     for flag, value in (('--validation-set', args.validation_set), ('--steps', args.steps),
-                        ('--device', args.device)):
+                        ('--init-model', args.init_model), ('--device', args.device)):
         if value is not None:
             argv += [flag, str(value)]
     return train_main(argv)

@@ -4,11 +4,12 @@ import json
 
 import cv2
 from head_capture.cli import main
+from head_capture.config import ConfigError
 from head_capture.landmarks.augment import (augment_batch, AugmentConfig, jpeg_compress,
                                             motion_blur_kernels, warp_batch)
 from head_capture.landmarks.detector import (crop_square, LandmarkDetector, ModelError,
                                              square_warp)
-from head_capture.landmarks.export import export_checked, model_config_of
+from head_capture.landmarks.export import export_checked, load_onnx_model, model_config_of
 from head_capture.landmarks.export import main as export_main
 from head_capture.landmarks.metrics import accuracy_report, sigma_error_correlation
 from head_capture.landmarks.model import gaussian_nll, LandmarkNet, ModelConfig
@@ -33,6 +34,30 @@ def test_network_outputs_have_the_documented_shapes(backbone):
     np.testing.assert_allclose(landmarks.detach().numpy(), 47.5)
     with pytest.raises(ValueError, match='backbone'):
         ModelConfig(backbone='vgg')
+
+
+@pytest.mark.parametrize('backbone', ['mobilenet', 'resnet'])
+def test_an_exported_network_reads_back_with_its_batch_norms_folded(backbone, tmp_path):
+    torch.manual_seed(1)
+    cfg = ModelConfig(backbone=backbone, width=0.25, input_size=64, landmarks=8, hidden=32)
+    net = LandmarkNet(cfg)
+    for module in net.modules():  # statistics far from an identity, so folding shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.running_mean, -0.5, 0.5)
+            torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    torch.nn.init.normal_(net.regress[-1].weight, std=0.02)
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    export_checked(net.eval(), tmp_path / 'net.onnx', images)
+    back = load_onnx_model(tmp_path / 'net.onnx')
+    with torch.no_grad():
+        for want, got in zip(net(torch.from_numpy(images)), back(torch.from_numpy(images))):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-3)
+    other = RunConfig(TINY, train=TrainConfig(sets=('unused',),
+                                              init_model=str(tmp_path / 'net.onnx')))
+    with pytest.raises(ConfigError, match='model config'):
+        train(other, tmp_path / 'run')
 
 
 def test_gaussian_nll_is_lowest_at_the_true_spread():
@@ -180,13 +205,22 @@ def test_training_learns_resumes_and_exports(disk_sets, tmp_path):
     assert model_config_of(tmp_path / 'again.onnx') == TINY
     with pytest.raises(ValueError, match='another config'):
         train(_run(train_dir, val_dir, steps=151), tmp_path / 'run')
+    # Fine-tuning starts from the exported weights: with a vanishing rate, 20 steps keep the
+    # model as it was (batch-norm statistics moving in those steps would break it).
+    tuned = train(_run(train_dir, val_dir, steps=20, learning_rate=1e-9,
+                       init_model=str(tmp_path / 'run' / 'head_landmarks.onnx')),
+                  tmp_path / 'tuned')[1]
+    assert tuned['nme'] == pytest.approx(report['nme'], rel=1e-3)
 
 
 def test_run_config_reads_the_shipped_yaml_files():
     from head_capture.resources import share_path
-    for name in ('landmarks_cpu.yaml', 'landmarks_gpu.yaml'):
+    for name in ('landmarks_cpu.yaml', 'landmarks_gpu.yaml', 'landmarks_finetune_cpu.yaml'):
         run = load_run_config(share_path('config', name))
         assert run.model.input_size == 256 and run.train.steps > 1000
+    # The fine-tuning config must fit the shipped model it starts from.
+    assert load_run_config(share_path('config', 'landmarks_finetune_cpu.yaml')).model == \
+        model_config_of(share_path('models', 'head_landmarks.onnx'))
 
 
 @pytest.fixture(scope='module')

@@ -1,9 +1,12 @@
 """
-ONNX export of the landmark network, checked against torch before it is kept.
+ONNX export of the landmark network, checked against torch before it is kept, and the way back.
 
 The graph takes an RGB uint8 NHWC batch of any size and returns landmarks and log sigma in
 crop pixels, visibility logits and mask logits, so a runtime needs nothing but onnxruntime.
-Metadata in the file records the model config and the template it was trained for.
+Metadata in the file records the model config and the template it was trained for. The
+exporter folds each batch norm into its convolution; reading a file back gives a network whose
+batch norms are identities around those folded weights, so fine-tuning it must keep their
+statistics frozen.
 """
 
 import json
@@ -14,6 +17,7 @@ from head_capture.session import write_bytes_atomic
 import numpy as np
 import onnx
 import torch
+from torch import nn
 
 INPUT_NAME = 'image'
 OUTPUT_NAMES = ('landmarks', 'log_sigma', 'visibility_logit', 'mask_logit')
@@ -78,6 +82,71 @@ def load_checkpoint_model(checkpoint_path):
     model = LandmarkNet(ModelConfig(**state['model_config']))
     model.load_state_dict(state['model'])
     return model.eval()
+
+
+def load_onnx_model(onnx_path):
+    """
+    Rebuild the network from an exported file, as the start of a fine-tuning run.
+
+    Convolutions are matched in the order the forward pass runs them (the graph's node order)
+    and must agree in shape; the rebuilt network is checked against onnxruntime.
+    """
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(onnx_path))
+    model = LandmarkNet(model_config_of(onnx_path)).eval()
+    weights = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    folded = [[weights.get(name) for name in node.input[1:]]
+              for node in proto.graph.node if node.op_type == 'Conv']
+    convolutions = _convolutions_in_run_order(model)
+    if len(folded) != len(convolutions):
+        raise ValueError(f'{onnx_path}: {len(folded)} convolutions, the network has '
+                         f'{len(convolutions)}')
+    state = model.state_dict()
+    for (name, shape, norm), (weight, *bias) in zip(convolutions, folded):
+        if weight is None or tuple(weight.shape) != shape:
+            raise ValueError(f'{onnx_path}: no weight of shape {shape} for {name}')
+        state[f'{name}.weight'] = torch.from_numpy(weight.copy())
+        bias = torch.from_numpy(bias[0].copy())
+        if norm is None:
+            state[f'{name}.bias'] = bias
+            continue
+        # An identity around the folded convolution: (x - 0) / sqrt((1 - eps) + eps) * 1 + bias.
+        state[f'{norm}.weight'] = torch.ones_like(bias)
+        state[f'{norm}.bias'] = bias
+        state[f'{norm}.running_mean'] = torch.zeros_like(bias)
+        state[f'{norm}.running_var'] = torch.full_like(bias, 1.0 - model.get_submodule(norm).eps)
+    for name in ('regress.1.weight', 'regress.1.bias', 'regress.3.weight', 'regress.3.bias'):
+        state[name] = torch.from_numpy(weights[name].copy())
+    model.load_state_dict(state)
+    size = model.cfg.input_size
+    images = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    error = parity_error(model, onnx_path, images)
+    if not error < PARITY_TOLERANCE_PX:
+        raise ValueError(f'{onnx_path}: the rebuilt network differs from it by {error:.3f} px')
+    return model
+
+
+def _convolutions_in_run_order(model):
+    """Return (name, weight shape, name of the batch norm after it or None) per convolution."""
+    modules = dict(model.named_modules())
+    order = []
+    hooks = [module.register_forward_hook(lambda module, inputs, output: order.append(module))
+             for module in modules.values() if isinstance(module, nn.Conv2d)]
+    size = model.cfg.input_size
+    with torch.no_grad():
+        model(torch.zeros((1, size, size, 3), dtype=torch.uint8))
+    for hook in hooks:
+        hook.remove()
+    names = {module: name for name, module in modules.items()}
+    result = []
+    for conv in order:
+        name = names[conv]
+        parent, _, index = name.rpartition('.')
+        after = f'{parent}.{int(index) + 1}' if index.isdigit() else None
+        norm = after if isinstance(modules.get(after), nn.BatchNorm2d) else None
+        result.append((name, tuple(conv.weight.shape), norm))
+    return result
 
 
 def main(argv=None):

@@ -7,7 +7,9 @@ the last shards of the training set: each shard has its own identities) and is b
 azimuth, since views from behind are the hard part. A checkpoint is written atomically every
 ``checkpoint_every`` steps and at every validation; a run started again in the same folder
 resumes from it. A step whose loss is not finite is skipped; a run of them stops training
-with the last good checkpoint kept.
+with the last good checkpoint kept. A run can start from an exported model instead of random
+weights (``init_model``, fine-tuning on new data); its batch norms were folded away on export,
+so their statistics stay frozen.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -42,6 +44,7 @@ class TrainConfig:
 
     sets: tuple = ()
     validation_set: str = ''
+    init_model: str = ''
     validation_shards: int = 1
     validation_views: int = 512
     steps: int = 20000
@@ -150,7 +153,6 @@ def predict(model, images, device, batch_size=64):
         landmarks, log_sigma, _, _ = model(chunk)
         marks.append(landmarks.float().cpu().numpy())
         sigmas.append(torch.exp(log_sigma).float().cpu().numpy())
-    model.train()
     return np.concatenate(marks), np.concatenate(sigmas)
 
 
@@ -164,6 +166,29 @@ def validate(model, validation, device):
     errors = np.linalg.norm(landmarks - truth, axis=-1)
     report['sigma_error_spearman'] = sigma_error_correlation(sigma[valid], errors[valid])
     return report
+
+
+def _initial_model(run):
+    """Random weights, or those of ``init_model`` (which must have the run's model config)."""
+    if not run.train.init_model:
+        return LandmarkNet(run.model)
+    from head_capture.landmarks.export import load_onnx_model, model_config_of
+
+    path = Path(run.train.init_model)
+    if not path.is_file():
+        raise ConfigError(f'init_model: no file at {path}')
+    if model_config_of(path) != run.model:
+        raise ConfigError(f'init_model {path} has model config {model_config_of(path)}, '
+                          f'the run {run.model}')
+    return load_onnx_model(path)
+
+
+def _set_training(model, frozen_norms):
+    """Training mode; with ``frozen_norms`` the batch norms keep normalising by their stats."""
+    model.train()
+    for module in model.modules():
+        if frozen_norms and isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
 
 
 def _save_checkpoint(path, model, optimizer, step, run, best, generator):
@@ -188,12 +213,13 @@ def train(run, out_dir, progress=None):
     torch.set_num_threads(cfg.threads)
     device = _select_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = LandmarkNet(run.model).to(device)
+    checkpoint = out_dir / CHECKPOINT
+    # A resumed run takes its weights from the checkpoint, not from init_model.
+    model = (LandmarkNet(run.model) if checkpoint.exists() else _initial_model(run)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
     generator = torch.Generator(device='cpu').manual_seed(cfg.seed)
     step, best = 0, float('inf')
-    checkpoint = out_dir / CHECKPOINT
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         if json.loads(state['run_config']) != run.as_dict():
@@ -213,7 +239,7 @@ def train(run, out_dir, progress=None):
     augment_generator = torch.Generator(device=device).manual_seed(cfg.seed + step)
     autocast = torch.autocast('cuda', dtype=torch.bfloat16, enabled=device.type == 'cuda')
     bad_steps, report = 0, None
-    model.train()
+    _set_training(model, bool(cfg.init_model))
     while step < cfg.steps:
         for group in optimizer.param_groups:
             group['lr'] = learning_rate(cfg, step)
@@ -247,6 +273,7 @@ def train(run, out_dir, progress=None):
             with open(out_dir / HISTORY, 'a') as handle:
                 handle.write(json.dumps(entry) + '\n')
             log.info('step %d: validation NME %.4f (best %.4f)', step, report['nme'], best)
+            _set_training(model, bool(cfg.init_model))
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save_checkpoint(checkpoint, model, optimizer, step, run, best, generator)
     if report is None:
@@ -280,12 +307,14 @@ def main(argv=None):
     parser.add_argument('out', type=Path, help='run folder (resumes when it holds a checkpoint)')
     parser.add_argument('--set', action='append', dest='sets', help='landmark set (repeatable)')
     parser.add_argument('--validation-set')
+    parser.add_argument('--init-model', help='exported model to fine-tune (ONNX)')
     parser.add_argument('--steps', type=int)
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'))
     args = parser.parse_args(argv)
     overrides = {key: value for key, value in (
         ('sets', tuple(args.sets) if args.sets else None), ('steps', args.steps),
-        ('validation_set', args.validation_set), ('device', args.device)) if value is not None}
+        ('validation_set', args.validation_set), ('init_model', args.init_model),
+        ('device', args.device)) if value is not None}
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')
     run = load_run_config(args.config, overrides)
     with tqdm(total=run.train.steps, desc='training', unit='step') as bar:
