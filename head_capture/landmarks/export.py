@@ -104,8 +104,8 @@ def load_onnx_model(onnx_path):
                          f'{len(convolutions)}')
     state = model.state_dict()
     for (name, shape, norm), (weight, *bias) in zip(convolutions, folded):
-        if weight is None or tuple(weight.shape) != shape:
-            raise ValueError(f'{onnx_path}: no weight of shape {shape} for {name}')
+        if weight is None or tuple(weight.shape) != shape or not bias or bias[0] is None:
+            raise ValueError(f'{onnx_path}: no weight of shape {shape} and bias for {name}')
         state[f'{name}.weight'] = torch.from_numpy(weight.copy())
         bias = torch.from_numpy(bias[0].copy())
         if norm is None:
@@ -116,8 +116,13 @@ def load_onnx_model(onnx_path):
         state[f'{norm}.bias'] = bias
         state[f'{norm}.running_mean'] = torch.zeros_like(bias)
         state[f'{norm}.running_var'] = torch.full_like(bias, 1.0 - model.get_submodule(norm).eps)
-    for name in ('regress.1.weight', 'regress.1.bias', 'regress.3.weight', 'regress.3.bias'):
-        state[name] = torch.from_numpy(weights[name].copy())
+    # Fully connected layers are not folded: the file keeps their parameters' names.
+    linear = [f'{name}.{part}' for name, module in model.named_modules()
+              if isinstance(module, nn.Linear) for part in ('weight', 'bias')]
+    missing = [name for name in linear if name not in weights]
+    if missing:
+        raise ValueError(f'{onnx_path}: no {missing[0]} in the file')
+    state.update({name: torch.from_numpy(weights[name].copy()) for name in linear})
     model.load_state_dict(state)
     size = model.cfg.input_size
     images = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
