@@ -45,9 +45,9 @@ def export_onnx(model, path, metadata=None):
     return path
 
 
-def model_config_of(onnx_path):
-    """Return the ``ModelConfig`` stored in an exported file's metadata."""
-    proto = onnx.load(str(onnx_path), load_external_data=False)
+def model_config_of(onnx_path, proto=None):
+    """Return the ``ModelConfig`` stored in an exported file's metadata (or its loaded proto)."""
+    proto = proto or onnx.load(str(onnx_path), load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
     if 'model_config' not in props:
         raise ValueError(f'{onnx_path} is not a head_capture landmark model (no model_config)')
@@ -63,6 +63,13 @@ def parity_error(model, onnx_path, images):
         expected = model.eval()(torch.from_numpy(images))[0].numpy()
     got = session.run([OUTPUT_NAMES[0]], {INPUT_NAME: images})[0]
     return float(np.abs(got - expected).max())
+
+
+def parity_images(size):
+    """Noise and flat grey: torch and onnxruntime must agree on any input, not only heads."""
+    images = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    images[2] = 128
+    return images
 
 
 def export_checked(model, path, images, metadata=None):
@@ -94,7 +101,7 @@ def load_onnx_model(onnx_path):
     from onnx import numpy_helper
 
     proto = onnx.load(str(onnx_path))
-    model = LandmarkNet(model_config_of(onnx_path)).eval()
+    model = LandmarkNet(model_config_of(onnx_path, proto)).eval()
     weights = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     folded = [[weights.get(name) for name in node.input[1:]]
               for node in proto.graph.node if node.op_type == 'Conv']
@@ -124,9 +131,7 @@ def load_onnx_model(onnx_path):
         raise ValueError(f'{onnx_path}: no {missing[0]} in the file')
     state.update({name: torch.from_numpy(weights[name].copy()) for name in linear})
     model.load_state_dict(state)
-    size = model.cfg.input_size
-    images = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
-    error = parity_error(model, onnx_path, images)
+    error = parity_error(model, onnx_path, parity_images(model.cfg.input_size))
     if not error < PARITY_TOLERANCE_PX:
         raise ValueError(f'{onnx_path}: the rebuilt network differs from it by {error:.3f} px')
     return model
@@ -165,11 +170,7 @@ def main(argv=None):
     if not args.checkpoint.is_file():
         raise SystemExit(f'error: no checkpoint at {args.checkpoint}')
     model = load_checkpoint_model(args.checkpoint)
-    size = model.cfg.input_size
-    # Parity on noise and on flat grey: any input must agree, not only heads.
-    images = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
-    images[2] = 128
-    error = export_checked(model, args.out, images)
+    error = export_checked(model, args.out, parity_images(model.cfg.input_size))
     print(f'{args.out}: onnxruntime matches torch within {error:.2e} px')
     return 0
 

@@ -177,18 +177,19 @@ def _initial_model(run):
     path = Path(run.train.init_model)
     if not path.is_file():
         raise ConfigError(f'init_model: no file at {path}')
-    if model_config_of(path) != run.model:
-        raise ConfigError(f'init_model {path} has model config {model_config_of(path)}, '
-                          f'the run {run.model}')
+    found = model_config_of(path)
+    if found != run.model:
+        raise ConfigError(f'init_model {path} has model config {found}, the run {run.model}')
     return load_onnx_model(path)
 
 
 def _set_training(model, frozen_norms):
     """Training mode; with ``frozen_norms`` the batch norms keep normalising by their stats."""
     model.train()
-    for module in model.modules():
-        if frozen_norms and isinstance(module, torch.nn.BatchNorm2d):
-            module.eval()
+    if frozen_norms:
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
 
 
 def _save_checkpoint(path, model, optimizer, step, run, best, generator):
@@ -239,7 +240,8 @@ def train(run, out_dir, progress=None):
     augment_generator = torch.Generator(device=device).manual_seed(cfg.seed + step)
     autocast = torch.autocast('cuda', dtype=torch.bfloat16, enabled=device.type == 'cuda')
     bad_steps, report = 0, None
-    _set_training(model, bool(cfg.init_model))
+    frozen_norms = bool(cfg.init_model)  # an exported model's norms are folded identities
+    _set_training(model, frozen_norms)
     while step < cfg.steps:
         for group in optimizer.param_groups:
             group['lr'] = learning_rate(cfg, step)
@@ -273,7 +275,7 @@ def train(run, out_dir, progress=None):
             with open(out_dir / HISTORY, 'a') as handle:
                 handle.write(json.dumps(entry) + '\n')
             log.info('step %d: validation NME %.4f (best %.4f)', step, report['nme'], best)
-            _set_training(model, bool(cfg.init_model))
+            _set_training(model, frozen_norms)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save_checkpoint(checkpoint, model, optimizer, step, run, best, generator)
     if report is None:
