@@ -7,8 +7,9 @@ keyframe_selector, pose_estimator and coverage_guide, one process per node as
 --one-process``); the trainer is left out (it trains in a child process of its own anyway).
 Measured: the live pose rate, latency from an image's stamp to its pose's arrival here
 (p50/p95), frames published, scored by the selector and through the detector (from
-/diagnostics), the graph's CPU use, and its resident memory over time (it must level off: no
-queue may grow).
+/diagnostics), the live frames the estimator took and the share that got a pose (the two parts
+of a rate short of the one asked), the longest gaps between poses' stamps, the graph's CPU use
+(each node's too), and its resident memory over time (it must level off: no queue may grow).
 
     python bench/live_latency.py --capture CAPTURE --seconds 600
 """
@@ -57,6 +58,7 @@ class PoseTimer(Node):
     def __init__(self):
         super().__init__('latency_probe')
         self.latencies_ms, self.arrivals, self.lock = [], [], threading.Lock()
+        self.stamps_ns = []
         self.create_subscription(PoseStamped, '/head_capture/camera_pose', self.on_pose, 50)
 
     def on_pose(self, message):
@@ -65,11 +67,27 @@ class PoseTimer(Node):
         with self.lock:
             self.latencies_ms.append((now - stamp) / 1e6)
             self.arrivals.append(time.monotonic())
+            self.stamps_ns.append(stamp)
 
 
 def handled(watch, node):
     """Return how many inputs ``node`` reported handling on /diagnostics."""
     return int(watch.values(node).get('handled', 0))
+
+
+def pose_gaps(stamps_ns, count=12):
+    """
+    Return the longest gaps between consecutive poses' stamps and how often each length occurs.
+
+    The longest as (start s, length s); the lengths to 10 ms (at 15 Hz from a 30 frames/s
+    source: mostly 70 ms).
+    """
+    seconds = np.sort(np.asarray(stamps_ns, np.int64) - min(stamps_ns, default=0)) / 1e9
+    gaps = np.diff(seconds)
+    longest = [(round(float(seconds[i]), 2), round(float(gaps[i]), 3))
+               for i in np.argsort(gaps)[::-1][:count]]
+    values, counts = np.unique(np.round(gaps * 100).astype(int) * 10, return_counts=True)
+    return longest, {int(v): int(c) for v, c in zip(values, counts)}
 
 
 def rate_per_minute(timeline):
@@ -118,7 +136,7 @@ def main():
             executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
-        started, cpu_start = time.monotonic(), cpu_seconds(pids)
+        started, cpu_start = time.monotonic(), [cpu_seconds([pid]) for pid in pids]
         memory, poses = [], []
         while time.monotonic() - started < args.seconds:
             time.sleep(10.0)
@@ -130,9 +148,11 @@ def main():
                   f'{np.median(recent) if recent else float("nan"):.0f} ms, '
                   f'{memory[-1][1]:.0f} MiB', flush=True)
         wall = time.monotonic() - started
-        cpu = cpu_seconds(pids) - cpu_start
+        by_node = [cpu_seconds([pid]) - start for pid, start in zip(pids, cpu_start)]
+        cpu = sum(by_node)
         published, seen = handled(watch, 'camera_source'), handled(watch, 'keyframe_selector')
         estimates = handled(watch, 'pose_estimator')
+        live = watch.values('pose_estimator')
         if processes is not None:
             processes.stop()
         executor.shutdown()
@@ -142,6 +162,7 @@ def main():
         watch.destroy_node()
     rclpy.try_shutdown()
     latencies = np.array(probe.latencies_ms[10:])  # the first poses include start-up
+    longest_gaps, gap_counts = pose_gaps(probe.stamps_ns)
     rss = [m for _, m in memory]
     timeline = [(t, n) for (t, _), n in zip(memory, poses)]
     half = len(rss) // 2
@@ -160,7 +181,16 @@ def main():
         # The counts come from /diagnostics a second apart: a share near 0 can read below.
         'selector_dropped_share': round(1.0 - seen / max(published, 1), 4),
         'frames_through_the_detector': estimates,
+        # Live frames the estimator took (the rest of the detector's work: keyframes), and how
+        # many of them got a pose: a shortfall in the pose rate is one or the other.
+        'live_frames_taken_hz': round(int(live.get('live_frames', 0)) / wall, 2),
+        'live_frames_posed_share': round(int(live.get('live_posed', 0))
+                                         / max(int(live.get('live_frames', 0)), 1), 4),
+        'longest_pose_gaps': longest_gaps, 'pose_stamp_gap_counts_ms': gap_counts,
         'cpu_cores_used': round(cpu / wall, 2),
+        'cpu_cores_by_node': ({'all nodes': round(cpu / wall, 2)} if args.one_process else
+                              {spec.name: round(seconds / wall, 2)
+                               for (spec, _), seconds in zip(nodes, by_node)}),
         'rss_mib': {'start': rss[0], 'end': rss[-1],
                     'growth_second_half': round(rss[-1] - rss[half], 1) if half else None},
         'memory_timeline': memory,

@@ -583,6 +583,8 @@ def test_a_live_frame_is_posed_while_a_keyframe_runs(tmp_path, ros_context):
         estimator.on_live(newest)  # only the newest frame waits
         estimator.process_live_if_due()  # what the executor's live timer runs
         assert estimator.health.handled == 1 and estimator._latest is None
+        status = estimator.status_values()
+        assert status['live_frames'] == 1 and status['live_posed'] <= 1
         assert estimator.keyframes == 0  # still running
         release.set()
         assert wait_until(lambda: estimator.keyframes == 1 and estimator.health.handled == 2)

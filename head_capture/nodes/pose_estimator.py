@@ -118,6 +118,7 @@ class PoseEstimator(HeadCaptureNode):
         self._path_pacer = Pacer(PATH_PERIOD_S, PERIODIC_SHARE, cost_clock=time.thread_time)
         self._started, self._first_image = time.monotonic(), None
         self.registered, self.keyframes = len(self.keyframe_poses), 0
+        self.live_frames, self.live_posed = 0, 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
                     else None)
         self._waiting = deque()  # keyframes received, not yet through the detector
@@ -284,7 +285,9 @@ class PoseEstimator(HeadCaptureNode):
         self._box = detection.box if detection.usable else None
         stamp = message.header.stamp
         view = None
+        self.live_frames += 1
         if estimate.registered:
+            self.live_posed += 1
             pose = ros_pose(estimate.rotation, estimate.translation)
             self._pose.publish(PoseStamped(header=header(stamp, self.config.frame_id), pose=pose))
             self.path.append(PoseStamped(header=header(stamp, self.config.frame_id), pose=pose))
@@ -455,6 +458,7 @@ class PoseEstimator(HeadCaptureNode):
         """Return the counts for /diagnostics."""
         return {'keyframes': self.keyframes, 'registered': self.registered,
                 'waiting': len(self._waiting), 'read_from_session': self.read_from_session,
+                'live_frames': self.live_frames, 'live_posed': self.live_posed,
                 'camera': 'camera_info' if self.camera else f'assumed {self.config.fov_deg:g}°',
                 'tf': 'on' if self._tf else 'off (tf2_ros not installed)'}
 
