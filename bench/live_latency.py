@@ -151,8 +151,10 @@ def main():
         by_node = [cpu_seconds([pid]) - start for pid, start in zip(pids, cpu_start)]
         cpu = sum(by_node)
         published, seen = handled(watch, 'camera_source'), handled(watch, 'keyframe_selector')
-        estimates = handled(watch, 'pose_estimator')
-        live = watch.values('pose_estimator')
+        # One reading of the estimator's counts, so the frames taken and posed agree.
+        estimator = watch.values('pose_estimator')
+        estimates, taken, posed = (int(estimator.get(key, 0))
+                                   for key in ('handled', 'live_frames', 'live_posed'))
         if processes is not None:
             processes.stop()
         executor.shutdown()
@@ -183,9 +185,8 @@ def main():
         'frames_through_the_detector': estimates,
         # Live frames the estimator took (the rest of the detector's work: keyframes), and how
         # many of them got a pose: a shortfall in the pose rate is one or the other.
-        'live_frames_taken_hz': round(int(live.get('live_frames', 0)) / wall, 2),
-        'live_frames_posed_share': round(int(live.get('live_posed', 0))
-                                         / max(int(live.get('live_frames', 0)), 1), 4),
+        'live_frames_taken_hz': round(taken / wall, 2),
+        'live_frames_posed_share': round(posed / max(taken, 1), 4),
         'longest_pose_gaps': longest_gaps, 'pose_stamp_gap_counts_ms': gap_counts,
         'cpu_cores_used': round(cpu / wall, 2),
         'cpu_cores_by_node': ({'all nodes': round(cpu / wall, 2)} if args.one_process else
