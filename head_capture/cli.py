@@ -13,6 +13,7 @@ from head_capture.camera import DEFAULT_FOV_DEG
 from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.sources import open_source, SourceError
 from head_capture.config import ConfigError, load_node_config
+from head_capture.image_buffers import reuse_image_buffers
 from head_capture.landmarks.detector import ModelError
 from head_capture.session import read_transforms, SessionError
 from rich.console import Console
@@ -27,6 +28,7 @@ USER_ERRORS = (SourceError, ConfigError, SessionError, ModelError, TrainingError
 def main(argv=None):
     """Run the ``head-capture`` command line."""
     args = _parser().parse_args(argv)
+    reuse_image_buffers()
     try:
         return args.run(args)
     except USER_ERRORS as exc:

@@ -16,6 +16,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from head_capture.config import build, ConfigError
 from head_capture.health import Health
+from head_capture.image_buffers import reuse_image_buffers
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -161,6 +162,7 @@ def published_unless_shut_down(node, send):
 
 def run_node(cls, args=None):
     """Entry point of a node executable: start, spin until shut down, exit 2 if it cannot start."""
+    reuse_image_buffers()
     rclpy.init(args=args)
     try:
         node = cls()
