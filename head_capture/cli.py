@@ -482,7 +482,8 @@ def _run_reconstruct(args):
                           progress=_progress, log=console.print)
     console.print(f'[bold green]avatar ready[/] in {summary["seconds"]:.0f} s: '
                   f'{summary["registered"]} of {summary["keyframes"]} keyframes registered, '
-                  f'held-out PSNR {summary["held_out_psnr"]:.2f} dB; report {summary["report"]}')
+                  f'{summary["coverage"]["score"]:.0%} of the view bins covered, held-out '
+                  f'PSNR {summary["held_out_psnr"]:.2f} dB; report {summary["report"]}')
     return 0
 
 

@@ -15,6 +15,7 @@ import time
 
 from head_capture.avatar import TrainingError
 from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.capture.coverage import CoverageConfig, session_coverage
 from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_KEY as HEAD_VOLUME
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
 from head_capture.capture.pose import PoseConfig
@@ -196,6 +197,7 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     avatar_config = load_avatar_config(config, overrides)
     keyframe_config = load_node_config(KeyframeConfig, 'keyframe_selector', params)
     pose_config = load_node_config(PoseConfig, 'pose_estimator', params)
+    coverage_config = load_node_config(CoverageConfig, 'coverage_guide', params)
     job = Reconstruction(Path(out_dir).resolve())
     where = Path(str(source))
     request = {'input': str(where.resolve()) if where.exists() else str(source),
@@ -237,6 +239,12 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
             'holds the one its masks were cut to')
     log(f'poses: {steps["poses"]["registered"]} of {steps["poses"]["keyframes"]} keyframes '
         'registered by landmarks + RANSAC PnP')
+    coverage = session_coverage(session.frames, coverage_config)[0]
+    log(f'coverage: {coverage.summary()}')
+    if not coverage.complete:
+        log(f'warning: views are missing round the head ({coverage.shortfall()}, against '
+            f'{coverage_config.target_share:.0%} of every band): the avatar will be blurred or '
+            'wrong where no keyframe looked; the report shows which directions')
 
     if 'avatar' not in steps:
         resume = (job.avatar_dir / CHECKPOINT).is_file()
@@ -257,7 +265,7 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     metrics = steps['avatar']
     return {'out': str(job.root), 'report': str(job.report_path),
             'avatar': str(job.avatar_dir), 'keyframes': steps['keyframes']['keyframes'],
-            'registered': steps['poses']['registered'],
+            'registered': steps['poses']['registered'], 'coverage': coverage.to_json(),
             'held_out_psnr': metrics.get('held_out_psnr'),
             'held_out_ssim': metrics.get('held_out_ssim'),
             'train_seconds': metrics.get('seconds'),

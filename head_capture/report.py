@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 from head_capture.avatar.evaluate import psnr
 from head_capture.avatar.trainer import CHECKPOINT, EVENTS, PREVIEW, STAGE1_TRANSFORMS
-from head_capture.capture.coverage import Coverage, coverage_image, View
+from head_capture.capture.coverage import coverage_image, session_coverage
 from head_capture.capture.head_volume import META_KEY as HEAD_VOLUME
-from head_capture.geometry import c2w_opengl_to_w2c, umeyama
+from head_capture.geometry import umeyama
 from head_capture.pose_evaluation import evaluate, frame_key
 from head_capture.session import KEYFRAMES_DIR, read_image, read_transforms, SessionError, \
     Transforms, TRANSFORMS_FILE, write_bytes_atomic
@@ -513,19 +513,12 @@ def _poses_section(inputs):
 
 def _coverage_section(inputs):
     """Return which directions around the head the registered keyframes see."""
-    posed = [f for f in inputs.session.frames if f.c2w is not None] if inputs.session else []
-    if not posed:
+    coverage, views = session_coverage(inputs.session.frames if inputs.session else [])
+    if not views:
         return _missing('view coverage (no registered keyframe)')
-    coverage = Coverage()
-    views = []
-    for frame in posed:
-        view = View.of_pose(*c2w_opengl_to_w2c(frame.c2w))
-        coverage.add(view, float(frame.meta.get('pose_quality', {}).get('confidence', 1.0)))
-        views.append(view)
-    shares = ', '.join(f'{share:.0%}' for share in coverage.band_shares)
     ring = (f'<img src="{_image_uri(coverage_image(coverage, 256), ".png")}" '
             'alt="coverage ring" width="256" height="256">')
-    return (f'<p>{coverage.score:.0%} of the view bins covered (bands low to high: {shares}). '
+    return (f'<p>{coverage.summary()}. '
             "Left: the capture guide's ring seen from above, the face at the top (grey empty, "
             "amber seen, green covered). Right: each keyframe's direction, azimuth around and "
             'elevation as radius (the pole in the middle).</p>'

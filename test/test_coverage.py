@@ -1,8 +1,10 @@
 """View-sphere coverage: filling, the trigger, next-best view, guidance text, the picture."""
 
 from head_capture.capture.coverage import (Coverage, coverage_image, CoverageConfig, guidance,
-                                           View)
+                                           session_coverage, View)
 from head_capture.config import load_node_config
+from head_capture.geometry import w2c_to_c2w_opengl
+from head_capture.session import FrameRecord
 from head_capture.synth.capture_video import CaptureConfig, phone_path
 import numpy as np
 import pytest
@@ -50,6 +52,28 @@ def test_trigger_fires_once_when_the_last_orbit_fills():
     assert sectors_before == 10 and len(set(top_sectors)) == 12
     assert coverage.complete and coverage.triggered
     assert not coverage.add(View(0.0, 40.0, 0.6), 1.0)  # never again
+
+
+def test_a_session_s_coverage_names_the_orbits_still_short():
+    poses = phone_path(CaptureConfig(seconds=30.0, fps=10.0), np.random.default_rng(5))
+    frames = [FrameRecord(f'{index}.png', w2c_to_c2w_opengl(rotation, translation),
+                          meta={'pose_quality': {'confidence': 0.9}})
+              for index, (rotation, translation) in enumerate(poses) if index % 3 == 0]
+    unposed = FrameRecord('no_pose.png')
+    whole, views = session_coverage(frames + [unposed])
+    assert whole.complete and whole.shortfall() == '' and len(views) == len(frames)
+    # The walk starts on the low orbit: a capture cut after a third of it lacks the other two.
+    cut, _ = session_coverage(frames[:len(frames) // 3])
+    shares = cut.band_shares
+    assert not cut.complete and shares[0] > 0.5 and shares[2] == 0
+    assert cut.summary() == (f'{cut.score:.0%} of the view bins covered (bands low to high: '
+                             f'{shares[0]:.0%}, {shares[1]:.0%}, 0%)')
+    assert cut.shortfall().endswith('25..55° elevation 0%')
+    assert ('-30..0° elevation' in cut.shortfall()) == (shares[0] < 0.9)
+    # Frames that their pose is less sure of count less, as keyframes do in the live guide.
+    for frame in frames:
+        frame.meta['pose_quality']['confidence'] = 0.1
+    assert session_coverage(frames)[0].score == 0
 
 
 def test_guidance_for_each_case():

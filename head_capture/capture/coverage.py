@@ -14,6 +14,7 @@ import math
 import re
 
 import cv2
+from head_capture.geometry import c2w_opengl_to_w2c
 from head_capture.landmarks.metrics import view_angles
 import numpy as np
 
@@ -162,6 +163,17 @@ class Coverage:
                                          self.sector_deg / 2, 0.0)
         return band, int(sectors[np.argmin(detour)])
 
+    def summary(self):
+        """Return one line: the covered share of all bins and of each band, low to high."""
+        shares = ', '.join(f'{share:.0%}' for share in self.band_shares)
+        return f'{self.score:.0%} of the view bins covered (bands low to high: {shares})'
+
+    def shortfall(self):
+        """Return the bands short of the target, as 'low..high°: share' text ('' if none)."""
+        short = np.flatnonzero(self.band_shares < self.config.target_share - 1e-9)
+        return ', '.join(f'{self.edges[band]:g}..{self.edges[band + 1]:g}° elevation '
+                         f'{self.band_shares[band]:.0%}' for band in short)
+
     def to_json(self):
         """Plain dict: the fill grid and its layout, for reports and ROS messages."""
         return {'azimuth_bins': self.config.azimuth_bins,
@@ -196,6 +208,23 @@ class Coverage:
             raise ValueError(f'coverage grid {fill.shape} does not match its labels {labels}')
         coverage.quality[:] = fill
         return coverage
+
+
+def session_coverage(frames, config=CoverageConfig()):
+    """
+    Return the Coverage of a session's registered frames, and their views in frame order.
+
+    Each frame counts with its pose confidence, as the live guide counts keyframes: the report
+    and ``reconstruct`` see the coverage the guide would have shown.
+    """
+    coverage, views = Coverage(config), []
+    for frame in frames:
+        if frame.c2w is None:
+            continue
+        view = View.of_pose(*c2w_opengl_to_w2c(frame.c2w))
+        coverage.add(view, float(frame.meta.get('pose_quality', {}).get('confidence', 1.0)))
+        views.append(view)
+    return coverage, views
 
 
 PROBLEMS = {
