@@ -11,7 +11,7 @@ import time
 from head_capture.avatar import TrainingError
 from head_capture.camera import DEFAULT_FOV_DEG
 from head_capture.capture.keyframes import KeyframeConfig
-from head_capture.capture.sources import open_source, SourceError
+from head_capture.capture.sources import is_url, open_source, SourceError
 from head_capture.config import ConfigError, load_node_config
 from head_capture.image_buffers import reuse_image_buffers
 from head_capture.landmarks.detector import ModelError
@@ -492,6 +492,9 @@ def _run_up(args):
     from head_capture.nodes.up import run_graph, run_processes
 
     overrides = node_overrides(args.overrides)
+    if args.source is not None and not is_url(args.source):
+        # A missing or unreadable file is refused here, before five processes start for it.
+        open_source(args.source).close()
     session = (args.session or Path(time.strftime('capture_%Y%m%d_%H%M%S'))).resolve()
     settings = {'source': args.source, 'image_topic': args.image_topic,
                 'compressed': args.compressed, 'session_dir': str(session),

@@ -418,6 +418,11 @@ def test_head_capture_up_runs_and_stops_and_refuses_a_bad_parameter(tmp_path):
     result = up('--set', f'pose_estimator.model_path={missing}', '--timeout', '60')
     assert result.returncode == 2
     assert str(missing) in result.stderr and 'pose_estimator ended' in result.stderr
+    assert 'Traceback' not in result.stderr  # the nodes stopped while starting go quietly
+    # A source file that is not there is refused before any node starts.
+    result = up('--source', str(tmp_path / 'nothing.mp4'))
+    assert result.returncode == 2 and 'input not found' in result.stderr
+    assert 'head_capture up (' not in result.stderr
 
 
 def test_the_avatar_mesh_becomes_an_rviz_marker(tmp_path):

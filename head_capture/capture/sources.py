@@ -574,7 +574,7 @@ def open_source(spec, **options):
     VideoSource. A local path that does not exist raises SourceNotFoundError.
     """
     text = str(spec)
-    if re.match(r'[a-zA-Z][a-zA-Z0-9+.-]*://', text):
+    if is_url(text):
         return UrlSource(text, **options)
     path = _existing(text)
     if path.suffix.lower() in BAG_SUFFIXES or (path / 'metadata.yaml').is_file():
@@ -582,6 +582,11 @@ def open_source(spec, **options):
     if path.is_dir():
         return ImageFolderSource(path, **options)
     return VideoSource(path, **options)
+
+
+def is_url(spec):
+    """Whether ``spec`` names a stream (``scheme://...``) rather than a local path."""
+    return re.match(r'[a-zA-Z][a-zA-Z0-9+.-]*://', str(spec)) is not None
 
 
 def _existing(path):

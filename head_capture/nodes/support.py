@@ -170,6 +170,9 @@ def run_node(cls, args=None):
         print(f'[{cls.NAME}] cannot start: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # stopped while starting: the graph is going down, or Ctrl-C
+        rclpy.try_shutdown()
+        return 0
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
