@@ -4,6 +4,9 @@ import json
 import shutil
 
 import cv2
+from head_capture.avatar import TrainingError
+from head_capture.avatar.job import registered_keyframes
+from head_capture.camera import Intrinsics
 from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
 from head_capture.capture.sources import open_source
 from head_capture.cli import main
@@ -15,6 +18,7 @@ from head_capture.pose_evaluation import evaluate
 from head_capture.resources import share_path
 from head_capture.session import FrameRecord, read_transforms, Transforms, write_transforms
 import numpy as np
+import pytest
 
 
 def test_reconstruct_runs_every_step_then_resumes_and_skips(capture, tmp_path, tiny_avatar,
@@ -126,3 +130,13 @@ def test_a_head_far_from_the_frame_s_centre_is_kept_whole(capture, tmp_path):
     volume = HeadVolume.from_meta(session.transforms.meta[HEAD_VOLUME])
     x0, _, side = volume.square_window(session.transforms.intrinsics, rotations, translations)
     assert x0 + side <= 330 and side >= 120
+
+
+def test_too_few_registered_keyframes_are_refused_with_the_reasons(tmp_path):
+    posed = [FrameRecord(f'{i}.png', np.eye(4)) for i in range(2)]
+    refused = [FrameRecord(f'r{i}.png', meta={'unregistered': 'no head found'}) for i in range(3)]
+    write_transforms(tmp_path / 'transforms.json',
+                     Transforms(Intrinsics.from_fov(64, 48, 60.0), posed + refused))
+    with pytest.raises(TrainingError, match=r'2 registered .* at least 8 .*3 x no head found'):
+        registered_keyframes(tmp_path, 8)
+    assert len(registered_keyframes(tmp_path, 2).frames) == 2

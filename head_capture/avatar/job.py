@@ -8,6 +8,7 @@ new lines of its ``events.jsonl`` when polled. A run that was killed is resumed 
 checkpoint by the next start; a finished one is kept and the next start trains a new one.
 """
 
+from collections import Counter
 import json
 from pathlib import Path
 import subprocess
@@ -30,10 +31,14 @@ def registered_keyframes(session_dir, min_frames):
         transforms = read_transforms(session_dir / TRANSFORMS_FILE)
     except (SessionError, OSError) as exc:
         raise TrainingError(f'no registered keyframes yet in {session_dir} ({exc})') from exc
+    refused = Counter(f.meta.get('unregistered', 'no pose yet') for f in transforms.frames
+                      if f.c2w is None)
     transforms.frames = [f for f in transforms.frames if f.c2w is not None]
     if len(transforms.frames) < min_frames:
+        why = '; '.join(f'{count} x {reason}' for reason, count in refused.most_common(3))
         raise TrainingError(f'{len(transforms.frames)} registered keyframes in {session_dir}; '
-                            f'at least {min_frames} are needed')
+                            f'at least {min_frames} are needed'
+                            + (f' (the others: {why})' if why else ''))
     return transforms
 
 
