@@ -22,12 +22,45 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(stderr=True, soft_wrap=True)
 # Errors a user can fix (bad path, bad config, unreadable input): one clear line, exit 2.
 USER_ERRORS = (SourceError, ConfigError, SessionError, ModelError, TrainingError, ValueError,
-               FileNotFoundError)
+               OSError)
+
+
+def _within(kind, low, high=float('inf'), above=False):
+    """
+    Return an argparse type: a ``kind`` in [low, high] (``above``: low itself excluded).
+
+    Numbers are checked where they come in, so a zero field of view or an 8-pixel keyframe
+    is refused with the range named instead of failing (or being quietly replaced) later.
+    """
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'not {"an integer" if kind is int else "a number"}'
+                                             f': {text!r}') from None
+        if not (low < value if above else low <= value) or value > high:
+            bounds = f'{"above" if above else "at least"} {low:g}'
+            raise argparse.ArgumentTypeError(
+                f'{value:g} is out of range: must be {bounds}'
+                + (f' and at most {high:g}' if high < float('inf') else ''))
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+POSITIVE = _within(int, 1)
+NON_NEGATIVE = _within(int, 0)
+SECONDS = _within(float, 0.0, above=True)
+FOV_DEG = _within(float, 1.0, 179.0)
 
 
 def main(argv=None):
     """Run the ``head-capture`` command line."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or an argument refused: argparse has said which
+        return exc.code
     reuse_image_buffers()
     try:
         return args.run(args)
@@ -64,27 +97,29 @@ def _parser():
     landmarks = synth_commands.add_parser(
         'landmarks', help='render the landmark training set (sharded, resumable)')
     landmarks.add_argument('--out', type=Path, required=True, help='directory of shards')
-    landmarks.add_argument('--count', type=int, required=True, help='samples (whole shards)')
-    landmarks.add_argument('--size', type=int, default=256, help='image side in pixels')
+    landmarks.add_argument('--count', type=POSITIVE, required=True,
+                           help='samples (whole shards)')
+    landmarks.add_argument('--size', type=_within(int, 32), default=256,
+                           help='image side in pixels')
     landmarks.add_argument('--seed', type=int, default=0)
-    landmarks.add_argument('--shard-size', type=int, default=128)
-    landmarks.add_argument('--workers', type=int, default=2,
+    landmarks.add_argument('--shard-size', type=POSITIVE, default=128)
+    landmarks.add_argument('--workers', type=NON_NEGATIVE, default=2,
                            help='rendering processes (0: render in this process)')
     landmarks.set_defaults(run=_run_synth_landmarks)
     sequence = synth_commands.add_parser(
         'sequence', help="avatar sequences by the paper's protocol (train + test views)")
     sequence.add_argument('--out', type=Path, required=True)
-    sequence.add_argument('--subjects', type=int, default=3)
-    sequence.add_argument('--train', type=int, default=90)
-    sequence.add_argument('--test', type=int, default=10)
-    sequence.add_argument('--size', type=int, default=400)
+    sequence.add_argument('--subjects', type=POSITIVE, default=3)
+    sequence.add_argument('--train', type=POSITIVE, default=90)
+    sequence.add_argument('--test', type=NON_NEGATIVE, default=10)
+    sequence.add_argument('--size', type=_within(int, 32), default=400)
     sequence.add_argument('--seed', type=int, default=0)
     sequence.set_defaults(run=_run_synth_sequence)
     capture = synth_commands.add_parser(
         'capture', help='a phone video walking three orbits round a seated synthetic head')
     capture.add_argument('--out', type=Path, required=True)
-    capture.add_argument('--seconds', type=float, default=40.0)
-    capture.add_argument('--fps', type=float, default=30.0)
+    capture.add_argument('--seconds', type=SECONDS, default=40.0)
+    capture.add_argument('--fps', type=SECONDS, default=30.0)
     capture.add_argument('--size', default='1280x720', help='WIDTHxHEIGHT')
     capture.add_argument('--seed', type=int, default=0)
     capture.set_defaults(run=_run_synth_capture)
@@ -93,7 +128,7 @@ def _parser():
         'landmark overlays')
     preview.add_argument('set_dir', type=Path, help='landmark set, or a sequence subject_NN')
     preview.add_argument('--out', type=Path, required=True, help='PNG to write')
-    preview.add_argument('--count', type=int, default=64)
+    preview.add_argument('--count', type=POSITIVE, default=64)
     preview.add_argument('--variety', type=Path,
                          help='also write histograms of views, skin tones and hair styles')
     preview.set_defaults(run=_run_synth_preview)
@@ -103,7 +138,7 @@ def _parser():
     landmarks.add_argument('input', type=Path, help='image file or folder of images')
     landmarks.add_argument('--out', type=Path, required=True, help='output folder')
     landmarks.add_argument('--model', type=Path, help='ONNX model (default: the shipped one)')
-    landmarks.add_argument('--threads', type=int, default=2)
+    landmarks.add_argument('--threads', type=POSITIVE, default=2)
     landmarks.set_defaults(run=_run_landmarks)
     train = commands.add_parser(
         'train-landmarks', help='train the landmark network on landmark sets, then export ONNX')
@@ -112,7 +147,7 @@ def _parser():
     train.add_argument('--set', action='append', dest='sets', help='landmark set (repeatable)')
     train.add_argument('--validation-set', help='held-out identities (default: last shard)')
     train.add_argument('--init-model', help='exported ONNX model to fine-tune from')
-    train.add_argument('--steps', type=int)
+    train.add_argument('--steps', type=POSITIVE)
     train.add_argument('--device', choices=('auto', 'cpu', 'cuda'))
     train.set_defaults(run=_run_train_landmarks)
 
@@ -123,13 +158,13 @@ def _parser():
     poses.add_argument('--out', type=Path, required=True, help='transforms.json to write')
     poses.add_argument('--model', type=Path, help='ONNX model (default: the shipped one)')
     camera = poses.add_mutually_exclusive_group()
-    camera.add_argument('--fov', type=float,
+    camera.add_argument('--fov', type=FOV_DEG,
                         help=f'horizontal field of view in degrees (default {DEFAULT_FOV_DEG:g})')
     camera.add_argument('--intrinsics', type=Path,
                         help='transforms.json whose camera describes the images')
     poses.add_argument('--config', type=Path,
                        help='parameters file (default: the shipped config/head_capture.yaml)')
-    poses.add_argument('--threads', type=int, default=2)
+    poses.add_argument('--threads', type=POSITIVE, default=2)
     poses.set_defaults(run=_run_poses)
     evaluate = commands.add_parser(
         'evaluate-poses', help='pose errors after Sim(3) alignment, as JSON')
@@ -146,7 +181,7 @@ def _parser():
     avatar.add_argument('--config', default='cpu_preview',
                         help='paper, fast, cpu_preview, or a YAML path (default cpu_preview)')
     avatar.add_argument('--out', type=Path, required=True, help='avatar directory')
-    avatar.add_argument('--perturb', type=float, default=0.0,
+    avatar.add_argument('--perturb', type=_within(float, 0.0), default=0.0,
                         help='BARF protocol: se(3) noise N(0, SIGMA^2) on the starting poses')
     avatar.add_argument('--seed', type=int, default=0)
     avatar.add_argument('--resume', action='store_true', help='continue the run in --out')
@@ -159,7 +194,7 @@ def _parser():
     scores.add_argument('avatar', type=Path, help='avatar directory (written by train)')
     scores.add_argument('--test', type=Path,
                         help="transforms.json of test views (default: the run's held-out views)")
-    scores.add_argument('--pose-steps', type=int, default=100,
+    scores.add_argument('--pose-steps', type=NON_NEGATIVE, default=100,
                         help='test-time pose optimisation steps per view (0: none)')
     scores.add_argument('--out', type=Path, help='JSON to write (default AVATAR/evaluation.json)')
     scores.set_defaults(run=_run_evaluate_avatar)
@@ -198,7 +233,7 @@ def _parser():
                     help='stop when the avatar is published (or training fails); per-process '
                     'layout: a source that ends before the coverage target starts training '
                     'on the keyframes there are')
-    up.add_argument('--timeout', type=float, help='stop after this many seconds')
+    up.add_argument('--timeout', type=SECONDS, help='stop after this many seconds')
     up.add_argument('--one-process', action='store_true',
                     help='run every node in this process (one multithreaded executor)')
     up.set_defaults(run=_run_up)
@@ -209,8 +244,8 @@ def _parser():
     record.add_argument('--image-topic', default='/camera/image_raw')
     record.add_argument('--compressed', action='store_true',
                         help='record IMAGE_TOPIC/compressed instead of raw images')
-    record.add_argument('--seconds', type=float, help='stop after this long')
-    record.add_argument('--frames', type=int, help='stop after this many images')
+    record.add_argument('--seconds', type=SECONDS, help='stop after this long')
+    record.add_argument('--frames', type=POSITIVE, help='stop after this many images')
     record.set_defaults(run=_run_record)
 
     demo = commands.add_parser(
@@ -223,12 +258,12 @@ def _parser():
 
 def _add_keyframe_options(parser):
     """How many keyframes, their size, and the source camera: keyframes and reconstruct."""
-    parser.add_argument('--count', type=int, default=100, help='keyframes to keep (100)')
-    parser.add_argument('--size', type=int, default=1280,
+    parser.add_argument('--count', type=POSITIVE, default=100, help='keyframes to keep (100)')
+    parser.add_argument('--size', type=_within(int, 32), default=1280,
                         help='long side of the stored keyframes in pixels (1280); training '
                         "cuts the head's square out of them")
     camera = parser.add_mutually_exclusive_group()
-    camera.add_argument('--fov', type=float,
+    camera.add_argument('--fov', type=FOV_DEG,
                         help='horizontal field of view of the source camera in degrees')
     camera.add_argument('--intrinsics', type=Path,
                         help='transforms.json whose camera describes the source frames')

@@ -70,8 +70,8 @@ def extract_keyframes(source, out_dir, count, size=1280, intrinsics=None, fov_de
     session = None
     for keyframe in selection.keyframes:
         image = keyframe.frame.image
-        camera = intrinsics or Intrinsics.from_fov(image.shape[1], image.shape[0],
-                                                   fov_deg or DEFAULT_FOV_DEG)
+        fov = DEFAULT_FOV_DEG if fov_deg is None else fov_deg
+        camera = intrinsics or Intrinsics.from_fov(image.shape[1], image.shape[0], fov)
         view, view_camera = shrink_keyframe(image, camera, size)
         if session is None:
             session = Session.create(out_dir, view_camera, overwrite=overwrite, meta={
@@ -199,6 +199,9 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     pose_config = load_node_config(PoseConfig, 'pose_estimator', params)
     coverage_config = load_node_config(CoverageConfig, 'coverage_guide', params)
     job = Reconstruction(Path(out_dir).resolve())
+    if job.root.exists() and not job.root.is_dir():
+        raise ConfigError(f'--out {job.root} is a file; give a folder (new, or a reconstruction '
+                          'to resume)')
     where = Path(str(source))
     request = {'input': str(where.resolve()) if where.exists() else str(source),
                'config': str(config), 'overrides': overrides or {},

@@ -48,7 +48,12 @@ def test_keyframes_from_a_truncated_video_keeps_what_it_read(tmp_path, clip_vide
 
 @pytest.mark.parametrize('args, message', [
     (['keyframes', 'missing.mp4', '--out', 'o'], 'missing.mp4'),
-    (['keyframes', '{video}', '--out', '{tmp}/o', '--count', '0'], 'count must be'),
+    (['keyframes', '{video}', '--out', '{tmp}/o', '--count', '0'],
+     'argument --count: 0 is out of range: must be at least 1'),
+    (['keyframes', '{video}', '--out', '{tmp}/o', '--fov', '0'], 'argument --fov: 0 is out'),
+    (['keyframes', '{video}', '--out', '{tmp}/o', '--size', '8'], 'argument --size: 8 is out'),
+    (['reconstruct', '{video}', '--out', '{video}'], 'is a file; give a folder'),
+    (['up', '--timeout', '-1'], 'argument --timeout: -1 is out of range: must be above 0'),
     (['keyframes', '{video}', '--out', '{tmp}/o', '--config', '{tmp}/none.yaml'], 'not found'),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, clip_video, capsys, args, message):
