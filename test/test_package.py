@@ -29,3 +29,15 @@ def test_shipped_config_is_found():
 
 def test_console_script_is_declared():
     assert "'head-capture = head_capture.cli:main'" in (ROOT / 'setup.py').read_text()
+
+
+def test_the_camera_and_keyframe_nodes_start_without_torch():
+    import subprocess
+    import sys
+
+    # torch takes about a second and 200 MB to import: only the nodes that run models need it.
+    for module in ('head_capture.nodes.camera_source', 'head_capture.nodes.keyframe_selector'):
+        result = subprocess.run([sys.executable, '-c', f'import sys, {module}; '
+                                 'print("torch" in sys.modules)'],
+                                capture_output=True, text=True, timeout=120)
+        assert result.stdout.strip() == 'False', (module, result.stderr)

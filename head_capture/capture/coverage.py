@@ -14,7 +14,6 @@ import math
 import re
 
 import cv2
-from head_capture.geometry import c2w_opengl_to_w2c
 from head_capture.landmarks.metrics import view_angles
 import numpy as np
 
@@ -217,6 +216,9 @@ def session_coverage(frames, config=CoverageConfig()):
     Each frame counts with its pose confidence, as the live guide counts keyframes: the report
     and ``reconstruct`` see the coverage the guide would have shown.
     """
+    # geometry brings torch, which the camera and keyframe nodes (via CoverageConfig) never need.
+    from head_capture.geometry import c2w_opengl_to_w2c
+
     coverage, views = Coverage(config), []
     for frame in frames:
         if frame.c2w is None:
