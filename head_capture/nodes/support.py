@@ -163,14 +163,21 @@ def published_unless_shut_down(node, send):
 def run_node(cls, args=None):
     """Entry point of a node executable: start, spin until shut down, exit 2 if it cannot start."""
     reuse_image_buffers()
-    rclpy.init(args=args)
     try:
+        rclpy.init(args=args)
         node = cls()
     except StartupError as exc:
         print(f'[{cls.NAME}] cannot start: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    except KeyboardInterrupt:  # stopped while starting: the graph is going down, or Ctrl-C
+    except Exception as exc:  # noqa: B902 - rclpy's RCLError is private
+        # Stopped while starting (the graph going down, or Ctrl-C): rclpy's handler shuts the
+        # context, and creating the node then fails. Anything else is a real error.
+        if rclpy.ok():
+            raise
+        print(f'[{cls.NAME}] stopped while starting ({type(exc).__name__})', file=sys.stderr)
+        return 0
+    except KeyboardInterrupt:  # the signal came before rclpy's handler was in place
         rclpy.try_shutdown()
         return 0
     try:

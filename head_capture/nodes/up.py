@@ -126,8 +126,8 @@ class NodeProcesses:
         try:
             for spec, _ in nodes:
                 self.children.append(subprocess.Popen(
-                    [sys.executable, '-m', spec.module, '--ros-args', '--params-file',
-                     str(parameters_file)], env=env))
+                    [sys.executable, '-m', 'head_capture.nodes.child', spec.module,
+                     '--ros-args', '--params-file', str(parameters_file)], env=env))
         except BaseException:
             self.stop()
             raise
