@@ -16,6 +16,12 @@ import numpy as np
 DEFAULT_FOV_DEG = 69.0
 
 
+def check_fov(fov_deg):
+    """Refuse a horizontal field of view no camera has (degrees)."""
+    if not 1.0 < fov_deg < 179.0:
+        raise ValueError(f'field of view must be in (1, 179) degrees, got {fov_deg}')
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Focal lengths and principal point in pixels, image size, and lens distortion."""
@@ -41,8 +47,7 @@ class Intrinsics:
     @classmethod
     def from_fov(cls, width, height, fov_deg=DEFAULT_FOV_DEG):
         """Return square-pixel intrinsics whose long image side spans ``fov_deg``."""
-        if not 1.0 < fov_deg < 179.0:
-            raise ValueError(f'field of view must be in (1, 179) degrees, got {fov_deg}')
+        check_fov(fov_deg)
         focal = 0.5 * max(width, height) / math.tan(0.5 * math.radians(fov_deg))
         return cls(focal, focal, 0.5 * (width - 1), 0.5 * (height - 1), int(width), int(height))
 

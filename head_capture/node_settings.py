@@ -8,7 +8,8 @@ ROS: ``config.load_node_config`` knows these keys belong to the node, not to the
 import dataclasses
 from dataclasses import dataclass
 
-from head_capture.camera import DEFAULT_FOV_DEG
+from head_capture.avatar.config import load_avatar_config, parse_overrides
+from head_capture.camera import check_fov, DEFAULT_FOV_DEG
 from head_capture.capture.coverage import CoverageConfig
 from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.pose import PoseConfig
@@ -51,6 +52,7 @@ class CameraSourceConfig:
             raise ValueError('jpeg_quality must be within 0-100, default_fps > 0, speed >= 0')
         if self.stamp_origin_s < 0:
             raise ValueError('stamp_origin_s must be >= 0')
+        check_fov(self.fov_deg)
 
 
 @dataclass
@@ -85,6 +87,7 @@ class PoseNodeConfig:
     def __post_init__(self):
         if self.threads < 1 or self.live_rate_hz < 0:
             raise ValueError('threads must be >= 1 and live_rate_hz >= 0')
+        check_fov(self.fov_deg)
 
 
 @dataclass
@@ -121,6 +124,8 @@ class TrainerNodeConfig:
             raise ValueError('min_keyframes must be >= 2 and poll_s > 0')
         if any('=' not in o for o in self.overrides.split()):
             raise ValueError(f'overrides must be KEY=VALUE words, got {self.overrides!r}')
+        # Checked now, not when training starts after minutes of capture.
+        load_avatar_config(self.config, parse_overrides(self.overrides.split()))
 
 
 @dataclass

@@ -59,6 +59,13 @@ def test_a_misspelt_or_invalid_parameter_stops_the_graph_with_its_name(tmp_path)
         graph(settings=base, overrides={'coverage_guide': {'azimuth_bin': 8}})
     with pytest.raises(ConfigError, match='keyframe_selector.*sharpness_ratio'):
         graph(settings=base, overrides={'keyframe_selector': {'sharpness_ratio': 3.0}})
+    with pytest.raises(ConfigError, match=r'pose_estimator.*field of view .* got 0\.0'):
+        graph(settings=base, overrides={'pose_estimator': {'fov_deg': 0.0}})
+    # The avatar's config is checked before the capture, not when training starts after it.
+    with pytest.raises(ConfigError, match=r"avatar_trainer.*unknown key\(s\) \['stage1_step'\]"):
+        graph(settings=base, overrides={'avatar_trainer': {'overrides': 'stage1_step=5'}})
+    with pytest.raises(ConfigError, match="avatar_trainer.*unknown avatar config 'nope'"):
+        graph(settings=base, overrides={'avatar_trainer': {'config': 'nope'}})
 
 
 def test_the_parameters_file_is_what_ros_reads(tmp_path, ros_context):
