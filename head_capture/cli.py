@@ -17,7 +17,8 @@ from head_capture.image_buffers import reuse_image_buffers
 from head_capture.landmarks.detector import ModelError
 from head_capture.session import read_transforms, SessionError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
 
 console = Console(stderr=True, soft_wrap=True)
 # Errors a user can fix (bad path, bad config, unreadable input): one clear line, exit 2.
@@ -586,7 +587,7 @@ def _run_demo(args):
 def _progress(description, total):
     """Yield a callable that advances a progress bar by one frame."""
     columns = (TextColumn('{task.description}'), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+               TimeElapsedColumn(), TextColumn('left'), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda: progress.advance(task)
