@@ -14,12 +14,15 @@ import numpy as np
 # A phone's main camera (about 26 mm equivalent) sees about 69 degrees across its long side.
 # Used when a stream carries no CameraInfo and the user gives no field of view.
 DEFAULT_FOV_DEG = 69.0
+# Horizontal fields of view a camera can have, in degrees (both ends excluded).
+FOV_RANGE_DEG = (1.0, 179.0)
 
 
 def check_fov(fov_deg):
     """Refuse a horizontal field of view no camera has (degrees)."""
-    if not 1.0 < fov_deg < 179.0:
-        raise ValueError(f'field of view must be in (1, 179) degrees, got {fov_deg}')
+    low, high = FOV_RANGE_DEG
+    if not low < fov_deg < high:
+        raise ValueError(f'field of view must be in ({low:g}, {high:g}) degrees, got {fov_deg}')
 
 
 @dataclass(frozen=True)

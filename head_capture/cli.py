@@ -9,7 +9,7 @@ import sys
 import time
 
 from head_capture.avatar import TrainingError
-from head_capture.camera import DEFAULT_FOV_DEG
+from head_capture.camera import DEFAULT_FOV_DEG, FOV_RANGE_DEG
 from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.sources import is_url, open_source, SourceError
 from head_capture.config import ConfigError, load_node_config
@@ -53,7 +53,7 @@ def _within(kind, low, high=float('inf'), above=False):
 POSITIVE = _within(int, 1)
 NON_NEGATIVE = _within(int, 0)
 SECONDS = _within(float, 0.0, above=True)
-FOV_DEG = _within(float, 1.0, 179.0)
+FOV_DEG = _within(float, *FOV_RANGE_DEG)  # its ends are left to Intrinsics.from_fov
 
 
 def main(argv=None):
