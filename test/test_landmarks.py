@@ -126,6 +126,25 @@ def test_augmented_batch_keeps_landmarks_on_their_dots():
             assert out[n, v, u].min() > 150
 
 
+def test_defocus_softens_and_sharpening_crisps_an_edge():
+    from dataclasses import replace
+
+    from head_capture.landmarks.augment import _lens
+    edge = torch.zeros(1, 3, 32, 32)
+    edge[..., 16:] = 200.0
+    plain = AugmentConfig(vignette_share=0.0, defocus_share=0.0, sharpen_share=0.0)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(_lens(edge.clone(), plain, generator), edge)
+    soft = _lens(edge.clone(), replace(plain, defocus_share=1.0), generator)
+    crisp = _lens(edge.clone(), replace(plain, sharpen_share=1.0), generator)
+    step = (edge[..., 17] - edge[..., 14]).abs().mean()
+    assert (soft[..., 17] - soft[..., 14]).abs().mean() < step
+    assert crisp[..., 15].max() == 0.0 and crisp[..., 16].min() > 200.0  # overshoot
+    dark = _lens(torch.full((1, 3, 32, 32), 100.0), replace(plain, vignette_share=1.0),
+                 generator)
+    assert dark[..., 0, 0].mean() < dark[..., 16, 16].mean()
+
+
 def test_accuracy_report_bins_views_by_azimuth():
     truth = np.zeros((3, 4, 2))
     truth[:, :, 0] = [0, 10, 0, 10]

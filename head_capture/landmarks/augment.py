@@ -4,8 +4,9 @@ Batch augmentations that close the gap between clean renders and phone video.
 All in torch on whatever device the batch is on, so a GPU trainer is never waiting for CPU
 workers. Geometry first (rotation, scale, shift: zooming out teaches the first, whole-frame
 pass; shifting out of the frame teaches partial crops), landmarks moved by the same map; then
-what a phone does to pixels: exposure, white balance, gamma, motion and focus blur, sensor
-noise, JPEG blocks (a real 8x8 DCT quantisation with the standard tables) and, rarely, grey.
+what a phone does to pixels: exposure, white balance, gamma, vignetting, motion blur, defocus,
+the sharpening phones apply, sensor noise, JPEG blocks (a real 8x8 DCT quantisation with the
+standard tables) and, rarely, grey.
 """
 
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ class AugmentConfig:
     jpeg_share: float = 0.6
     jpeg_quality: tuple = (25, 95)
     grey_share: float = 0.05
+    vignette_share: float = 0.3
+    defocus_share: float = 0.2
+    defocus_px: float = 2.5
+    sharpen_share: float = 0.3
 
     def __post_init__(self):
         if not 0 < self.scale[0] <= self.scale[1]:
@@ -142,6 +147,41 @@ def jpeg_compress(images, quality):
     return rgb.clamp(0, 255)
 
 
+def _gaussian_blur(pixels, sigma):
+    """Blur (B, 3, S, S) pixels with per-sample Gaussian ``sigma`` (B,) px, one kernel size."""
+    half = max(1, int(math.ceil(2.5 * float(sigma.max()))))
+    axis = torch.arange(-half, half + 1, device=pixels.device, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (axis[None] / sigma.clamp(min=1e-3)[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(3, 0)
+    count, _, size, _ = pixels.shape
+    flat = F.pad(pixels.reshape(1, 3 * count, size, size), [half] * 4, mode='replicate')
+    flat = F.conv2d(flat, kernel[:, None, None, :], groups=3 * count)
+    flat = F.conv2d(flat, kernel[:, None, :, None], groups=3 * count)
+    return flat.view(count, 3, size, size)
+
+
+def _lens(pixels, cfg, generator):
+    """Vignetting, defocus and a phone's unsharp-mask sharpening, each on a share."""
+    count, _, size, _ = pixels.shape
+    device = pixels.device
+    axis = torch.linspace(-1.0, 1.0, size, device=device)
+    radius2 = axis[None, :] ** 2 + axis[:, None] ** 2
+    strength = _uniform(generator, count, 0.1, 0.5, device) * (
+        torch.rand(count, generator=generator, device=device) < cfg.vignette_share)
+    pixels = pixels * (1.0 - strength[:, None, None, None] * radius2 / 2.0)
+    chosen = torch.rand(count, generator=generator, device=device) < cfg.defocus_share
+    if chosen.any():
+        sigma = _uniform(generator, int(chosen.sum()), 0.5, cfg.defocus_px, device)
+        pixels[chosen] = _gaussian_blur(pixels[chosen], sigma)
+    chosen = torch.rand(count, generator=generator, device=device) < cfg.sharpen_share
+    if chosen.any():
+        amount = _uniform(generator, int(chosen.sum()), 0.3, 1.2, device)[:, None, None, None]
+        soft = _gaussian_blur(pixels[chosen], torch.full((int(chosen.sum()),), 1.0,
+                                                         device=device))
+        pixels[chosen] = (pixels[chosen] + amount * (pixels[chosen] - soft)).clamp(0, 255)
+    return pixels
+
+
 def augment_batch(images, masks, landmarks, visible, cfg, generator):
     """
     Augment one batch of uint8 images, masks, landmarks and visibility.
@@ -180,6 +220,7 @@ def augment_batch(images, masks, landmarks, visible, cfg, generator):
         pixels[blurred] = F.conv2d(padded, kernels.repeat_interleave(3, 0)[:, None],
                                    groups=3 * chosen).view(chosen, 3, size, size)
 
+    pixels = _lens(pixels, cfg, generator)
     sigma = _uniform(generator, count, 0.0, cfg.noise, device)
     noise = torch.randn(pixels.shape, generator=generator, device=device)
     pixels = (pixels + noise * sigma[:, None, None, None]).clamp(0, 255)

@@ -136,7 +136,7 @@ def write_capture(out_dir, cfg, progress=None):
     camera = Intrinsics.from_fov(cfg.width, cfg.height, DEFAULT_FOV_DEG)
     studio = HeadStudio(cfg.width, cfg.height)
     subject = studio.subjects(rng, 1)[0]
-    lighting = sample_lighting(rng)
+    lighting = sample_lighting(rng, varied=False)
     panorama = room_panorama(rng)
     poses = phone_path(cfg, rng)
     blurred = blur_runs(len(poses), cfg.blur_share, 15, rng)

@@ -1,8 +1,8 @@
 """
 The landmark training set: synthetic heads seen from anywhere on the sphere.
 
-Each sample is a random identity with a random appearance, under random light, in front of a
-random background, from a camera anywhere around the head (every azimuth, elevation -60..60°,
+Each sample is a random identity with a random appearance, under random light (two to four lights
+of mixed colour), in front of a room, a studio or a real photograph, from a camera anywhere around the head (every azimuth, elevation -60..60°,
 roll, distance, field of view, off-centre and partly cropped heads), with the 2D position and
 visibility of all template landmarks. Samples go into shards of ``shard_size`` (compressed
 npz, written atomically). Shard ``k`` depends only on (seed, k), so an interrupted run
@@ -14,13 +14,12 @@ import json
 import multiprocessing
 from pathlib import Path
 
-import cv2
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, so3_exp
 from head_capture.landmarks.dataset import MANIFEST
 from head_capture.session import write_bytes_atomic, write_npz_atomic
+from head_capture.synth.backdrops import sample_backdrop
 from head_capture.synth.render import Lighting
-from head_capture.synth.sample_clip import textured_scene
 from head_capture.synth.studio import HeadStudio
 import numpy as np
 
@@ -74,28 +73,34 @@ def sample_camera(rng, cfg):
     return camera, rotation, -rotation @ centre
 
 
-def sample_lighting(rng):
-    """Return ambient light, a key light and a coloured fill; sometimes harsh light."""
+def sample_lighting(rng, varied=True):
+    """
+    Return ambient light, a key light and a fill; with ``varied``, up to two more lights.
+
+    Sometimes harsh light with deep shadows. ``varied`` (the landmark set) also tints every
+    light between tungsten and daylight, adds a rim light from behind as studios and windows
+    give, and now and then blows the key out to a studio white; sequences and the capture
+    keep the plain draws they were made with.
+    """
     harsh = rng.random() < 0.15
     ambient = rng.uniform(0.15, 0.3) if harsh else rng.uniform(0.35, 0.75)
-    key = (_unit(rng), rng.uniform(0.9, 1.1, 3), rng.uniform(2.5, 5.0) if harsh
-           else rng.uniform(1.0, 3.0))
-    fill = (_unit(rng), rng.uniform(0.6, 1.2, 3), rng.uniform(0.0, 1.5))
-    return Lighting(np.full(3, ambient), (key, fill))
+    tint = (lambda: _temperature(rng)) if varied else (lambda: rng.uniform(0.9, 1.1, 3))
+    key = (_unit(rng), tint(), rng.uniform(2.5, 5.0) if harsh else rng.uniform(1.0, 3.0))
+    fill = (_unit(rng), rng.uniform(0.6, 1.2, 3) * (tint() if varied else 1.0),
+            rng.uniform(0.0, 1.5))
+    if not varied:
+        return Lighting(np.full(3, ambient), (key, fill))
+    if rng.random() < 0.08:  # blown-out studio white
+        key = (key[0], key[1], rng.uniform(5.0, 8.0))
+    lights = [key, fill] + [(_unit(rng), tint(), rng.uniform(0.5, 2.5))
+                            for _ in range(rng.choice(3, p=[0.5, 0.35, 0.15]))]
+    return Lighting(np.full(3, ambient) * tint(), tuple(lights))
 
 
-def sample_background(rng, size):
-    """Return a textured scene or a plain wall with a gradient, sometimes blurred."""
-    if rng.random() < 0.6:
-        background = textured_scene(size * 2, size * 2, rng)[:size, :size]
-    else:
-        ramp = np.linspace(0.0, 1.0, size)[None, :, None]
-        low, high = rng.uniform(30, 230, 3), rng.uniform(30, 230, 3)
-        background = np.broadcast_to(low + (high - low) * ramp, (size, size, 3))
-    background = background.astype(np.uint8)
-    if rng.random() < 0.5:
-        background = cv2.GaussianBlur(background, (0, 0), rng.uniform(1.0, 6.0))
-    return background
+def _temperature(rng):
+    """Return an RGB tint between warm tungsten and cool daylight shade."""
+    warmth = rng.uniform(-1.0, 1.0)
+    return np.clip(1.0 + 0.18 * warmth * np.array([1.0, 0.1, -1.0]), 0.6, 1.3)
 
 
 def _unit(rng):
@@ -122,7 +127,7 @@ class LandmarkSetWriter:
             view = self.studio.view(subject, camera, rotation, translation,
                                     sample_lighting(rng))
             alpha = view.alpha[..., None]
-            image = alpha * view.rgb + (1 - alpha) * sample_background(rng, cfg.size)
+            image = alpha * view.rgb + (1 - alpha) * sample_backdrop(rng, cfg.size)
             rows.append((image.astype(np.uint8), (view.alpha > 0).astype(np.uint8) * 255,
                          view.landmarks, view.visible, camera.matrix.astype(np.float32),
                          rotation.astype(np.float32), translation.astype(np.float32),

@@ -83,7 +83,7 @@ def write_sequences(out_dir, cfg, progress=None):
             studio = HeadStudio(cfg.size, cfg.size)
         rng = np.random.default_rng([cfg.seed, number])
         subject = studio.subjects(rng, 1)[0]
-        lighting = sample_lighting(rng)
+        lighting = sample_lighting(rng, varied=False)
         meta = {'head_capture': {'synthetic_subject': number, 'seed': cfg.seed,
                                  'mask_volume_m': cfg.volume_m,
                                  'phenotypes': [round(float(p), 4) for p in subject.phenotypes],
