@@ -1,4 +1,4 @@
-"""
+r"""
 The landmark detector on real photographs of heads, from the front round to the back.
 
 The images are public photographs listed in ``bench/real_heads/manifest.json`` (repository,
@@ -68,9 +68,14 @@ def image_name(entry):
 
 
 def _file_bytes(entry, mirrors):
-    """Return the file's bytes from a local snapshot of its repository, else from GitHub."""
+    """
+    Return the file's bytes from a local git snapshot of its repository, else from GitHub.
+
+    ``mirrors`` holds one git directory per repository, named ``owner+name``.
+    """
     if mirrors is not None:
-        for git_dir in Path(mirrors).glob(f"{entry['repo'].replace('/', '+')}*"):
+        folder = Path(mirrors) / entry['repo'].replace('/', '+')
+        for git_dir in (folder, folder / 'repo', folder / 'repo' / '.git'):
             found = subprocess.run(['git', '--git-dir', str(git_dir), 'show',
                                     f"{entry['commit']}:{entry['path']}"], capture_output=True)
             if found.returncode == 0:
@@ -124,7 +129,7 @@ def frame_of(entry, images):
     """Return the RGB frame the detector sees (the crop, if any) and the box in it."""
     image = cv2.imread(str(images / image_name(entry)), cv2.IMREAD_COLOR)
     if image is None:
-        raise FileNotFoundError(f"{images / image_name(entry)} is missing or unreadable; "
+        raise FileNotFoundError(f'{images / image_name(entry)} is missing or unreadable; '
                                 "run 'bench/real_heads.py fetch' first")
     box = np.asarray(entry['box'], float)
     if entry.get('crop'):
@@ -170,7 +175,8 @@ def _tile(frame, detection, truth, found, row, size=256):
                      [0, scale, size / 2 - scale * centre[1]]])
     tile = cv2.warpAffine(canvas, warp, (size, size), flags=cv2.INTER_AREA,
                           borderValue=(40, 40, 40))
-    label = f"{row['view'][:5]} {row['split'][0]} iou {row['iou']:.2f} {'U' if row['usable'] else '-'}"
+    usable = 'U' if row['usable'] else '-'
+    label = f"{row['view'][:5]} {row['split'][0]} iou {row['iou']:.2f} {usable}"
     cv2.rectangle(tile, (0, size - 18), (size, size), (0, 0, 0), -1)
     cv2.putText(tile, label, (4, size - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                 (0, 255, 0) if good else (255, 80, 80), 1, cv2.LINE_AA)
@@ -198,7 +204,7 @@ def summarise(rows):
 
 
 def picture(rows, tiles, path, per_view=8):
-    """A row per view class: its failures first, then successes, up to ``per_view`` each."""
+    """Draw a row per view class: its failures first, then successes, ``per_view`` in all."""
     lines = []
     for view in VIEWS:
         part = sorted((r for r in rows if r['view'] == view),
@@ -208,8 +214,7 @@ def picture(rows, tiles, path, per_view=8):
         failures = [r for r in part if not (r['found'] and r['usable'])]
         successes = [r for r in part if r['found'] and r['usable']][::-1]
         shown = failures[:per_view // 2] + successes[:per_view // 2]
-        shown += [r for r in failures[per_view // 2:] + successes[per_view // 2:]
-                  ][:per_view - len(shown)]
+        shown += (failures[per_view // 2:] + successes[per_view // 2:])[:per_view - len(shown)]
         line = [tiles[r['id']] for r in shown]
         line += [np.zeros_like(line[0])] * (per_view - len(line))
         lines.append(np.hstack(line))

@@ -144,7 +144,7 @@ def atlas(model):
 
 @pytest.fixture(scope='module')
 def fine_atlas(model):
-    """The landmark set's atlas size: a nostril or a lash line is a few texels wide."""
+    """Return an atlas of the landmark set's size: a nostril is a few texels wide."""
     from head_capture.synth.appearance import UvAtlas
     return UvAtlas(model, size=512)
 

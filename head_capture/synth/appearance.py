@@ -274,7 +274,7 @@ def _opening(points, eye):
 
 
 def _paint_eye_sockets(colour, points, eyes, appearance):
-    """A shaded socket with a lid crease, lashes along the upper lid, a lower lid line."""
+    """Paint a shaded socket, a lid crease, lashes along the upper lid, a lower lid line."""
     shade, lashes = np.zeros(len(points)), np.zeros(len(points))
     for eye in eyes.values():
         front = points[:, 0] > eye[0] - 0.004
@@ -341,7 +341,7 @@ def _paint_hair(colour, points, appearance, eye_height, rng):
 
 
 def _paint_headwear(colour, points, appearance, eye_height, rng):
-    """A knitted beanie, a cap's crown or a headband round the head."""
+    """Paint a knitted beanie, a cap's crown or a headband round the head."""
     if appearance.headwear == 'none':
         return colour
     accent = appearance.accent
@@ -366,8 +366,8 @@ def _paint_glasses(colour, points, eyes, appearance):
         ring = np.sqrt((offset ** 2).sum(1))
         frame |= (np.abs(ring - 1.0) < 0.09) & (points[:, 0] > eye[0] - 0.008)
     gap = min(abs(e[1]) for e in eyes.values()) - 0.02
-    frame |= ((np.abs(points[:, 1]) < gap + 0.002) & (np.abs(points[:, 2] - eye_z - 0.006) < 0.0015)
-              & (points[:, 0] > 0.0))
+    frame |= ((np.abs(points[:, 1]) < gap + 0.002)
+              & (np.abs(points[:, 2] - eye_z - 0.006) < 0.0015) & (points[:, 0] > 0.0))
     side = max(abs(e[1]) for e in eyes.values()) + 0.015
     frame |= ((np.abs(points[:, 1]) > side) & (np.abs(points[:, 2] - eye_z - 0.007) < 0.0017)
               & (points[:, 0] > -0.035) & (points[:, 0] < 0.07))

@@ -107,7 +107,7 @@ def _rect(rng, size, low=0.1, high=0.6):
 
 
 def _window(image, rng, size):
-    """A bright, often blown-out window with its frame and bars."""
+    """Paint a bright, often blown-out window with its frame and bars."""
     x, y, w, h = _rect(rng, size, 0.2, 0.7)
     brightness = rng.uniform(200, 255)
     sky = np.array([brightness, brightness, min(255.0, brightness * rng.uniform(1.0, 1.15))])
@@ -121,6 +121,7 @@ def _window(image, rng, size):
 
 
 def _door(image, rng, size):
+    """Paint a door with its frame and handle."""
     x, y, w, h = _rect(rng, size, 0.2, 0.4)
     h = int(size * rng.uniform(0.7, 1.3))
     cv2.rectangle(image, (x, y), (x + w, y + h), _colour(rng, 40, 230), -1)
@@ -130,7 +131,7 @@ def _door(image, rng, size):
 
 
 def _shelf(image, rng, size):
-    """A shelf of books and boxes: rows of narrow rectangles of any colour."""
+    """Paint a shelf of books and boxes: rows of narrow rectangles of any colour."""
     x, y, w, h = _rect(rng, size, 0.3, 0.8)
     board = _colour(rng, 60, 200)
     rows = int(rng.integers(1, 4))
@@ -147,7 +148,7 @@ def _shelf(image, rng, size):
 
 
 def _screen(image, rng, size):
-    """A monitor or TV: dark bezel round a bright picture."""
+    """Paint a monitor or TV: a dark bezel round a bright picture."""
     x, y, w, h = _rect(rng, size, 0.15, 0.5)
     h = int(w * rng.uniform(0.5, 0.7))
     cv2.rectangle(image, (x, y), (x + w, y + h), _colour(rng, 0, 40), -1)
@@ -158,7 +159,7 @@ def _screen(image, rng, size):
 
 
 def _light_stand(image, rng, size):
-    """A studio light: a thin stand with legs and a softbox, umbrella or bare lamp."""
+    """Paint a studio light: a thin stand with legs and a softbox, umbrella or bare lamp."""
     x = int(rng.uniform(0.0, 1.0) * size)
     top = int(rng.uniform(-0.1, 0.5) * size)
     bottom = int(rng.uniform(0.9, 1.5) * size)
@@ -184,7 +185,7 @@ def _light_stand(image, rng, size):
 
 
 def _cable(image, rng, size):
-    """A cable: a sagging dark curve across the scene."""
+    """Paint a cable: a sagging dark curve across the scene."""
     start = rng.uniform(-0.2, 1.2, 2) * size
     end = rng.uniform(-0.2, 1.2, 2) * size
     sag = rng.uniform(0.0, 0.4) * size
@@ -195,7 +196,7 @@ def _cable(image, rng, size):
 
 
 def _poster(image, rng, size):
-    """A framed picture: a piece of a photograph, or stripes of colour."""
+    """Paint a framed picture: a piece of a photograph."""
     x, y, w, h = _rect(rng, size, 0.12, 0.45)
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, size), min(y + h, size)
     if x1 - x0 < 4 or y1 - y0 < 4:
@@ -205,7 +206,7 @@ def _poster(image, rng, size):
 
 
 def _plant(image, rng, size):
-    """A pot plant: a cluster of green leaves over a pot."""
+    """Paint a pot plant: a cluster of green leaves over a pot."""
     x, y = int(rng.uniform(0, 1) * size), int(rng.uniform(0.3, 1.0) * size)
     reach = int(size * rng.uniform(0.05, 0.2))
     for _ in range(int(rng.integers(8, 25))):
@@ -218,17 +219,17 @@ def _plant(image, rng, size):
 
 
 def _furniture(image, rng, size):
-    """A sofa, desk or cupboard: a large block low in the scene, with a shaded top edge."""
+    """Paint a sofa, desk or cupboard: a large block low in the scene, its top edge lit."""
     x, y, w, h = _rect(rng, size, 0.3, 0.9)
     y = int(rng.uniform(0.5, 0.95) * size)
     colour = np.array(_colour(rng, 20, 220), float)
     cv2.rectangle(image, (x, y), (x + w, y + h), colour.tolist(), -1)
-    cv2.rectangle(image, (x, y), (x + w, y + max(2, h // 10)), (colour * 1.2).clip(0, 255).tolist(),
-                  -1)
+    cv2.rectangle(image, (x, y), (x + w, y + max(2, h // 10)),
+                  (colour * 1.2).clip(0, 255).tolist(), -1)
 
 
 def gradient_wall(rng, size):
-    """A plain wall lit from one side: a colour ramp."""
+    """Return a plain wall lit from one side: a colour ramp."""
     ramp = np.linspace(0.0, 1.0, size)[None, :, None]
     low, high = rng.uniform(30, 230, 3), rng.uniform(30, 230, 3)
     return np.broadcast_to(low + (high - low) * ramp, (size, size, 3)).astype(np.uint8)

@@ -1,12 +1,13 @@
 """
 The landmark training set: synthetic heads seen from anywhere on the sphere.
 
-Each sample is a random identity with a random appearance, under random light (two to four lights
-of mixed colour), in front of a room, a studio or a real photograph, from a camera anywhere around the head (every azimuth, elevation -60..60°,
-roll, distance, field of view, off-centre and partly cropped heads), with the 2D position and
-visibility of all template landmarks. Samples go into shards of ``shard_size`` (compressed
-npz, written atomically). Shard ``k`` depends only on (seed, k), so an interrupted run
-resumes by skipping the shards on disk and gives the same files as an uninterrupted one.
+Each sample is a random identity with a random appearance, under random light (two to four
+lights of mixed colour), in front of a room, a studio or a real photograph, from a camera
+anywhere around the head (every azimuth, elevation -60..60°, roll, distance, field of view,
+off-centre and partly cropped heads), with the 2D position and visibility of all template
+landmarks. Samples go into shards of ``shard_size`` (compressed npz, written atomically).
+Shard ``k`` depends only on (seed, k), so an interrupted run resumes by skipping the shards
+on disk and gives the same files as an uninterrupted one.
 """
 
 from dataclasses import asdict, dataclass
