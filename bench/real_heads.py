@@ -18,7 +18,13 @@ decision and reported apart. See ``bench/REAL.md`` for where every image comes f
 
     python bench/real_heads.py fetch --images bench/real_heads/images [--mirrors /work/.mirror]
     python bench/real_heads.py run --images bench/real_heads/images \\
-        --out bench/results/real_heads.json --picture bench/results/real_heads.png
+        --out bench/results/real_heads.json --picture bench/results/real_heads.jpg
+    python bench/real_heads.py sheet --images bench/real_heads/images --set LANDMARK_SET \\
+        --picture bench/results/synth_vs_real.jpg
+
+``sheet`` shows, per view class, tuning-split photographs beside synthetic training views
+of the same class, to see what the renders still lack. The pictures show the photographs, so
+they stay out of the repository like the images themselves.
 """
 
 import argparse
@@ -223,19 +229,83 @@ def picture(rows, tiles, path, per_view=8):
     print(f'wrote {path}')
 
 
+def view_class(azimuth, elevation):
+    """Return the view class of a camera at ``azimuth`` (0: in front) and ``elevation`` (°)."""
+    if abs(elevation) > 35:
+        return 'above' if elevation > 0 else 'below'
+    turn = abs((azimuth + 180) % 360 - 180)
+    return ('front' if turn < 30 else 'three_quarter' if turn < 65 else
+            'profile' if turn < 115 else 'back')
+
+
+def synthetic_by_view(set_dir, per_view, size):
+    """Return {view: [size² RGB renders]} from a landmark set, ``per_view`` of each."""
+    from head_capture.landmarks.dataset import read_samples
+    from head_capture.landmarks.metrics import view_angles
+
+    samples = read_samples(set_dir, 2048)
+    azimuth, elevation = view_angles(samples['rotations'], samples['translations'])
+    chosen = {view: [] for view in VIEWS}
+    for image, a, e in zip(samples['images'], azimuth, elevation):
+        views = chosen[view_class(a, e)]
+        if len(views) < per_view:
+            views.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+    return chosen
+
+
+def real_by_view(entries, images, per_view, size):
+    """Return {view: [size² RGB cuts round the head]}, tuning split only."""
+    chosen = {view: [] for view in VIEWS}
+    for entry in entries:
+        views = chosen[entry['view']]
+        if entry['split'] != 'tuning' or len(views) >= per_view:
+            continue
+        frame, (x0, y0, x1, y1) = frame_of(entry, images)
+        side = 2.2 * max(x1 - x0, y1 - y0)
+        scale = size / side
+        warp = np.array([[scale, 0, size / 2 - scale * (x0 + x1) / 2],
+                         [0, scale, size / 2 - scale * (y0 + y1) / 2]])
+        views.append(cv2.warpAffine(frame, warp, (size, size), flags=cv2.INTER_AREA,
+                                    borderMode=cv2.BORDER_REPLICATE))
+    return chosen
+
+
+def side_by_side(entries, images, set_dir, path, per_view=4, size=192):
+    """Write the sheet: a row per view class, real photographs left, renders right."""
+    real = real_by_view(entries, images, per_view, size)
+    synthetic = synthetic_by_view(set_dir, per_view, size)
+    blank = np.zeros((size, size, 3), np.uint8)
+    rows = []
+    for view in VIEWS:
+        tiles = [(real[view] + [blank] * per_view)[:per_view],
+                 (synthetic[view] + [blank] * per_view)[:per_view]]
+        row = np.hstack([*tiles[0], np.full((size, 8, 3), 255, np.uint8), *tiles[1]])
+        cv2.putText(row, view, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 0), 1,
+                    cv2.LINE_AA)
+        rows.append(row)
+    cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    print(f'wrote {path}')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('command', choices=('fetch', 'run'))
+    parser.add_argument('command', choices=('fetch', 'run', 'sheet'))
     parser.add_argument('--manifest', type=Path, default=MANIFEST)
     parser.add_argument('--images', type=Path, default=MANIFEST.parent / 'images')
     parser.add_argument('--mirrors', type=Path, help='folder of local git snapshots')
     parser.add_argument('--model', type=Path, default=None)
+    parser.add_argument('--set', type=Path, help='landmark set (sheet): synthetic views')
     parser.add_argument('--out', default='bench/results/real_heads.json')
-    parser.add_argument('--picture', default='bench/results/real_heads.png')
+    parser.add_argument('--picture', default='bench/results/real_heads.jpg')
     args = parser.parse_args()
     entries = load_manifest(args.manifest)
     if args.command == 'fetch':
         raise SystemExit(0 if fetch(entries, args.images, args.mirrors) else 1)
+    if args.command == 'sheet':
+        if args.set is None:
+            parser.error('sheet needs --set, a landmark set made by head-capture synth landmarks')
+        side_by_side(entries, args.images, args.set, args.picture)
+        return
     model = args.model or default_model_path()
     rows, tiles = score(entries, args.images, LandmarkDetector(model, threads=2))
     summary = summarise(rows)

@@ -193,7 +193,8 @@ def disk_sets(tmp_path_factory):
 
 
 def _run(train_dir, val_dir, **train):
-    mild = AugmentConfig(rotation_deg=10.0, scale=(0.9, 1.1), shift=0.05, jpeg_share=0.2)
+    mild = AugmentConfig(rotation_deg=10.0, scale=(0.9, 1.1), shift=0.05, jpeg_share=0.2,
+                         vignette_share=0.0, defocus_share=0.0, sharpen_share=0.0)
     values = {'sets': (str(train_dir),), 'validation_set': str(val_dir), 'batch_size': 16,
               'learning_rate': 3e-3, 'warmup_steps': 10, 'validate_every': 1000,
               'checkpoint_every': 5, 'threads': 2, 'device': 'cpu'}
