@@ -271,15 +271,23 @@ def real_by_view(entries, images, per_view, size):
 
 
 def side_by_side(entries, images, set_dir, path, per_view=4, size=192):
-    """Write the sheet: a row per view class, real photographs left, renders right."""
-    real = real_by_view(entries, images, per_view, size)
-    synthetic = synthetic_by_view(set_dir, per_view, size)
+    """
+    Write the sheet: a row per view class, real photographs left, renders right.
+
+    Without ``images`` only the renders are drawn, twice as many: a sheet that can be shared.
+    """
+    real = real_by_view(entries, images, per_view, size) if images else None
+    count = per_view if real else 2 * per_view
+    synthetic = synthetic_by_view(set_dir, count, size)
     blank = np.zeros((size, size, 3), np.uint8)
     rows = []
     for view in VIEWS:
-        tiles = [(real[view] + [blank] * per_view)[:per_view],
-                 (synthetic[view] + [blank] * per_view)[:per_view]]
-        row = np.hstack([*tiles[0], np.full((size, 8, 3), 255, np.uint8), *tiles[1]])
+        renders = (synthetic[view] + [blank] * count)[:count]
+        if real:
+            photos = (real[view] + [blank] * per_view)[:per_view]
+            row = np.hstack([*photos, np.full((size, 8, 3), 255, np.uint8), *renders])
+        else:
+            row = np.hstack(renders)
         cv2.putText(row, view, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 0), 1,
                     cv2.LINE_AA)
         rows.append(row)
@@ -295,6 +303,8 @@ def main():
     parser.add_argument('--mirrors', type=Path, help='folder of local git snapshots')
     parser.add_argument('--model', type=Path, default=None)
     parser.add_argument('--set', type=Path, help='landmark set (sheet): synthetic views')
+    parser.add_argument('--renders-only', action='store_true',
+                        help='sheet: the synthetic views alone, without the photographs')
     parser.add_argument('--out', default='bench/results/real_heads.json')
     parser.add_argument('--picture', default='bench/results/real_heads.jpg')
     args = parser.parse_args()
@@ -304,7 +314,8 @@ def main():
     if args.command == 'sheet':
         if args.set is None:
             parser.error('sheet needs --set, a landmark set made by head-capture synth landmarks')
-        side_by_side(entries, args.images, args.set, args.picture)
+        side_by_side(entries, None if args.renders_only else args.images, args.set,
+                     args.picture)
         return
     model = args.model or default_model_path()
     rows, tiles = score(entries, args.images, LandmarkDetector(model, threads=2))
