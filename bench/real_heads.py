@@ -36,7 +36,8 @@ import urllib.request
 
 from common import save
 import cv2
-from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+from head_capture.landmarks.detector import (crop_square, default_model_path, landmark_extent,
+                                             LandmarkDetector, square_warp)
 from head_capture.landmarks.overlay import draw_detection
 import numpy as np
 
@@ -73,7 +74,7 @@ def image_name(entry):
     return f"{entry['id']}{Path(entry['path']).suffix.lower()}"
 
 
-def _file_bytes(entry, mirrors):
+def file_bytes(entry, mirrors):
     """
     Return the file's bytes from a local git snapshot of its repository, else from GitHub.
 
@@ -101,7 +102,7 @@ def fetch(entries, images, mirrors):
         if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == entry['sha256']:
             continue
         try:
-            data = _file_bytes(entry, mirrors)
+            data = file_bytes(entry, mirrors)
         except OSError as exc:
             failed.append(f"{entry['id']}: {exc}")
             continue
@@ -116,10 +117,15 @@ def fetch(entries, images, mirrors):
 
 
 def detection_box(detection):
-    """Return the detection's head box [x0, y0, x1, y1]: its landmarks' 2-98th percentiles."""
-    low = np.percentile(detection.landmarks, 2, axis=0)
-    high = np.percentile(detection.landmarks, 98, axis=0)
+    """Return the detection's head box [x0, y0, x1, y1]: its landmarks' extent."""
+    low, high = landmark_extent(detection.landmarks)
     return [float(low[0]), float(low[1]), float(high[0]), float(high[1])]
+
+
+def thumbnail(frame, box, side, size):
+    """Return a size² cut of ``frame``, ``side`` wide, round the centre of ``box``."""
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    return crop_square(frame, square_warp(centre, side, size), size)
 
 
 def iou(a, b):
@@ -172,15 +178,10 @@ def _tile(frame, detection, truth, found, row, size=256):
     cv2.rectangle(canvas, tuple(int(v) for v in found[:2]), tuple(int(v) for v in found[2:]),
                   (0, 200, 255) if good else (255, 0, 0), thickness)
     # A square round both boxes, at least two head heights wide, so the scene shows too.
-    x0, y0 = min(truth[0], found[0]), min(truth[1], found[1])
-    x1, y1 = max(truth[2], found[2]), max(truth[3], found[3])
-    side = max(x1 - x0, y1 - y0, 2.2 * (truth[3] - truth[1]))
-    centre = ((x0 + x1) / 2, (y0 + y1) / 2)
-    scale = size / side
-    warp = np.array([[scale, 0, size / 2 - scale * centre[0]],
-                     [0, scale, size / 2 - scale * centre[1]]])
-    tile = cv2.warpAffine(canvas, warp, (size, size), flags=cv2.INTER_AREA,
-                          borderValue=(40, 40, 40))
+    both = [min(truth[0], found[0]), min(truth[1], found[1]),
+            max(truth[2], found[2]), max(truth[3], found[3])]
+    tile = thumbnail(canvas, both, max(both[2] - both[0], both[3] - both[1],
+                                       2.2 * (truth[3] - truth[1])), size)
     usable = 'U' if row['usable'] else '-'
     label = f"{row['view'][:5]} {row['split'][0]} iou {row['iou']:.2f} {usable}"
     cv2.rectangle(tile, (0, size - 18), (size, size), (0, 0, 0), -1)
@@ -260,13 +261,8 @@ def real_by_view(entries, images, per_view, size):
         views = chosen[entry['view']]
         if entry['split'] != 'tuning' or len(views) >= per_view:
             continue
-        frame, (x0, y0, x1, y1) = frame_of(entry, images)
-        side = 2.2 * max(x1 - x0, y1 - y0)
-        scale = size / side
-        warp = np.array([[scale, 0, size / 2 - scale * (x0 + x1) / 2],
-                         [0, scale, size / 2 - scale * (y0 + y1) / 2]])
-        views.append(cv2.warpAffine(frame, warp, (size, size), flags=cv2.INTER_AREA,
-                                    borderMode=cv2.BORDER_REPLICATE))
+        frame, box = frame_of(entry, images)
+        views.append(thumbnail(frame, box, 2.2 * max(box[2] - box[0], box[3] - box[1]), size))
     return chosen
 
 

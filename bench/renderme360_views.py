@@ -24,7 +24,7 @@ from head_capture.camera import Intrinsics
 from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.session import FrameRecord, Transforms, write_transforms
 import numpy as np
-from real_heads import _file_bytes
+from real_heads import file_bytes
 
 SOURCE = {'repo': 'ZhuoyuanJiang/RenderMe360_extraction',
           'commit': '8e94a858ad546e4f8a6876bfce3449dbaa969ba0'}
@@ -44,7 +44,7 @@ INSET = 7  # pixels cut inside the frame's outer edge
 
 def _checked(path_and_sha, mirrors):
     path, sha256 = path_and_sha
-    data = _file_bytes({**SOURCE, 'path': path}, mirrors)
+    data = file_bytes({**SOURCE, 'path': path}, mirrors)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ValueError(f'{path}: sha256 differs from the one this script was written for')
     return data

@@ -158,14 +158,20 @@ def crop_square(frame, warp, size):
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
-def landmark_box(landmarks):
+def landmark_extent(landmarks):
     """
-    Return (centre x, centre y, side) of the square around landmarks (2nd-98th percentile).
+    Return the low and high corners of landmarks' 2nd-98th percentile extent.
 
     Landmarks outline the whole head, hidden side included, even where the mask is fooled by
-    a busy background, so the box comes from them alone.
+    a busy background, so the head's extent comes from them alone; the percentiles drop the
+    odd landmark thrown far off.
     """
-    low, high = np.percentile(landmarks, 2, axis=0), np.percentile(landmarks, 98, axis=0)
+    return np.percentile(landmarks, 2, axis=0), np.percentile(landmarks, 98, axis=0)
+
+
+def landmark_box(landmarks):
+    """Return (centre x, centre y, side) of the square around ``landmark_extent``."""
+    low, high = landmark_extent(landmarks)
     centre = (low + high) / 2.0
     return float(centre[0]), float(centre[1]), float((high - low).max())
 

