@@ -277,6 +277,49 @@ def test_each_head_gets_its_own_shoulders_and_a_top(model):
     assert (colours[high] == (90, 60, 40)).all() and (colours[low] == (200, 0, 0)).all()
 
 
+def test_closed_shoulders_cover_the_torso_and_long_hair_hangs_over_them(model, renderer):
+    from head_capture.synth.bust import BustModel, Garment
+    from head_capture.synth.figure import (Dressing, figure_colours, hanging_hair,
+                                           shoulder_line)
+    bust = BustModel(model)
+    head, body = model.mean_vertices, bust.vertices(np.full((1, 6), 0.5, np.float32))[0]
+    neck = head[:, 2].min()
+    dressing = Dressing(True, 'none', 0.02, 'curtain', 0.2, 90.0, 4)
+    line, faces, centre, neck_radius = shoulder_line(head[bust.neck_rim], body[bust.top_rim],
+                                                     dressing)
+    # Looking straight down beside the neck, the open bust shows the inside of the torso
+    # (or nothing); the closed figure shows shoulders within a few cm of the neck's base.
+    camera = Intrinsics.from_fov(128, 128, 60.0)
+    eye = np.array([centre[0], centre[1], 0.6])
+    rotation, _ = look_at_w2c(eye, np.array([centre[0], centre[1], neck]), up=(1.0, 0.0, 0.0))
+    grey = np.full((len(line), 3), 128, np.uint8)
+    depths = [renderer.render(body, bust.faces, camera, rotation, -rotation @ eye,
+                              extras=extras).depth  # without the head, which hides the ring
+              for extras in ([], [(line, faces, grey)])]
+    offset = np.linalg.norm(np.stack(np.meshgrid(np.arange(128), np.arange(128)), -1)
+                            - [camera.cx, camera.cy], axis=-1) * (0.6 - neck) / camera.fx
+    ring = (offset > np.median(neck_radius) + 0.02) & (offset < np.median(neck_radius) + 0.05)
+    below_neck = [np.where(depth[ring] > 0, depth[ring] - (0.6 - neck), np.inf)
+                  for depth in depths]
+    assert np.mean(below_neck[0] < 0.08) < 0.5
+    assert np.mean(below_neck[1] < 0.08) > 0.95
+    # Bare skin next to the neck, the top's cloth beyond it.
+    skin, red = np.array([90.0, 60, 40]), np.array([200.0, 0, 0])
+    colours = figure_colours(line, Garment(red, red, 'plain', 0.0, 0.0), skin, centre,
+                             neck_radius, dressing)
+    beyond = np.linalg.norm(line[:, :2] - centre, axis=1) - np.median(neck_radius)
+    assert (colours[beyond < 0.0] == skin).all() and (colours[beyond > 0.08] == red).all()
+    # Long hair falls from the back of the head to below the neck, never inside the body.
+    hair, hair_faces, hair_colours = hanging_hair(np.concatenate([head, body, line]),
+                                                  0.0, neck, [120.0, 80, 40], dressing)
+    assert hair[:, 2].max() > 0.03 and hair[:, 2].min() < neck - 0.1
+    assert (hair[:, 0] < 0.02).all()  # behind the head
+    assert hair_faces.max() < len(hair) and hair_colours.shape == hair.shape
+    assert Dressing(True, 'none', 0.02, 'none', 0.2, 90.0, 4).hanging == 'none'
+    assert hanging_hair(head, 0.0, neck, [1.0, 1, 1],
+                        Dressing(True, 'none', 0.0, 'none', 0.0, 90.0, 1)) is None
+
+
 def test_landmark_set_shards_are_seeded_and_resumable(tmp_path):
     from head_capture.landmarks.dataset import compact_copy, read_samples
     from head_capture.synth.landmark_set import LandmarkSetConfig, write_landmark_set

@@ -95,6 +95,12 @@ class BustModel:
         remap = np.full(len(body), -1, np.int64)
         remap[self.vertex_ids] = np.arange(len(self.vertex_ids))
         self.faces = remap[faces]
+        # The two rims a closed figure joins: the head model's neck cut and the bust's top.
+        head_rim = _rim(head_model.faces)
+        self.neck_rim = head_rim[head[head_rim, 1] < neck_bottom + 0.03]
+        bust_rim = _rim(self.faces)
+        bust_height = (body[self.vertex_ids] + shift)[bust_rim, 1]
+        self.top_rim = bust_rim[bust_height > neck_bottom - 0.05]
 
     def _raw(self, phenotypes):
         """Body vertices of (N, 6) phenotypes in anny's head-model axes (y up, z forward)."""
@@ -117,6 +123,13 @@ class BustModel:
         return (bust - self._head_model.centres(head)[:, None]).astype(np.float32)
 
 
+def _rim(faces):
+    """Return the vertices on the open edges of a triangle mesh (edges with one face)."""
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    unique, count = np.unique(edges, axis=0, return_counts=True)
+    return np.unique(unique[count == 1])
+
+
 def garment_colours(vertices, garment, skin, neck_height):
     """
     Colour bust vertices (V, 3), head frame: skin above the neckline, the top below it.
@@ -126,6 +139,17 @@ def garment_colours(vertices, garment, skin, neck_height):
     x, y, z = vertices.T
     v_depth = garment.v_neck * np.maximum(0.0, 0.05 - np.abs(y)) * (x > 0)  # in front only
     neckline = neck_height - garment.neckline_m - v_depth
+    # A soft edge: the mesh is coarse at the shoulders, so a hard step between two vertices
+    # would draw the triangles' teeth.
+    bare = np.clip((z - neckline) / NECKLINE_SOFTNESS_M + 0.5, 0.0, 1.0)[:, None]
+    colours = bare * np.asarray(skin, np.float32) + (1.0 - bare) * cloth_colours(vertices,
+                                                                                 garment)
+    return np.clip(colours, 0, 255).astype(np.uint8)
+
+
+def cloth_colours(vertices, garment):
+    """Return the top's (V, 3) float colours at head-frame ``vertices``, pattern included."""
+    _, y, z = vertices.T
     if garment.pattern == 'stripes':
         weight = (np.sin(z * 2 * np.pi / 0.03) > 0).astype(np.float32)
     elif garment.pattern == 'checks':
@@ -135,9 +159,4 @@ def garment_colours(vertices, garment, skin, neck_height):
         weight *= 0.3
     else:
         weight = np.zeros_like(z)
-    cloth = garment.colour + weight[:, None] * (garment.second_colour - garment.colour)
-    # A soft edge: the mesh is coarse at the shoulders, so a hard step between two vertices
-    # would draw the triangles' teeth.
-    bare = np.clip((z - neckline) / NECKLINE_SOFTNESS_M + 0.5, 0.0, 1.0)[:, None]
-    colours = bare * np.asarray(skin, np.float32) + (1.0 - bare) * cloth
-    return np.clip(colours, 0, 255).astype(np.uint8)
+    return garment.colour + weight[:, None] * (garment.second_colour - garment.colour)

@@ -42,6 +42,7 @@ class LandmarkSetConfig:
     off_centre_m: float = 0.04
     cropped_share: float = 0.15
     atlas_size: int = 512
+    figure: bool = True  # closed shoulders, collars, hoods, hanging hair (synth/figure.py)
     seed: int = 0
 
     def __post_init__(self):
@@ -114,7 +115,7 @@ class LandmarkSetWriter:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.studio = HeadStudio(cfg.size, cfg.size, cfg.atlas_size)
+        self.studio = HeadStudio(cfg.size, cfg.size, cfg.atlas_size, cfg.figure)
 
     def shard(self, index, progress=None):
         """Render shard ``index``: a dict of arrays, identical for identical (seed, index)."""

@@ -14,6 +14,8 @@ from head_capture.resources import share_path
 from head_capture.synth.appearance import (Appearance, hair_displacement, paint_texture,
                                            sample_appearance, UvAtlas)
 from head_capture.synth.bust import BustModel, garment_colours, sample_garment
+from head_capture.synth.figure import (figure_colours, hanging_hair, sample_dressing,
+                                       shoulder_line)
 from head_capture.synth.heads import HeadModel, sample_phenotypes
 from head_capture.synth.render import HeadRenderer, project_landmarks
 import numpy as np
@@ -29,8 +31,7 @@ class Subject:
     landmarks: np.ndarray
     phenotypes: np.ndarray
     appearance: Appearance
-    bust_vertices: np.ndarray
-    bust_colours: np.ndarray
+    extras: tuple  # more meshes round the head: (vertices, faces, vertex colours) each
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,16 @@ class View:
 class HeadStudio:
     """Subjects and views at one image size."""
 
-    def __init__(self, width, height, atlas_size=512):
+    def __init__(self, width, height, atlas_size=512, figure=False):
         self.model = HeadModel()
         self.bust = BustModel(self.model)
         self.atlas = UvAtlas(self.model, atlas_size)
         self.template = HeadTemplate.load(share_path('models', 'head_template.json'))
         self.renderer = HeadRenderer(width, height)
         self._eye_height = float(np.mean([e[2] for e in self.atlas.eyes.values()]))
+        # Closed shoulders, collars, hoods and hanging hair (``figure``) are new to the
+        # landmark set; sequences and the capture keep the open bust they were measured on.
+        self.figure = figure
 
     def subjects(self, rng, count):
         """Draw ``count`` subjects: identities in one batch, then an appearance each."""
@@ -66,21 +70,40 @@ class HeadStudio:
             dressed = hair_displacement(vertices, normals, appearance, self._eye_height)
             # The top comes from its own stream, so the head's draws stay as they were.
             garment = sample_garment(np.random.default_rng([appearance.seed, 1]))
-            colours = garment_colours(bust, garment, appearance.skin,
-                                      float(vertices[:, 2].min()))
+            extras = self._figure(dressed, bust, garment, appearance)
             made.append(Subject(dressed[self.atlas.render_vertex_ids],
                                 paint_texture(self.atlas, appearance),
                                 vertices[self.template.vertex_ids], phenotype, appearance,
-                                bust, colours))
+                                extras))
         return made
+
+    def _figure(self, head, bust, garment, appearance):
+        """Return the meshes round one head: the bust, and with ``figure`` what closes it."""
+        neck_height = float(head[:, 2].min())
+        if not self.figure:
+            return ((bust, self.bust.faces,
+                     garment_colours(bust, garment, appearance.skin, neck_height)),)
+        dressing = sample_dressing(np.random.default_rng([appearance.seed, 5]),
+                                   appearance.hair_style)
+        if not dressing.closed:
+            meshes = [(bust, self.bust.faces,
+                       garment_colours(bust, garment, appearance.skin, neck_height))]
+        else:
+            line, faces, centre, neck_radius = shoulder_line(
+                head[self.bust.neck_rim], bust[self.bust.top_rim], dressing)
+            meshes = [(part, part_faces, figure_colours(part, garment, appearance.skin,
+                                                        centre, neck_radius, dressing))
+                      for part, part_faces in ((bust, self.bust.faces), (line, faces))]
+        points = np.concatenate([head, *(mesh[0] for mesh in meshes)])
+        hair = hanging_hair(points, self._eye_height, neck_height, appearance.hair, dressing)
+        return tuple(meshes + ([hair] if hair is not None else []))
 
     def view(self, subject, camera, rotation, translation, lighting):
         """Render ``subject`` from an OpenCV camera and locate its landmarks."""
         out = self.renderer.render(subject.vertices, self.atlas.render_faces, camera, rotation,
                                    translation, texture=subject.texture, uv=self.atlas.render_uv,
                                    lighting=lighting,
-                                   extras=[(subject.bust_vertices, self.bust.faces,
-                                            subject.bust_colours)])
+                                   extras=subject.extras)
         uv, visible = project_landmarks(subject.landmarks, camera, rotation, translation,
                                         out.depth)
         return View(out.rgb, out.alpha, out.depth, uv.astype(np.float32), visible)
