@@ -15,7 +15,7 @@ from head_capture.capture.sources import is_url, open_source, SourceError
 from head_capture.config import ConfigError, load_node_config
 from head_capture.image_buffers import reuse_image_buffers
 from head_capture.landmarks.detector import ModelError
-from head_capture.session import read_transforms, SessionError
+from head_capture.session import output_file, output_folder, read_transforms, SessionError
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
@@ -24,6 +24,8 @@ console = Console(stderr=True, soft_wrap=True)
 # Errors a user can fix (bad path, bad config, unreadable input): one clear line, exit 2.
 USER_ERRORS = (SourceError, ConfigError, SessionError, ModelError, TrainingError, ValueError,
                OSError)
+# The name of a landmark overlay: IMAGE_STEM + this.
+OVERLAY_SUFFIX = '_landmarks.png'
 
 
 def _within(kind, low, high=float('inf'), above=False):
@@ -156,7 +158,9 @@ def _parser():
         'poses', help='camera poses from head landmarks (RANSAC PnP) -> transforms.json')
     poses.add_argument('input', type=Path,
                        help='folder of images, or a transforms.json (or a folder holding one)')
-    poses.add_argument('--out', type=Path, required=True, help='transforms.json to write')
+    poses.add_argument('--out', type=Path, required=True,
+                       help='transforms.json to write; images outside its folder are linked '
+                       '(or copied) beside it, into OUT_STEM_images/, so its paths resolve')
     poses.add_argument('--model', type=Path, help='ONNX model (default: the shipped one)')
     camera = poses.add_mutually_exclusive_group()
     camera.add_argument('--fov', type=FOV_DEG,
@@ -166,6 +170,8 @@ def _parser():
     poses.add_argument('--config', type=Path,
                        help='parameters file (default: the shipped config/head_capture.yaml)')
     poses.add_argument('--threads', type=POSITIVE, default=2)
+    poses.add_argument('--overwrite', action='store_true',
+                       help='replace an existing --out (and images put beside it)')
     poses.set_defaults(run=_run_poses)
     evaluate = commands.add_parser(
         'evaluate-poses', help='pose errors after Sim(3) alignment, as JSON')
@@ -253,6 +259,8 @@ def _parser():
         'demo', help='the built-in synthetic capture through the live graph to an avatar and '
         'its report')
     demo.add_argument('--out', type=Path, default=Path('demo_out'), help='output directory')
+    demo.add_argument('--overwrite', action='store_true',
+                      help='use an --out that holds other files: its session/ is replaced')
     demo.set_defaults(run=_run_demo)
     return parser
 
@@ -274,6 +282,7 @@ def _run_keyframes(args):
     from head_capture.pipeline import extract_keyframes
 
     config = load_node_config(KeyframeConfig, 'keyframe_selector', args.config)
+    output_folder(args.out)
     with open_source(args.input) as source:
         intrinsics = read_transforms(args.intrinsics).intrinsics if args.intrinsics else None
         expected = source.expected_frames
@@ -299,6 +308,7 @@ def _run_synth_template(args):
     from head_capture.landmarks.template import template_from_model
     from head_capture.synth.heads import HeadModel
 
+    output_file(args.out, overwrite=True)
     with console.status('building the anny head model (about a minute the first time)'):
         template = template_from_model(HeadModel())
     template.save(args.out)
@@ -313,6 +323,7 @@ def _run_synth_landmarks(args):
 
     if args.count < 1:
         raise ValueError(f'count must be >= 1, got {args.count}')
+    output_folder(args.out)
     cfg = LandmarkSetConfig(size=args.size, shard_size=args.shard_size, seed=args.seed)
     total = -(-args.count // cfg.shard_size) * cfg.shard_size
     started = time.monotonic()
@@ -328,6 +339,7 @@ def _run_synth_landmarks(args):
 def _run_synth_sequence(args):
     from head_capture.synth.sequence import SequenceConfig, write_sequences
 
+    output_folder(args.out)
     cfg = SequenceConfig(subjects=args.subjects, train=args.train, test=args.test,
                          size=args.size, seed=args.seed)
     with _progress('rendering sequences', cfg.subjects * (cfg.train + cfg.test)) as advance:
@@ -343,6 +355,7 @@ def _run_synth_capture(args):
     size = re.fullmatch(r'(\d+)x(\d+)', args.size)
     if size is None:
         raise ValueError(f'--size must look like 1280x720, got {args.size!r}')
+    output_folder(args.out)
     cfg = CaptureConfig(seconds=args.seconds, fps=args.fps, width=int(size.group(1)),
                         height=int(size.group(2)), seed=args.seed)
     with _progress('rendering capture', int(round(cfg.seconds * cfg.fps))) as advance:
@@ -360,6 +373,9 @@ def _run_synth_preview(args):
     from head_capture.synth.preview import contact_sheet, variety_chart
     from head_capture.synth.sequence import read_sequence_views
 
+    output_file(args.out, overwrite=True)
+    if args.variety is not None:
+        output_file(args.variety, overwrite=True, flag='--variety')
     if (args.set_dir / 'transforms_train.json').is_file():  # one subject of a sequence
         samples = read_sequence_views(args.set_dir, limit=args.count)
         samples['hair_styles'] = [f'r_{n:03d}' for n in range(len(samples['images']))]
@@ -383,54 +399,74 @@ def _run_synth_preview(args):
 
 
 def _run_landmarks(args):
+    from head_capture.capture.registration import list_images, read_images
     from head_capture.landmarks.detector import default_model_path, LandmarkDetector
     from head_capture.landmarks.overlay import draw_detection
-    from head_capture.session import read_image, write_bytes_atomic, write_image_atomic
+    from head_capture.session import write_bytes_atomic, write_image_atomic
 
-    detector = LandmarkDetector(args.model or default_model_path(), threads=args.threads)
+    output_folder(args.out)
     if args.input.is_dir():
-        images = sorted(p for p in args.input.iterdir()
-                        if p.suffix.lower() in ('.jpg', '.jpeg', '.png', '.bmp', '.webp'))
+        # Overlays an earlier run left in the input folder are outputs, not images to read.
+        ours = args.out.resolve() == args.input.resolve()
+        images = [p for p in list_images(args.input)
+                  if not (ours and p.name.endswith(OVERLAY_SUFFIX))]
     elif args.input.is_file():
         images = [args.input]
     else:
         raise FileNotFoundError(f'no image or folder at {args.input}')
     if not images:
         raise FileNotFoundError(f'no images in {args.input}')
-    results = {}
+    detector = LandmarkDetector(args.model or default_model_path(), threads=args.threads)
+    results, unreadable = {}, {}
     with _progress('detecting landmarks', len(images)) as advance:
-        for path in images:
-            frame = read_image(path)
-            detection = detector.detect(frame)
-            results[path.name] = detection.to_json()
-            write_image_atomic(args.out / f'{path.stem}_landmarks.png',
-                               draw_detection(frame, detection))
+        for path, frame, reason in read_images(images):
+            if reason:
+                unreadable[path.name] = reason
+            else:
+                detection = detector.detect(frame)
+                results[path.name] = detection.to_json()
+                write_image_atomic(args.out / f'{path.stem}{OVERLAY_SUFFIX}',
+                                   draw_detection(frame, detection))
             advance()
+    _report_unreadable(unreadable)
+    if not results:
+        raise SessionError(f'none of the {len(images)} images in {args.input} could be read')
     write_bytes_atomic(args.out / 'landmarks.json', json.dumps(results).encode())
     usable = sum(r['usable'] for r in results.values())
-    console.print(f'{usable} of {len(images)} images with a usable detection -> {args.out}')
+    console.print(f'{usable} of {len(results)} readable images with a usable detection '
+                  f'-> {args.out}')
     return 0
+
+
+def _report_unreadable(unreadable):
+    """Say how many images were skipped as unreadable, and which, with the reason."""
+    if unreadable:
+        console.print(f'[yellow]warning:[/] {len(unreadable)} unreadable image'
+                      f'{"s" if len(unreadable) > 1 else ""} skipped:')
+        for name, reason in unreadable.items():
+            console.print(f'  {name}: {reason}')
 
 
 def _run_poses(args):
     from head_capture.capture.pose import PoseConfig
-    from head_capture.capture.registration import (find_images, register_images,
-                                                   registered_transforms)
+    from head_capture.capture.registration import (check_poses_output, find_images,
+                                                   register_images, registered_transforms,
+                                                   write_registered)
     from head_capture.landmarks.detector import default_model_path, LandmarkDetector
     from head_capture.landmarks.template import HeadTemplate
     from head_capture.resources import share_path
-    from head_capture.session import write_transforms
 
     if args.out.suffix != '.json':
         raise ValueError(f'--out must name a .json file, got {args.out}')
     config = load_node_config(PoseConfig, 'pose_estimator', args.config)
     images = find_images(args.input, args.intrinsics, args.fov)
+    check_poses_output(images, args.out, args.overwrite)
     detector = LandmarkDetector(args.model or default_model_path(), threads=args.threads)
     template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
     with _progress('landmarks + PnP', len(images.paths)) as advance:
         estimates = register_images(images, detector, template, config, advance)
     transforms = registered_transforms(images, estimates, args.out)
-    write_transforms(args.out, transforms)
+    write_registered(images, transforms, args.out)
     info = transforms.meta['head_capture']
     console.print(f'[green]{info["registered"]} of {info["frames"]} frames registered[/] '
                   f'(camera: {images.intrinsics_source}) -> {args.out}')
@@ -578,7 +614,7 @@ def _run_record(args):
 def _run_demo(args):
     from head_capture.demo import run_demo, summary_line
 
-    summary = run_demo(args.out, _progress, console.print)
+    summary = run_demo(args.out, _progress, console.print, overwrite=args.overwrite)
     console.print(f'[bold green]{summary_line(summary)}[/]')
     return 0
 

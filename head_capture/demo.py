@@ -6,6 +6,10 @@ streamed in real time through the ROS 2 graph, one process per node as ``head-ca
 runs it, with the CPU preview avatar config; the graph stops when the avatar is published.
 The capture's ground truth is matched to the keyframes by their stamps, so the report and the
 summary say how right the poses were, live and after refinement.
+
+The output folder is the demo's: it writes a record there (``demo.json``) on its first run, and
+a rerun replaces only the session it streamed before. A folder that holds other files and no
+record is refused unless ``overwrite``; a user's files are never deleted unasked.
 """
 
 import json
@@ -15,13 +19,16 @@ import time
 
 from head_capture.avatar import TrainingError
 from head_capture.pose_evaluation import evaluate
-from head_capture.session import (FrameRecord, read_transforms, Transforms, TRANSFORMS_FILE,
-                                  write_bytes_atomic, write_transforms)
+from head_capture.session import (FrameRecord, output_folder, read_transforms, SessionError,
+                                  Transforms, TRANSFORMS_FILE, write_bytes_atomic,
+                                  write_transforms)
 import numpy as np
 
 # The graph gets this long to stream the 40 s capture and train the avatar.
 GRAPH_TIMEOUT_S = 1800.0
 KEYFRAME_TRUTH = 'keyframe_truth.json'
+# Written into the output folder first: it is a demo's, whose session a rerun may replace.
+DEMO_RECORD = 'demo.json'
 
 
 def keyframe_truth(session, truth, origin_s):
@@ -59,11 +66,42 @@ def pose_accuracy(predicted_path, truth):
             'translation_cm': report['translation_cm']['mean']}
 
 
-def run_demo(out_dir, progress, log=print, capture_seconds=40.0, graph_overrides=None):
+def claim_output(out, overwrite=False):
+    """
+    Make ``out`` the demo's folder and clear the session an earlier demo streamed there.
+
+    A folder that holds files but no demo record is refused unless ``overwrite``: the demo
+    deletes only what a demo wrote, or what it was told it may replace.
+    """
+    out = output_folder(out)
+    record = out / DEMO_RECORD
+    if out.is_dir() and not record.is_file() and not overwrite:
+        found = sorted(p.name for p in out.iterdir())
+        if found:
+            more = len(found) - 4
+            shown = ', '.join(found[:4]) + (f' and {more} more' if more > 0 else '')
+            raise SessionError(f'--out {out} holds files a demo did not write ({shown}); the '
+                               'demo would replace its session/ folder: choose a new or empty '
+                               'folder, or pass --overwrite')
+    session = out / 'session'
+    if session.is_symlink():
+        raise SessionError(f'{session} is a symbolic link to {session.resolve()}: the demo '
+                           'replaces that folder and deletes nothing through a link; remove '
+                           'the link')
+    write_bytes_atomic(record, (json.dumps({
+        'written_by': 'head-capture demo', 'replaced_on_rerun': ['session']}) + '\n').encode())
+    if session.exists():
+        shutil.rmtree(session)  # an earlier demo's: the demo always streams afresh
+    return out
+
+
+def run_demo(out_dir, progress, log=print, capture_seconds=40.0, graph_overrides=None,
+             overwrite=False):
     """
     Render the capture (once), run the graph to the avatar, write the report; summary.
 
-    ``graph_overrides`` ({node: {key: value}}) change node parameters (tests shrink the run).
+    ``graph_overrides`` ({node: {key: value}}) change node parameters (tests shrink the run);
+    ``overwrite``: use an ``out_dir`` that is not an earlier demo's (see ``claim_output``).
     """
     from head_capture.graph import graph
     from head_capture.nodes.up import run_processes
@@ -71,7 +109,7 @@ def run_demo(out_dir, progress, log=print, capture_seconds=40.0, graph_overrides
     from head_capture.synth.capture_video import CaptureConfig, GROUND_TRUTH, write_capture
 
     started = time.monotonic()
-    out = Path(out_dir).resolve()
+    out = claim_output(Path(out_dir).resolve(), overwrite)
     capture, session = out / 'capture', out / 'session'
     if not (capture / GROUND_TRUTH).is_file():
         config = CaptureConfig(seconds=capture_seconds)
@@ -81,7 +119,6 @@ def run_demo(out_dir, progress, log=print, capture_seconds=40.0, graph_overrides
     log(f'capture: {capture / "capture.mp4"} (a phone walking three orbits round a seated '
         'synthetic head)')
 
-    shutil.rmtree(session, ignore_errors=True)  # the demo always streams afresh
     origin_s = float(int(time.time()))
     overrides = {node: dict(values) for node, values in (graph_overrides or {}).items()}
     overrides.setdefault('camera_source', {}).update(

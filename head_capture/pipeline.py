@@ -4,12 +4,17 @@ The offline end-to-end job: a video (folder, bag) in, an avatar and its report o
 ``reconstruct`` runs keyframes -> landmarks, masks and PnP poses -> the two training stages ->
 report, into one output folder. Each finished step is recorded in ``reconstruction.json``, so a
 re-run (after Ctrl-C, a crash, a full disk) skips what is done, resumes training from its
-checkpoint and only redoes the step that was cut short.
+checkpoint and only redoes the step that was cut short. The record also holds the request:
+everything that shapes the result (the input's content, the camera, the counts, every
+parameter, the landmark model), so a re-run that asks for something else is refused with what
+changed, instead of handing back the old avatar.
 """
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+import hashlib
 import json
+import os
 from pathlib import Path
 import time
 
@@ -24,9 +29,13 @@ from head_capture.capture.registration import detect_and_solve, keyframe_mask, p
 from head_capture.capture.sources import open_source
 from head_capture.config import ConfigError, load_node_config
 from head_capture.geometry import w2c_to_c2w_opengl
-from head_capture.session import Session, write_bytes_atomic, write_transforms
+from head_capture.session import output_folder, Session, write_bytes_atomic, write_transforms
 
 STATE_FILE = 'reconstruction.json'
+# A file's content is told by its size and a hash of this much at its start and its end.
+FINGERPRINT_BYTES = 1 << 20
+# A refused request names at most this many changes.
+CHANGES_SHOWN = 6
 # Fewer registered keyframes than this cannot make a 360-degree avatar.
 MIN_TRAINING_FRAMES = 8
 
@@ -67,6 +76,9 @@ def extract_keyframes(source, out_dir, count, size=1280, intrinsics=None, fov_de
         selection = select_online(source, count, config, progress)
     notes = list(selection.warnings)
     assumed = intrinsics is None and fov_deg is None
+    if not selection.keyframes:
+        raise ValueError('no usable keyframe in the input: every frame was corrupt, badly '
+                         'exposed or blurred')
     session = None
     for keyframe in selection.keyframes:
         image = keyframe.frame.image
@@ -74,16 +86,15 @@ def extract_keyframes(source, out_dir, count, size=1280, intrinsics=None, fov_de
         camera = intrinsics or Intrinsics.from_fov(image.shape[1], image.shape[0], fov)
         view, view_camera = shrink_keyframe(image, camera, size)
         if session is None:
-            session = Session.create(out_dir, view_camera, overwrite=overwrite, meta={
-                'head_capture': {'step': 'keyframes', 'source_camera_assumed': assumed,
-                                 'source_fov_deg': round(camera.fov_x_deg, 3)}})
+            # Unfinished until every keyframe is in: a rerun after a failure just replaces it.
+            session = Session.create(out_dir, view_camera, overwrite=overwrite, partial=True,
+                                     meta={'head_capture': {
+                                         'step': 'keyframes', 'source_camera_assumed': assumed,
+                                         'source_fov_deg': round(camera.fov_x_deg, 3)}})
         session.add_frame(view, {'source_index': keyframe.frame.index,
                                  'timestamp': round(keyframe.frame.time_s, 6),
                                  'sharpness': round(keyframe.sharpness, 6)})
-    if session is None:
-        raise ValueError('no usable keyframe in the input: every frame was corrupt, badly '
-                         'exposed or blurred')
-    session.save()
+    session.finish()
     if assumed:
         notes.append(f'no intrinsics given: assumed a {DEFAULT_FOV_DEG:.0f} degree field of '
                      'view across the long side (pass --fov or --intrinsics)')
@@ -199,22 +210,39 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     pose_config = load_node_config(PoseConfig, 'pose_estimator', params)
     coverage_config = load_node_config(CoverageConfig, 'coverage_guide', params)
     job = Reconstruction(Path(out_dir).resolve())
-    if job.root.exists() and not job.root.is_dir():
-        raise ConfigError(f'--out {job.root} is a file; give a folder (new, or a reconstruction '
-                          'to resume)')
+    output_folder(job.root)
     where = Path(str(source))
-    request = {'input': str(where.resolve()) if where.exists() else str(source),
-               'config': str(config), 'overrides': overrides or {},
-               'count': count, 'size': size}
+    model = Path(model or default_model_path())
+    request = json.loads(json.dumps({
+        'input': str(where.resolve()) if where.exists() else str(source),
+        'input content': content_fingerprint(where),
+        '--count': count, '--size': size,
+        '--fov': (fov_deg if fov_deg is not None or intrinsics is not None
+                  else DEFAULT_FOV_DEG),
+        '--intrinsics': asdict(intrinsics) if intrinsics is not None else None,
+        '--config': str(Path(config).resolve()) if Path(config).suffix else str(config),
+        '--config/--set': asdict(avatar_config),
+        '--params': {'keyframe_selector': asdict(keyframe_config),
+                     'pose_estimator': asdict(pose_config)},
+        'landmark model': content_fingerprint(model)}))
     state = job.state()
-    if state and state.get('request') != request:
-        raise ConfigError(f'{job.root} holds a reconstruction of another request '
-                          f'({state.get("request")}); choose another --out')
+    if not state and job.root.is_dir() and any(job.root.iterdir()):
+        raise ConfigError(f'--out {job.root} holds files but no reconstruction ({STATE_FILE}); '
+                          'choose a new or empty folder')
+    changed = request_changes(state.get('request', request), request) if state else []
+    if changed:
+        more = len(changed) - CHANGES_SHOWN
+        raise ConfigError(f'{job.root} holds a reconstruction of another request ('
+                          + '; '.join(changed[:CHANGES_SHOWN])
+                          + (f'; and {more} more' if more > 0 else '')
+                          + '); rerun with the same options and input to resume, or choose '
+                          'another --out')
     state['request'] = request
     steps = state.setdefault('steps', {})
 
     if 'keyframes' not in steps:
         with open_source(source) as frames:
+            job.save_state(state)  # the folder is this reconstruction's from now on
             expected = frames.expected_frames
             total = 2 * expected if (expected and frames.replayable) else expected
             with progress('selecting keyframes', total) as advance:
@@ -232,7 +260,7 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     session = Session.load(job.session_dir)
     template = HeadTemplate.load(share_path('models', 'head_template.json'))
     if 'poses' not in steps:
-        detector = LandmarkDetector(model or default_model_path())
+        detector = LandmarkDetector(model)
         with progress('landmarks, masks + PnP', len(session.frames)) as advance:
             registered = register_session(session, detector, template, pose_config, advance)
         steps['poses'] = {'registered': registered, 'keyframes': len(session.frames)}
@@ -273,3 +301,57 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
             'held_out_ssim': metrics.get('held_out_ssim'),
             'train_seconds': metrics.get('seconds'),
             'seconds': round(time.monotonic() - started, 1)}
+
+
+def content_fingerprint(path):
+    """
+    Return what tells the content of a file or folder apart, or None where there is none.
+
+    A file: its size and a SHA-256 of its first and last MiB (a new video saved under the old
+    name differs there, a copy of the same one does not). A folder (images, a bag): the names,
+    sizes and modification times of its files. A URL or a missing path: None.
+    """
+    path = Path(path)
+    if path.is_file():
+        size = path.stat().st_size
+        digest = hashlib.sha256()
+        with path.open('rb') as handle:
+            digest.update(handle.read(FINGERPRINT_BYTES))
+            handle.seek(max(0, size - FINGERPRINT_BYTES))
+            digest.update(handle.read(FINGERPRINT_BYTES))
+        return f'{size} bytes, sha256 {digest.hexdigest()[:16]}'
+    if path.is_dir():
+        files = sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+                       for entry in os.scandir(path) if entry.is_file())
+        digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
+        return f'{len(files)} files, {sum(f[1] for f in files)} bytes, {digest}'
+    return None
+
+
+def request_changes(recorded, request, prefix=''):
+    """Return "what: old -> new" for every entry of ``request`` that differs from the record."""
+    changes = []
+    for key in dict.fromkeys([*request, *recorded]):
+        old, new = recorded.get(key, _NOT_RECORDED), request.get(key, _NOT_RECORDED)
+        name = f'{prefix}{key}'
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += request_changes(old, new, f'{name}{"." if prefix else " "}')
+        elif old != new:
+            changes.append(f'{name}: {_shown(old)} -> {_shown(new)}')
+    return changes
+
+
+_NOT_RECORDED = object()
+
+
+def _shown(value):
+    """Return a recorded value as a user reads it: 60 rather than 60.0, none rather than null."""
+    if value is _NOT_RECORDED:
+        return '(not recorded)'
+    if value is None:
+        return 'none'
+    if isinstance(value, float):
+        return f'{value:g}'
+    if isinstance(value, dict):
+        return '{' + ', '.join(f'{k} {_shown(v)}' for k, v in value.items()) + '}'
+    return str(value)

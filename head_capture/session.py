@@ -10,7 +10,10 @@ point with the top-left pixel centre at (0.5, 0.5). Blender-style files (``camer
 file paths without extension, as in the NeRF synthetic scenes) are read as well.
 
 Every write is atomic (temporary file + rename), so a killed process or a full disk leaves the
-previous ``transforms.json`` and every finished frame intact.
+previous ``transforms.json`` and every finished frame intact. A session written in one go (the
+offline keyframes) is marked unfinished until it is complete, so a rerun after a failure
+replaces it without asking. Every path is resolved before anything is written or deleted: a
+symbolic link that leads out of the session is refused.
 """
 
 from dataclasses import dataclass, field
@@ -33,6 +36,8 @@ MASKS_DIR = 'masks'
 MASK_UNSURE = 128
 # Live captures: every keyframe as taken, named by its stamp (the nodes' shared key).
 KEYFRAMES_DIR = 'keyframes'
+# Present while a session written in one go is incomplete: a rerun may replace it unasked.
+UNFINISHED_FILE = '.unfinished'
 # Keys of transforms.json that describe the camera; everything else at the top level is kept.
 _CAMERA_KEYS = ('fl_x', 'fl_y', 'cx', 'cy', 'w', 'h', 'k1', 'k2', 'p1', 'p2', 'camera_model',
                 'camera_angle_x', 'camera_angle_y')
@@ -164,21 +169,32 @@ class Session:
         self.transforms = transforms
 
     @classmethod
-    def create(cls, root, intrinsics, meta=None, overwrite=False):
-        """Start a new session in ``root``; refuse to replace one unless ``overwrite``."""
-        root = Path(root)
-        if root.exists() and not root.is_dir():
-            raise SessionError(f'{root} exists and is not a directory')
-        if (root / TRANSFORMS_FILE).exists():
-            if not overwrite:
-                raise SessionError(f'{root} already holds a session; choose another directory '
-                                   'or overwrite it explicitly')
+    def create(cls, root, intrinsics, meta=None, overwrite=False, partial=False):
+        """
+        Start a new session in ``root``; refuse to replace one unless ``overwrite``.
+
+        ``partial``: the session is marked unfinished until ``finish``, so a rerun after a
+        failure replaces it without ``overwrite``; it was this program's, and incomplete.
+        """
+        root = output_folder(root, 'session folder')
+        for name in (TRANSFORMS_FILE, UNFINISHED_FILE, FRAMES_DIR, MASKS_DIR):
+            resolve_inside(root, name)  # no link out of the session, before anything is touched
+        unfinished = (root / UNFINISHED_FILE).is_file()
+        if (root / TRANSFORMS_FILE).exists() and not (overwrite or unfinished):
+            raise SessionError(f'{root} already holds a session; choose another directory '
+                               'or overwrite it explicitly (--overwrite)')
+        if (root / TRANSFORMS_FILE).exists() or unfinished:
             for folder in (FRAMES_DIR, MASKS_DIR):
-                for image in (root / folder).glob('*.png'):
+                for image in resolve_inside(root, folder).glob('*.png'):
                     image.unlink()
         root.mkdir(parents=True, exist_ok=True)
         session = cls(root, Transforms(intrinsics, [], dict(meta or {})))
-        session.save()
+        if partial:
+            write_bytes_atomic(session.path_of(UNFINISHED_FILE),
+                               b'head-capture is writing this session; a rerun replaces it\n')
+            session.save()
+        else:
+            session.finish()
         return session
 
     @classmethod
@@ -198,7 +214,7 @@ class Session:
             raise SessionError(f'frame of size {image.shape[1]}x{image.shape[0]} does not match '
                                f'the session camera {cam.width}x{cam.height}')
         relative = f'{FRAMES_DIR}/{len(self.frames):06d}.png'
-        write_image_atomic(self.root / relative, image)
+        write_image_atomic(self.path_of(relative), image)
         record = FrameRecord(relative, meta=dict(meta or {}))
         self.frames.append(record)
         return record
@@ -209,7 +225,7 @@ class Session:
         mask_path = None
         if mask is not None:
             mask_path = f'{MASKS_DIR}/{Path(file_path).stem}.png'
-            write_image_atomic(self.root / mask_path, mask)
+            write_image_atomic(self.path_of(mask_path), mask)
         record = FrameRecord(file_path, c2w, mask_path, dict(meta or {}))
         self.frames.append(record)
         return record
@@ -217,7 +233,7 @@ class Session:
     def write_mask(self, index, mask):
         """Store the foreground mask (uint8, 255 = head) of frame ``index``."""
         relative = f'{MASKS_DIR}/{index:06d}.png'
-        write_image_atomic(self.root / relative, mask)
+        write_image_atomic(self.path_of(relative), mask)
         self.frames[index].mask_path = relative
 
     def image(self, index):
@@ -230,7 +246,12 @@ class Session:
 
     def save(self):
         """Write ``transforms.json`` atomically."""
-        write_transforms(self.root / TRANSFORMS_FILE, self.transforms)
+        write_transforms(self.path_of(TRANSFORMS_FILE), self.transforms)
+
+    def finish(self):
+        """Save, then drop the unfinished mark: the session is complete."""
+        self.save()
+        self.path_of(UNFINISHED_FILE).unlink(missing_ok=True)
 
 
 def keyframe_file(stamp_ns):
@@ -265,12 +286,59 @@ def _stamp_of_name(name):
 
 
 def resolve_inside(root, relative):
-    """Join ``relative`` to ``root`` and refuse a result outside ``root``."""
+    """
+    Join ``relative`` to ``root`` and refuse a result outside ``root``.
+
+    Symbolic links are followed first, so one that leads out of ``root`` is refused (named),
+    whatever is then read, written or deleted through it.
+    """
     root = Path(root).resolve()
     target = (root / relative).resolve()
     if not target.is_relative_to(root):
+        link = next((p for p in _prefixes(root, relative) if p.is_symlink()), None)
+        if link is not None:
+            raise SessionError(f'{link} is a symbolic link to {os.path.realpath(link)}, outside '
+                               f'the session at {root}: nothing is written or deleted through '
+                               'it; remove the link or choose another folder')
         raise SessionError(f'path {relative!r} points outside the session at {root}')
     return target
+
+
+def _prefixes(root, relative):
+    """Yield ``root``/a, ``root``/a/b, ... for ``relative`` a/b/...: where a link may be."""
+    path = root
+    for part in Path(relative).parts:
+        path = path / part
+        yield path
+
+
+def output_folder(path, flag='--out'):
+    """
+    Return ``path`` as a folder to write in; refuse one that is (or lies under) a file.
+
+    Said in one line naming the flag, where creating it would fail with "[Errno 17] File
+    exists" or "Not a directory".
+    """
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                what = 'is a file' if folder == path else f'lies under {folder}, a file'
+                raise SessionError(f'{flag} {path} {what}; give a folder for the outputs')
+            break
+    return path
+
+
+def output_file(path, overwrite=False, flag='--out'):
+    """Return ``path`` as a file to write; refuse a folder, or an existing file unless asked."""
+    path = Path(path)
+    output_folder(path.parent, f'{flag} {path}: its folder')
+    if path.is_dir():
+        raise SessionError(f'{flag} {path} is a folder; give a file name')
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise SessionError(f'{flag} {path} exists; pass --overwrite to replace it, or choose '
+                           'another file')
+    return path
 
 
 def _frame_from_json(base, entry, number, source):

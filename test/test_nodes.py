@@ -754,8 +754,9 @@ def test_demo_streams_a_capture_through_the_graph_to_an_avatar_and_report(captur
 
     shutil.copytree(capture, tmp_path / 'capture')
     lines = []
-    # 8 s of video cannot meet the coverage target: training is requested when it ends.
-    summary = run_demo(tmp_path, no_progress, lines.append, graph_overrides={
+    # 8 s of video cannot meet the coverage target: training is requested when it ends. The
+    # folder holds that capture but no demo record: the demo is told it may use it.
+    summary = run_demo(tmp_path, no_progress, lines.append, overwrite=True, graph_overrides={
         'keyframe_selector': {'min_interval_s': 0.3},
         'avatar_trainer': {'overrides': tiny_avatar, 'min_keyframes': 4}})
     assert summary['registered'] >= 4

@@ -5,6 +5,7 @@ import shutil
 
 import cv2
 from head_capture.avatar import TrainingError
+from head_capture.avatar.config import load_avatar_config
 from head_capture.avatar.job import registered_keyframes
 from head_capture.camera import Intrinsics
 from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
@@ -17,6 +18,7 @@ from head_capture.pipeline import extract_keyframes, register_session
 from head_capture.pose_evaluation import evaluate
 from head_capture.resources import share_path
 from head_capture.session import FrameRecord, read_transforms, Transforms, write_transforms
+from head_capture.synth.recordings import write_video
 import numpy as np
 import pytest
 
@@ -140,3 +142,40 @@ def test_too_few_registered_keyframes_are_refused_with_the_reasons(tmp_path):
     with pytest.raises(TrainingError, match=r'2 registered .* at least 8 .*3 x no head found'):
         registered_keyframes(tmp_path, 8)
     assert len(registered_keyframes(tmp_path, 2).frames) == 2
+
+
+def test_reconstruct_refuses_to_resume_another_request_and_names_what_changed(
+        tmp_path, sample_clip, capsys):
+    video, out = tmp_path / 'clip.mp4', tmp_path / 'out'
+    write_video(video, sample_clip.frames, sample_clip.fps)
+    command = ['reconstruct', str(video), '--out', str(out), '--count', '3', '--size', '32']
+    # Three keyframes are too few to train: the job stops there, its steps so far recorded.
+    assert main(command + ['--fov', '60']) == 2
+    assert 'at least 8' in capsys.readouterr().err
+    assert set(json.loads((out / 'reconstruction.json').read_text())['steps']) == \
+        {'keyframes', 'poses'}
+    recorded = (out / 'reconstruction.json').read_bytes()
+
+    params = tmp_path / 'params.yaml'
+    params.write_text('keyframe_selector:\n  ros__parameters:\n    min_interval_s: 0.5\n')
+    write_transforms(tmp_path / 'camera.json', Transforms(Intrinsics.from_fov(240, 160, 50.0)))
+    rays = load_avatar_config('cpu_preview').rays
+    for options, change in [
+            (['--fov', '70'], '--fov: 60 -> 70'),
+            (['--intrinsics', str(tmp_path / 'camera.json')], '--intrinsics: none -> {fx '),
+            (['--fov', '60', '--params', str(params)],
+             '--params keyframe_selector.min_interval_s: 0.25 -> 0.5'),
+            (['--fov', '60', '--set', 'rays=64'], f'--config/--set rays: {rays} -> 64')]:
+        assert main(command + options) == 2
+        said = capsys.readouterr().err
+        assert 'holds a reconstruction of another request' in said and change in said, said
+    # The same path with other content (a new recording saved over the old one).
+    write_video(video, sample_clip.frames[::-1], sample_clip.fps)
+    assert main(command + ['--fov', '60']) == 2
+    assert 'input content: ' in capsys.readouterr().err
+    assert (out / 'reconstruction.json').read_bytes() == recorded
+    # A folder that holds other files and no reconstruction is not taken over.
+    (tmp_path / 'mine').mkdir()
+    (tmp_path / 'mine' / 'notes.txt').write_text('mine')
+    assert main(command[:3] + [str(tmp_path / 'mine')] + command[4:]) == 2
+    assert 'holds files but no reconstruction' in capsys.readouterr().err

@@ -149,3 +149,38 @@ def test_full_disk_keeps_the_previous_transforms(tmp_path, camera, monkeypatch):
         session.save()
     assert (tmp_path / TRANSFORMS_FILE).read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+
+
+def test_nothing_is_written_or_deleted_through_a_link_out_of_the_session(tmp_path, camera):
+    root, elsewhere = tmp_path / 's', tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    (elsewhere / 'photo.png').write_bytes(b'a user photo')
+    session = Session.create(root, camera)
+    session.add_frame(np.zeros((96, 128, 3), np.uint8))
+    (root / 'masks').symlink_to(elsewhere)
+    with pytest.raises(SessionError, match='symbolic link to .*elsewhere, outside the session'):
+        session.write_mask(0, np.zeros((96, 128), np.uint8))
+    session.save()
+    with pytest.raises(SessionError, match='outside the session'):
+        Session.create(root, camera, overwrite=True)
+    assert [p.name for p in elsewhere.iterdir()] == ['photo.png']
+    # A link that stays inside the session is followed as any folder is.
+    (root / 'masks').unlink()
+    (root / 'kept').mkdir()
+    (root / 'masks').symlink_to(root / 'kept')
+    session.write_mask(0, np.zeros((96, 128), np.uint8))
+    assert (root / 'kept' / '000000.png').is_file()
+
+
+def test_an_unfinished_session_is_replaced_without_asking(tmp_path, camera):
+    partial = Session.create(tmp_path, camera, partial=True)
+    for _ in range(3):
+        partial.add_frame(np.zeros((96, 128, 3), np.uint8))
+    partial.save()  # then the process dies before finish()
+    again = Session.create(tmp_path, camera, partial=True)
+    assert not list((tmp_path / 'frames').glob('*.png'))
+    again.add_frame(np.zeros((96, 128, 3), np.uint8))
+    again.finish()
+    assert len(Session.load(tmp_path).frames) == 1
+    with pytest.raises(SessionError, match='already holds a session'):
+        Session.create(tmp_path, camera, partial=True)

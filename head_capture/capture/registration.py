@@ -4,7 +4,9 @@ Register a set of images: landmarks, then a PnP pose for each, into a transforms
 Shared by ``head-capture poses``, the pose benchmark and the offline pipeline. Input is a
 folder of images or a transforms.json (a session, a sequence); output is a nerfstudio-style
 transforms.json in the head frame that the avatar trainer reads directly, with every frame
-that got no pose listed with the reason.
+that got no pose listed with the reason. Its paths resolve from its own folder wherever it is
+written: an image outside that folder is linked (or copied) beside it. A file this module wrote
+is never taken for the image set: read again, it gives every image it was made from.
 """
 
 from dataclasses import dataclass
@@ -15,8 +17,9 @@ from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
 from head_capture.capture.pose import PoseConfig, refused, solve_pose
 from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.landmarks.template import mirrored
-from head_capture.session import (FrameRecord, read_image, read_transforms, resolve_inside,
-                                  Transforms, TRANSFORMS_FILE)
+from head_capture.session import (FrameRecord, output_file, read_image, read_transforms,
+                                  resolve_inside, SessionError, Transforms, TRANSFORMS_FILE,
+                                  write_bytes_atomic, write_transforms)
 import numpy as np
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -40,25 +43,30 @@ def find_images(source, intrinsics_file=None, fov_deg=None):
     Return the ImageSet of a transforms.json, a folder holding one, or a folder of images.
 
     Intrinsics come from the transforms file, else ``intrinsics_file``, else ``fov_deg``, else
-    the stated default field of view of a phone camera.
+    the stated default field of view of a phone camera. A folder's transforms.json that
+    ``poses`` wrote (into the image folder) is an output, not the input: the folder's images
+    are.
     """
     source = Path(source)
     if source.is_dir() and (source / TRANSFORMS_FILE).is_file():
-        source = source / TRANSFORMS_FILE
-    if source.is_file():
-        transforms = read_transforms(source)
-        if not transforms.frames:
-            raise FileNotFoundError(f'{source} lists no frames')
-        base = source.parent
-        paths = [resolve_inside(base, f.file_path) for f in transforms.frames]
-        return ImageSet(paths, [f.file_path for f in transforms.frames], transforms.intrinsics,
-                        f'{source.name}')
+        transforms = read_transforms(source / TRANSFORMS_FILE)
+        if not written_by_poses(transforms):
+            return _listed_images(source / TRANSFORMS_FILE, transforms)
+    elif source.is_file():
+        return _listed_images(source, read_transforms(source))
     if not source.is_dir():
         raise FileNotFoundError(f'no image folder or transforms.json at {source}')
-    paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = list_images(source)
     if not paths:
-        raise FileNotFoundError(f'no images in {source}')
-    height, width = read_image(paths[0]).shape[:2]
+        ours = (source / TRANSFORMS_FILE).is_file()
+        raise FileNotFoundError(f'no images in {source}' + (
+            f' (its {TRANSFORMS_FILE} was written by poses: give the file itself to register '
+            'its frames again)' if ours else ''))
+    # The camera's size from the first image that reads: an unreadable one is skipped later.
+    first = next((image for _, image, _ in read_images(paths) if image is not None), None)
+    if first is None:
+        raise FileNotFoundError(f'none of the {len(paths)} images in {source} can be read')
+    height, width = first.shape[:2]
     if intrinsics_file is not None:
         intrinsics = read_transforms(intrinsics_file).intrinsics
         if (intrinsics.width, intrinsics.height) != (width, height):
@@ -71,22 +79,57 @@ def find_images(source, intrinsics_file=None, fov_deg=None):
     return ImageSet(paths, [p.name for p in paths], intrinsics, origin)
 
 
+def list_images(folder):
+    """Return the image files of ``folder``, sorted; hidden ones (macOS ``._`` copies) are not."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                  and not p.name.startswith('.') and p.is_file())
+
+
+def written_by_poses(transforms):
+    """Return whether ``transforms`` is a file ``poses`` wrote (it lists its misses apart)."""
+    info = transforms.meta.get('head_capture')
+    return isinstance(info, dict) and 'unregistered' in info and 'registered' in info
+
+
+def _listed_images(path, transforms):
+    """Return the images a transforms file lists; a poses file's unregistered ones as well."""
+    names = [f.file_path for f in transforms.frames]
+    if written_by_poses(transforms):
+        names += [miss['file_path'] for miss in transforms.meta['head_capture']['unregistered']]
+    if not names:
+        raise FileNotFoundError(f'{path} lists no frames')
+    return ImageSet([resolve_inside(path.parent, name) for name in names], names,
+                    transforms.intrinsics, path.name)
+
+
+def read_images(paths, background=None):
+    """
+    Yield ``(path, RGB image, None)``, or ``(path, None, reason)`` for an unreadable image.
+
+    One unreadable image among many is skipped, never fatal: the caller counts it and says
+    which (``poses`` lists it unregistered, ``landmarks`` reports it).
+    """
+    for path in paths:
+        try:
+            image = read_image(path, background)
+        except (OSError, ValueError) as exc:
+            yield path, None, f'unreadable image: {exc}'
+        else:
+            yield path, image, None
+
+
 def register_images(images, detector, template, config=PoseConfig(), progress=None):
     """Return a PoseEstimate per image, in order (unreadable images are refused, not fatal)."""
     estimates = []
-    for path in images.paths:
-        try:
-            frame = read_image(path, background=ALPHA_BACKGROUND)
-        except (OSError, ValueError) as exc:
-            estimates.append(refused(f'unreadable image: {exc}'))
+    camera = images.intrinsics
+    for _, frame, unreadable in read_images(images.paths, ALPHA_BACKGROUND):
+        if unreadable:
+            estimates.append(refused(unreadable))
+        elif frame.shape[:2] != (camera.height, camera.width):
+            estimates.append(refused(f'image is {frame.shape[1]}x{frame.shape[0]}, the camera '
+                                     f'{camera.width}x{camera.height}'))
         else:
-            if frame.shape[:2] != (images.intrinsics.height, images.intrinsics.width):
-                estimates.append(refused(f'image is {frame.shape[1]}x{frame.shape[0]}, the '
-                                         f'camera {images.intrinsics.width}x'
-                                         f'{images.intrinsics.height}'))
-            else:
-                estimates.append(pose_of_frame(frame, images.intrinsics, detector, template,
-                                               config))
+            estimates.append(pose_of_frame(frame, camera, detector, template, config))
         if progress is not None:
             progress()
     return estimates
@@ -153,12 +196,11 @@ def registered_transforms(images, estimates, out_path, meta=None):
     """
     Return the Transforms of the registered frames, paths relative to ``out_path``'s folder.
 
-    Frames without a pose go to ``meta['head_capture']['unregistered']`` with the reason.
+    Frames without a pose go to ``meta['head_capture']['unregistered']`` with the reason. An
+    image outside that folder is listed where ``write_registered`` puts it (``placed_paths``).
     """
-    base = Path(out_path).resolve().parent
     frames, unregistered = [], []
-    for path, name, estimate in zip(images.paths, images.names, estimates):
-        relative = os.path.relpath(Path(path).resolve(), base)
+    for relative, estimate in zip(placed_paths(images, out_path), estimates):
         if estimate.registered:
             frames.append(FrameRecord(relative, w2c_to_c2w_opengl(estimate.rotation,
                                                                   estimate.translation),
@@ -169,3 +211,62 @@ def registered_transforms(images, estimates, out_path, meta=None):
             'intrinsics': images.intrinsics_source, 'frames': len(estimates),
             'registered': len(frames), 'unregistered': unregistered, **(meta or {})}
     return Transforms(images.intrinsics, frames, {'head_capture': info})
+
+
+def placed_paths(images, out_path):
+    """
+    Return each image's path as the file at ``out_path`` lists it, relative to its folder.
+
+    An image inside that folder is listed where it is; one outside (a path through ``..``
+    would be refused by every reader) under ``<stem>_images/`` beside the file, by its name.
+    """
+    base = Path(out_path).resolve().parent
+    beside = f'{Path(out_path).stem}_images'
+    placed = []
+    for path, name in zip(images.paths, images.names):
+        path = Path(path).resolve()
+        if path.is_relative_to(base):
+            placed.append(path.relative_to(base).as_posix())
+        else:
+            placed.append(f'{beside}/{Path(os.path.normpath(name)).as_posix()}')
+    return placed
+
+
+def check_poses_output(images, out_path, overwrite=False):
+    """
+    Refuse (before any work) an ``out_path`` that would replace a file without ``overwrite``.
+
+    That is the file itself, and any other file where an image is to be put beside it.
+    """
+    out_path = output_file(out_path, overwrite)
+    if overwrite:
+        return
+    base = out_path.resolve().parent
+    for path, placed in zip(images.paths, placed_paths(images, out_path)):
+        target = resolve_inside(base, placed)
+        if target.exists() and not target.samefile(path):
+            raise SessionError(f'{target} exists; pass --overwrite to replace it, or choose '
+                               'another --out')
+
+
+def write_registered(images, transforms, out_path):
+    """Write the poses file, first putting beside it the images outside its folder."""
+    base = Path(out_path).resolve().parent
+    for path, placed in zip(images.paths, placed_paths(images, out_path)):
+        target = resolve_inside(base, placed)
+        if not (target.exists() and target.samefile(path)):
+            _link_or_copy(Path(path), target)
+    write_transforms(out_path, transforms)
+
+
+def _link_or_copy(source, target):
+    """Put ``source`` at ``target`` atomically: a hard link (no space), else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / f'.{target.name}.{os.getpid()}.link'
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:  # another file system, or one without links
+        write_bytes_atomic(target, source.read_bytes())
+    else:
+        os.replace(temporary, target)
