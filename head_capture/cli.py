@@ -237,9 +237,10 @@ def _parser():
     up.add_argument('--foxglove', action='store_true',
                     help='serve the live view to Foxglove on ws://localhost:8765 (no rviz needed)')
     up.add_argument('--until', choices=('forever', 'avatar'), default='forever',
-                    help='stop when the avatar is published (or training fails); per-process '
-                    'layout: a source that ends before the coverage target starts training '
-                    'on the keyframes there are')
+                    help='stop when the avatar is published (or training fails); a source '
+                    'that ends before the coverage target starts training on the keyframes '
+                    'there are; exits 0 only with an avatar, else non-zero with the reason '
+                    'last on stderr')
     up.add_argument('--timeout', type=SECONDS, help='stop after this many seconds')
     up.add_argument('--one-process', action='store_true',
                     help='run every node in this process (one multithreaded executor)')
@@ -577,17 +578,14 @@ def _run_up(args):
                   f'session {session}')
 
     if args.one_process:
-        def finished(built):
-            trainer = next(n for n in built if n.get_name() == 'avatar_trainer')
-            return trainer.state in ('done', 'failed')
-
-        code = run_graph(nodes, finished if args.until == 'avatar' else None, args.timeout,
-                         console.print)
+        code = run_graph(nodes, timeout_s=args.timeout, report=console.print,
+                         until_avatar=args.until == 'avatar')
     else:
         # The parameters each node ran with stay with the session.
         code = run_processes(nodes, session / 'graph_parameters.yaml', args.until == 'avatar',
                              args.timeout, console.print)
-    console.print(f'session kept in {session}')
+    if code == 0:  # else the reason stays the last line
+        console.print(f'session kept in {session}')
     return code
 
 

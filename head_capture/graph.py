@@ -87,8 +87,9 @@ def graph(params_file=None, settings=None, overrides=None, with_source=None, fox
     ``settings`` maps CAPTURE_SETTINGS to values (None or missing: the file's); ``overrides``
     maps node name -> {parameter: value}. camera_source is included when a source is given
     (or ``with_source`` says so): without one the images come from a ROS topic.
-    ``foxglove`` adds the Foxglove bridge. Every node's parameters are validated here, before
-    anything starts: a misspelt or invalid one raises ConfigError naming node and key.
+    ``foxglove`` adds the Foxglove bridge. camera_source waits for the nodes that read the
+    camera to subscribe before it plays a file. Every node's parameters are validated here,
+    before anything starts: a misspelt or invalid one raises ConfigError naming node and key.
     """
     params_file = params_file or share_path('config', DEFAULT_PARAMS_FILE)
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
@@ -101,16 +102,42 @@ def graph(params_file=None, settings=None, overrides=None, with_source=None, fox
         node_spec(name)
     if with_source is None:
         with_source = 'source' in settings
+    specs = [spec for spec in NODES + ((FOXGLOVE,) if foxglove else ())
+             if with_source or spec.name != 'camera_source']
     nodes = []
-    for spec in NODES + ((FOXGLOVE,) if foxglove else ()):
-        if spec.name == 'camera_source' and not with_source:
-            continue
+    for spec in specs:
         parameters = dict(node_section(params_file, spec.name))
+        if spec.name == 'camera_source':  # unless the file says otherwise
+            parameters.setdefault('wait_for_subscribers', ' '.join(camera_readers(specs)))
         parameters.update({k: v for k, v in settings.items() if k in spec.takes})
         parameters.update(overrides.get(spec.name, {}))
         check_parameters(spec.name, parameters)
         nodes.append((spec, parameters))
     return nodes
+
+
+def camera_readers(specs):
+    """Return the names of the nodes among ``specs`` that read the camera (images, info)."""
+    return [spec.name for spec in specs if spec.name != 'camera_source'
+            and {'image_topic', 'camera_info_topic'} & set(spec.takes)]
+
+
+def not_subscribed(wanted, subscribers, matched):
+    """
+    Return the nodes of ``wanted`` a source still waits for, in order.
+
+    ``subscribers`` maps each topic the source publishes to the names of the nodes the ROS
+    graph shows subscribed to it, ``matched`` to how many subscriptions its publisher has
+    matched. A node counts once it subscribes to one of them and that publisher matched at
+    least as many subscriptions as wanted nodes subscribe there: only then does a message
+    reach it.
+    """
+    ready = set()
+    for topic, names in subscribers.items():
+        ours = set(wanted) & set(names)
+        if matched.get(topic, 0) >= len(ours):
+            ready |= ours
+    return [name for name in wanted if name not in ready]
 
 
 def transport_environment(environ=None):

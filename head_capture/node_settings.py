@@ -42,6 +42,11 @@ class CameraSourceConfig:
     # Stamps are this time (s) plus the frame's time in the source; 0: the clock at start.
     # A fixed origin makes a replay's stamps name its frames (tests, benchmarks).
     stamp_origin_s: float = 0.0
+    # A file (video, folder, bag) starts once these nodes (space-separated names) subscribe to
+    # its images or camera_info, or after subscriber_wait_s: a frame sent before a node
+    # subscribed never reaches it. ``up`` and the launch files name the graph's image nodes.
+    wait_for_subscribers: str = ''
+    subscriber_wait_s: float = 60.0
 
     def __post_init__(self):
         if not self.source:
@@ -50,8 +55,8 @@ class CameraSourceConfig:
             raise ValueError('publish_raw and publish_compressed are both off: nothing to do')
         if not 0 <= self.jpeg_quality <= 100 or self.default_fps <= 0 or self.speed < 0:
             raise ValueError('jpeg_quality must be within 0-100, default_fps > 0, speed >= 0')
-        if self.stamp_origin_s < 0:
-            raise ValueError('stamp_origin_s must be >= 0')
+        if self.stamp_origin_s < 0 or self.subscriber_wait_s < 0:
+            raise ValueError('stamp_origin_s and subscriber_wait_s must be >= 0')
         check_fov(self.fov_deg)
 
 

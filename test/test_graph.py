@@ -28,6 +28,32 @@ def test_graph_shares_capture_settings_and_keeps_file_parameters(tmp_path):
     assert with_source == [spec.name for spec in NODES]
 
 
+def test_a_file_source_waits_for_the_graphs_camera_readers():
+    from head_capture.graph import not_subscribed
+
+    def waits_for(**kwargs):
+        nodes = {spec.name: params for spec, params in graph(**kwargs)}
+        return nodes['camera_source']['wait_for_subscribers']
+
+    assert waits_for(settings={'source': 'x.mp4'}) == 'keyframe_selector pose_estimator'
+    assert waits_for(settings={'source': 'x.mp4'}, overrides={
+        'camera_source': {'wait_for_subscribers': ''}}) == ''  # the user's choice stands
+    wanted = ['keyframe_selector', 'pose_estimator']
+    raw, info = '/camera/image_raw', '/camera/camera_info'
+
+    def missing(subscribers, matched):
+        return not_subscribed(wanted, subscribers, matched)
+
+    assert missing({raw: [], info: []}, {raw: 0, info: 0}) == wanted
+    # Seen in the ROS graph is not enough: the publisher must have matched it too.
+    assert missing({raw: ['keyframe_selector'], info: []}, {raw: 0}) == wanted
+    assert missing({raw: ['keyframe_selector', 'pose_estimator'], info: []}, {raw: 1}) == wanted
+    assert missing({raw: ['keyframe_selector', 'rviz2'], info: ['pose_estimator']},
+                   {raw: 2, info: 1}) == []
+    assert missing({raw: ['keyframe_selector'], info: ['rviz2']},
+                   {raw: 1, info: 1}) == ['pose_estimator']
+
+
 def test_graph_refuses_unknown_settings_and_nodes():
     with pytest.raises(ValueError, match='unknown capture settings'):
         graph(settings={'sesion_dir': 'x'})

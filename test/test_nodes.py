@@ -831,3 +831,201 @@ def test_the_backlog_waits_for_camera_info_from_the_first_image_on(
         assert estimator.keyframes == len(stamps) and estimator._fov_warned
     finally:
         close_nodes([estimator])
+
+
+def _tiny_clip(path, frames, fps=10):
+    """Write ``frames`` flat grey frames (no head in view) as a video; return its path."""
+    from head_capture.synth.recordings import write_video
+
+    write_video(path, [np.full((48, 64, 3), 60 + 15 * k, np.uint8) for k in range(frames)], fps)
+    return path
+
+
+def test_a_file_waits_for_the_readers_that_start_late(tmp_path, ros_context):
+    # Live `up --source` on a 3 s clip got 3 keyframes where offline `keyframes` got 12: the
+    # file was over before the selector (seconds of imports in a process of its own) had
+    # subscribed.
+    clip = _tiny_clip(tmp_path / 'clip.mp4', 10, fps=20)
+    nodes = {spec.name: (spec, params) for spec, params in graph(
+        settings={'source': str(clip), 'session_dir': str(tmp_path / 'session')},
+        overrides={'camera_source': {'wait_for_subscribers': 'keyframe_selector'}})}
+    source, = build_nodes([nodes['camera_source']], context=ros_context)
+    executor, selector = spin(ros_context, [source]), None
+    try:
+        # Half a second of video: played to nobody, it would be over well within this.
+        assert not source.finished.wait(1.5), 'the file played before its reader subscribed'
+        assert source.missing_readers() == ['keyframe_selector']
+        selector, = build_nodes([nodes['keyframe_selector']], context=ros_context)
+        executor.add_node(selector)
+        assert source.finished.wait(20)
+        assert wait_until(lambda: selector.health.handled == 10, 5.0), selector.health.handled
+        assert source.health.handled == 10
+    finally:
+        executor.shutdown()
+        close_nodes([source] + ([selector] if selector else []))
+
+
+def test_a_file_plays_anyway_once_the_wait_for_readers_is_over(tmp_path, ros_context, capfd):
+    clip = _tiny_clip(tmp_path / 'clip.mp4', 3)
+    source, = build_nodes([(node_spec('camera_source'), {
+        'source': str(clip), 'wait_for_subscribers': 'nobody', 'subscriber_wait_s': 0.3,
+        'speed': 0.0})], context=ros_context)
+    try:
+        assert source.finished.wait(10)
+        assert source.health.handled == 3 and source.missing_readers() == ['nobody']
+    finally:
+        close_nodes([source])
+    assert 'nobody did not subscribe within 0.3 s: playing' in capfd.readouterr().err
+
+
+def _last_line(text):
+    return [line for line in text.splitlines() if line.strip()][-1]
+
+
+def test_up_in_one_process_trains_when_a_short_file_ends_and_fails_without_an_avatar(
+        tmp_path, monkeypatch, capfd):
+    # Three frames without a head: nothing to register. The one-process graph requests
+    # training when the file ends, as the per-process one does, and the refusal is a failure.
+    from head_capture.cli import main
+    from head_capture.nodes import up
+
+    monkeypatch.setattr(up, 'SETTLE_S', 0.3)
+    clip = _tiny_clip(tmp_path / 'clip.mp4', 3)
+    started = time.monotonic()
+    code = main(['up', '--source', str(clip), '--session', str(tmp_path / 'session'),
+                 '--one-process', '--until', 'avatar', '--timeout', '90'])
+    err = capfd.readouterr().err
+    assert code == 1, err
+    assert time.monotonic() - started < 60  # not the timeout
+    assert _last_line(err).startswith('no avatar: ') and 'registered keyframes' in err, err
+
+
+def test_up_fails_when_the_trainer_fails(tmp_path, monkeypatch):
+    # A session with registered keyframes whose images are gone: `head-capture train` exits
+    # with 2, and `up --until avatar` must not exit 0 after it.
+    from head_capture.camera import Intrinsics
+    from head_capture.nodes import up
+    from head_capture.session import keyframe_file, Session
+
+    monkeypatch.setattr(up, 'SETTLE_S', 0.3)
+    monkeypatch.setattr(up, 'STALL_S', 0.3)  # no detector in this graph
+    session_dir = tmp_path / 'session'
+    session = Session.create(session_dir, Intrinsics.from_fov(64, 48, 60.0))
+    for k in range(3):
+        session.add_record(keyframe_file(10**9 * (k + 1)), np.eye(4))
+    session.save()
+    nodes = [(node_spec('camera_source'), {'source': str(_tiny_clip(tmp_path / 'c.mp4', 3))}),
+             (node_spec('avatar_trainer'), {'session_dir': str(session_dir),
+                                            'min_keyframes': 2})]
+    lines = []
+    code = up.run_processes(nodes, tmp_path / 'graph_parameters.yaml', True, 120, lines.append)
+    assert code == 1, lines
+    assert lines[-1].startswith('no avatar: trainer exited with 2: '), lines
+    assert 'trainer.log' in lines[-1] and '\n' not in lines[-1]
+
+
+class UpProcess:
+    """``head-capture up`` in a process of its own; its output and its nodes' read as it comes."""
+
+    def __init__(self, *args):
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', 'head_capture.cli', 'up', *args], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        self.lines, self.seen = [], {}
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip('\n'))
+
+    def children(self):
+        """Return {pid: command line} of its node processes (Linux: /proc)."""
+        pid = self.process.pid
+        try:
+            with open(f'/proc/{pid}/task/{pid}/children') as handle:
+                pids = [int(p) for p in handle.read().split()]
+        except OSError:
+            return {}
+        found = {pid: _command(pid) for pid in pids}
+        found = {pid: command for pid, command in found.items() if command}
+        self.seen.update(found)
+        return found
+
+    def node_pid(self, name):
+        """Return the pid of node ``name``'s process, None before it started."""
+        return next((pid for pid, command in self.children().items()
+                     if f'head_capture.nodes.{name} ' in command), None)
+
+    def wait(self, timeout_s):
+        """Return its exit code once it and its output have ended."""
+        code = self.process.wait(timeout_s)
+        self._reader.join(timeout_s)
+        return code
+
+    def output(self):
+        """Return everything it and its nodes wrote so far."""
+        return '\n'.join(self.lines)
+
+    def kill(self):
+        """Kill it and the node processes it started that still run (a failed test's)."""
+        import signal
+
+        self.children()  # those it started since the last look
+        for pid, command in self.seen.items():
+            if _command(pid) == command:  # still that process, not a reused pid
+                os.kill(pid, signal.SIGKILL)
+        self.process.kill()
+        self.process.wait()
+
+
+def _command(pid):
+    """Return the command line of a running process ('' when gone or a zombie)."""
+    try:
+        with open(f'/proc/{pid}/stat') as handle:
+            if handle.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                return ''
+        with open(f'/proc/{pid}/cmdline', 'rb') as handle:
+            return handle.read().replace(b'\0', b' ').decode()
+    except OSError:
+        return ''
+
+
+def test_up_fails_when_a_node_dies(tmp_path):
+    import signal
+
+    clip = _tiny_clip(tmp_path / 'clip.mp4', 5)
+    up = UpProcess('--source', str(clip), '--session', str(tmp_path / 'session'),
+                   '--set', 'camera_source.loop=true', '--until', 'avatar')
+    try:
+        assert wait_until(lambda: up.node_pid('pose_estimator'), 60.0), up.output()
+        os.kill(up.node_pid('pose_estimator'), signal.SIGKILL)
+        assert up.wait(60) == 1, up.output()
+        assert not any(map(_command, up.seen)), up.seen  # every node stopped
+        assert _last_line(up.output()) == ('no avatar: pose_estimator ended (exit code -9); '
+                                           'the graph was stopped')
+    finally:
+        up.kill()
+
+
+def test_up_stops_on_sigterm_as_on_ctrl_c_nodes_included(tmp_path):
+    # What `docker stop`, systemd and a launcher's escalation send.
+    import signal
+
+    clip = _tiny_clip(tmp_path / 'clip.mp4', 5)
+    up = UpProcess('--source', str(clip), '--session', str(tmp_path / 'session'),
+                   '--set', 'camera_source.loop=true')
+    try:
+        # The graph is up: every node started, the detector (the slowest) has its model.
+        assert wait_until(lambda: len(up.children()) == 5
+                          and 'landmarks + PnP' in up.output(), 120.0), up.output()
+        nodes = up.children()
+        up.process.send_signal(signal.SIGTERM)
+        assert up.wait(30) == 0, up.output()
+        assert 'stopping: SIGTERM' in up.output()
+        assert not any(map(_command, nodes)), nodes  # every node stopped
+    finally:
+        up.kill()

@@ -15,7 +15,7 @@ import cv2
 from diagnostic_msgs.msg import DiagnosticStatus
 from head_capture.avatar import TrainingError
 from head_capture.avatar.export import mesh_triangles
-from head_capture.avatar.job import TrainingJob
+from head_capture.avatar.job import LOG, TrainingJob
 from head_capture.avatar.trainer import PREVIEW
 from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker
@@ -84,8 +84,11 @@ class AvatarTrainerNode(HeadCaptureNode):
         self.job.stop()
         if code != 0:
             self.state = 'failed'
-            self.message = f'trainer exited with {code}: {self.job.log_tail()}'
-            self.get_logger().error(self.message)
+            tail = self.job.log_tail()
+            # One line for /diagnostics and ``up``'s exit reason: the log's last says why.
+            last = [line.strip() for line in tail.splitlines() if line.strip()] or ['no output']
+            self.message = f'trainer exited with {code}: {last[-1]} (log: {self.job.out / LOG})'
+            self.get_logger().error(f'{self.message}; its last lines:\n{tail}')
             return
         self.state = 'done'
         result = self.job.result()

@@ -4,13 +4,16 @@ camera_source: a video file, image folder, IP-camera URL or MCAP bag as a ROS ca
 For users whose phone is not a ROS topic yet, and for replaying captures. Frames are read in
 a thread (the executor never waits on a decoder or a network) and published as Image,
 CompressedImage and CameraInfo, stamped at the source's own timeline, paced in real time or as
-fast as they decode.
+fast as they decode. A file starts once the nodes named in ``wait_for_subscribers`` subscribed
+(``up`` names the graph's camera readers), so a clip is not over before the graph is up.
 """
 
 import threading
+import time
 
 from head_capture.camera import Intrinsics
 from head_capture.capture.sources import open_source, SourceError
+from head_capture.graph import not_subscribed
 from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_compressed, to_image
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header,
@@ -63,13 +66,60 @@ class CameraSource(HeadCaptureNode):
             return self._camera.resized(width, height)
         return self._camera
 
+    def _topics(self):
+        """Return {topic: publisher} of what goes out."""
+        return {publisher.topic_name: publisher
+                for publisher in (self._raw, self._compressed, self._info)}
+
+    def missing_readers(self):
+        """Return the nodes of ``wait_for_subscribers`` not yet subscribed (not_subscribed)."""
+        topics = self._topics()
+        return not_subscribed(self.config.wait_for_subscribers.split(),
+                              {topic: [info.node_name for info in
+                                       self.get_subscriptions_info_by_topic(topic)]
+                               for topic in topics},
+                              {topic: publisher.get_subscription_count()
+                               for topic, publisher in topics.items()})
+
+    def _wait_for_subscribers(self, poll_s=0.05):
+        """
+        Hold a file back until the graph's camera readers subscribed; False: stopped meanwhile.
+
+        A live stream goes on without anyone, so it is not held. After ``subscriber_wait_s``
+        the file plays anyway, with a warning naming who is missing.
+        """
+        cfg, log = self.config, self.get_logger()
+        started = time.monotonic()
+        missing = self.missing_readers() if self.source.replayable else []
+        if missing:
+            log.info(f'waiting up to {cfg.subscriber_wait_s:g} s for {", ".join(missing)} to '
+                     f'subscribe before playing {self.source.name}')
+        while missing and time.monotonic() - started < cfg.subscriber_wait_s:
+            if self._stop.wait(poll_s):
+                return False
+            try:
+                missing = self.missing_readers()
+            except Exception:  # noqa: B902 - rclpy's RCLError is private
+                if self.context.ok():
+                    raise
+                return False  # ROS shut down (Ctrl-C) while it waited
+        if missing:
+            log.warning(f'{", ".join(missing)} did not subscribe within '
+                        f'{cfg.subscriber_wait_s:g} s: playing {self.source.name} anyway')
+        elif cfg.wait_for_subscribers and self.source.replayable:
+            log.info(f'{cfg.wait_for_subscribers.replace(" ", ", ")} subscribed after '
+                     f'{time.monotonic() - started:.1f} s: playing {self.source.name}')
+        return True
+
     def _publish_all(self):
         cfg, log = self.config, self.get_logger()
         fps = self.source.fps or cfg.default_fps
-        start_ns = self.get_clock().now().nanoseconds
-        origin_ns = int(cfg.stamp_origin_s * 1e9) or start_ns
-        offset = 0.0
         try:
+            if not self._wait_for_subscribers():
+                return
+            start_ns = self.get_clock().now().nanoseconds
+            origin_ns = int(cfg.stamp_origin_s * 1e9) or start_ns
+            offset = 0.0
             while not self._stop.is_set():
                 last = offset
                 for frame in self.source:

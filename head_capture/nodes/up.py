@@ -4,9 +4,11 @@
 One process per node is the default: the nodes are Python, and in one process the GIL lets
 only one of decoding, sharpness scoring and the detector run at a time (bench/live_latency.py
 measured the difference). The one-process graph is spun by a multithreaded executor; tests
-and the recorder use it.
+and the recorder use it. Both end as ``supervisor`` says: ``--until avatar`` exits 0 only
+with an avatar, and SIGTERM stops the graph as SIGINT does.
 """
 
+from functools import partial
 import os
 from pathlib import Path
 import signal
@@ -14,14 +16,18 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 from diagnostic_msgs.msg import DiagnosticArray
 from head_capture.graph import ros_parameters, transport_environment, write_parameters_file
 from head_capture.nodes.support import StartupError
+from head_capture.supervisor import (CANNOT_START, FAILED, RunEnd, stop_signals,
+                                     wait_for_end)
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Trigger
 
 # Quiet time after an ended source (and after the detector's last keyframe) before training.
@@ -58,12 +64,13 @@ def close_nodes(nodes):
 class GraphWatch(Node):
     """Follows a graph from outside, through /diagnostics: what each node last reported."""
 
-    def __init__(self, context=None, settle_s=SETTLE_S, stall_s=STALL_S):
+    def __init__(self, context=None, settle_s=None, stall_s=None):
         super().__init__('head_capture_up', context=context)
-        self._values, self._lock = {}, threading.Lock()
+        self._values, self._messages, self._lock = {}, {}, threading.Lock()
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self._train = self.create_client(Trigger, '/head_capture/train')
-        self.settle_s, self.stall_s = settle_s, stall_s
+        self.settle_s = SETTLE_S if settle_s is None else settle_s
+        self.stall_s = STALL_S if stall_s is None else stall_s
         self._source_ended, self._request = None, None
         self._posed, self._posed_at = None, 0.0  # the detector's keyframe count, and since
         self.refusal = None
@@ -72,15 +79,30 @@ class GraphWatch(Node):
         with self._lock:
             for status in message.status:
                 self._values[status.name] = {v.key: v.value for v in status.values}
+                self._messages[status.name] = status.message
 
     def values(self, node):
         """Return the key/values node ``node`` last reported (empty before its first)."""
         with self._lock:
             return dict(self._values.get(f'head_capture: {node}', {}))
 
+    def message(self, node):
+        """Return the one-line summary node ``node`` last reported ('' before its first)."""
+        with self._lock:
+            return self._messages.get(f'head_capture: {node}', '')
+
     def trainer_finished(self):
         """Return True once avatar_trainer reported done or failed."""
         return self.values('avatar_trainer').get('state') in ('done', 'failed')
+
+    def avatar_outcome(self):
+        """Return 'done' once the avatar was made, else why there is none yet (or None)."""
+        state = self.values('avatar_trainer').get('state')
+        if state == 'done':
+            return 'done'
+        if state == 'failed':  # the trainer's summary is 'failed: WHY'
+            return self.message('avatar_trainer').removeprefix(f'{state}: ')
+        return self.refusal
 
     def avatar_finished(self):
         """
@@ -158,87 +180,107 @@ class NodeProcesses:
                 child.wait()
 
 
-def wait_until(done, alive, timeout_s, report):
-    """Poll ``done()`` while ``alive()``, until ``timeout_s`` passes (reported)."""
-    started = time.monotonic()
-    while alive():
-        if done is not None and done():
-            return
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            report(f'stopping after {timeout_s:g} s')
-            return
-        time.sleep(0.2)
+class Spinner:
+    """A multithreaded executor spinning nodes in a background thread; keeps what ended it."""
 
+    def __init__(self, nodes, num_threads):
+        self.executor = MultiThreadedExecutor(num_threads=num_threads)
+        for node in nodes:
+            self.executor.add_node(node)
+        self.failure = None
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
 
-def run_graph(nodes, until=None, timeout_s=None, report=print):
-    """
-    Spin the graph in this process; return 0, or 2 when a node cannot start (reported).
-
-    It runs until ``until(built_nodes)`` is true, ``timeout_s`` passes or Ctrl-C.
-    """
-    rclpy.init()
-    try:
+    def _spin(self):
         try:
-            built = build_nodes(nodes)
-        except StartupError as exc:
-            report(f'cannot start: {exc}')
-            return 2
-        executor = MultiThreadedExecutor(num_threads=4)
-        for node in built:
-            executor.add_node(node)
-        spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
-        spinner.start()
+            self.executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except Exception as exc:  # noqa: B902 - a node's callback failed: the graph is broken
+            traceback.print_exc()
+            self.failure = f'the executor stopped: {type(exc).__name__}: {exc}'
+
+    def alive(self):
+        """Return whether it still spins."""
+        return self.thread.is_alive()
+
+    def shutdown(self):
+        """Stop spinning and wait for the thread (one still in rcl at exit aborts the process)."""
+        self.executor.shutdown()
+        self.thread.join(timeout=10.0)
+
+
+def run_graph(nodes, until=None, timeout_s=None, report=print, until_avatar=False):
+    """
+    Spin the graph in this process; return its exit code (``supervisor.RunEnd``).
+
+    It runs until ``until(built_nodes)`` is true, or with ``until_avatar`` until the avatar
+    is finished (``GraphWatch.avatar_finished``, as in the per-process graph), ``timeout_s``
+    passes, SIGINT or SIGTERM, or the executor fails. A node that cannot start: 2.
+    """
+    with stop_signals() as stop:
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         try:
-            wait_until(until and (lambda: until(built)), spinner.is_alive, timeout_s, report)
+            try:
+                built = build_nodes(nodes)
+            except StartupError as exc:
+                report(f'cannot start: {exc}')
+                return CANNOT_START
+            watch = GraphWatch() if until_avatar else None
+            spinner = Spinner(built + ([watch] if watch else []), num_threads=4)
+            try:
+                done = watch.avatar_finished if watch else until and partial(until, built)
+                how = wait_for_end(done, spinner.alive, timeout_s, stop, report)
+                stopped_by = stop.signal
+            finally:
+                spinner.shutdown()
+                close_nodes(built)
+                if watch:
+                    watch.destroy_node()
         finally:
-            executor.shutdown()
-            spinner.join(timeout=10.0)  # a thread still in rcl at exit aborts the process
-            close_nodes(built)
-        return 0
-    finally:
-        rclpy.try_shutdown()
+            rclpy.try_shutdown()
+    return _ended(RunEnd(until_avatar, watch and watch.avatar_outcome(), spinner.failure,
+                         stopped_by=stopped_by, timeout_s=timeout_s if how == 'timeout' else None),
+                  report)
 
 
 def run_processes(nodes, parameters_file, until_avatar=False, timeout_s=None, report=print):
     """
-    Run each node in its own process; return 0, or 2 when a node cannot start.
+    Run each node in its own process; return the exit code (``supervisor.RunEnd``).
 
     It runs until the avatar is finished (if asked: ``GraphWatch.avatar_finished``),
-    ``timeout_s`` passes, Ctrl-C, or a node ends; the parameters go to ``parameters_file``
-    first.
+    ``timeout_s`` passes, SIGINT or SIGTERM, or a node ends; the parameters go to
+    ``parameters_file`` first. The nodes are stopped in every case.
     """
-    rclpy.init()
-    watch = GraphWatch()
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(watch)
-    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
-    spinner.start()
-    processes, ended = None, None
-    try:
-        processes = NodeProcesses(nodes, Path(parameters_file))
-        wait_until(watch.avatar_finished if until_avatar else None,
-                   lambda: processes.exited() is None, timeout_s, report)
-        if watch.refusal is not None:
-            report(f'no avatar: {watch.refusal}')
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if processes is not None:  # None: it failed to start, and stopped what it had started
-            ended = processes.exited()
-            processes.stop()
-        executor.shutdown()
-        spinner.join(timeout=10.0)
-        watch.destroy_node()
-        rclpy.try_shutdown()
+    with stop_signals() as stop:
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        watch = GraphWatch()
+        spinner = Spinner([watch], num_threads=2)
+        processes, how, stopped_by, ended = None, None, None, None
+        try:
+            processes = NodeProcesses(nodes, Path(parameters_file))
+            how = wait_for_end(watch.avatar_finished if until_avatar else None,
+                               lambda: processes.exited() is None, timeout_s, stop, report)
+            stopped_by = stop.signal
+        finally:
+            if processes is not None:  # None: it failed to start, and stopped what it started
+                ended = processes.exited() if how == 'ended' else None
+                processes.stop()
+            spinner.shutdown()
+            watch.destroy_node()
+            rclpy.try_shutdown()
+    broken, code = None, FAILED
     if ended is not None:
-        name, code = ended
-        report(f'{name} ended (exit code {code}); the graph was stopped')
-        return 2 if code == 2 else 0
-    return 0
+        name, status = ended
+        broken = f'{name} ended (exit code {status}); the graph was stopped'
+        code = CANNOT_START if status == CANNOT_START else FAILED
+    return _ended(RunEnd(until_avatar, watch.avatar_outcome(), broken, code, stopped_by,
+                         timeout_s if how == 'timeout' else None), report)
 
 
-def _spin(executor):
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+def _ended(end, report):
+    """Report why the run failed (one line, last); return its exit code."""
+    code, reason = end.verdict()
+    if reason is not None:
+        report(reason)
+    return code
