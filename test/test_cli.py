@@ -55,6 +55,13 @@ def test_keyframes_from_a_truncated_video_keeps_what_it_read(tmp_path, clip_vide
     (['reconstruct', '{video}', '--out', '{video}'], 'is a file; give a folder'),
     (['up', '--timeout', '-1'], 'argument --timeout: -1 is out of range: must be above 0'),
     (['keyframes', '{video}', '--out', '{tmp}/o', '--config', '{tmp}/none.yaml'], 'not found'),
+    # A video where a command reads transforms: what it takes, and what to run instead.
+    (['poses', '{video}', '--out', '{tmp}/p.json'], 'clip.mp4 is not a .json file: this '
+     'command takes a folder of images, or a transforms.json (or a folder holding one). For a '
+     'video: head-capture keyframes'),
+    (['train', '{video}', '--out', '{tmp}/run'], 'clip.mp4 is not a .json file: this command '
+     'takes a transforms.json with poses (or a folder holding one). For a video: head-capture '
+     'reconstruct'),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, clip_video, capsys, args, message):
     args = [a.format(video=clip_video, tmp=tmp_path) for a in args]
@@ -69,3 +76,17 @@ def test_an_existing_session_needs_overwrite(tmp_path, clip_video, capsys):
     assert main(base) == 2
     assert 'already holds a session' in capsys.readouterr().err
     assert main(base + ['--overwrite']) == 0
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'\x00\x00\x00\x18ftypmp42\xff\xfe', 'is not readable JSON'),
+    (b'[1, 2]', 'has no "frames" list'),
+])
+def test_a_json_file_that_is_no_transforms_is_named(tmp_path, capsys, content, message):
+    path = tmp_path / 'transforms.json'
+    path.write_bytes(content)
+    for command in (['poses', str(path), '--out', str(tmp_path / 'p.json')],
+                    ['train', str(path), '--out', str(tmp_path / 'run')]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f'{path.name} {message}' in err and 'Traceback' not in err
