@@ -459,6 +459,9 @@ def _run_poses(args):
 
     if args.out.suffix != '.json':
         raise ValueError(f'--out must name a .json file, got {args.out}')
+    _refuse_other_files(args.input, 'a folder of images, or a transforms.json (or a folder '
+                        'holding one)', f'head-capture keyframes {args.input} --out SESSION '
+                        'picks its keyframes into a session; then head-capture poses SESSION')
     config = load_node_config(PoseConfig, 'pose_estimator', args.config)
     images = find_images(args.input, args.intrinsics, args.fov)
     check_poses_output(images, args.out, args.overwrite)
@@ -476,6 +479,13 @@ def _run_poses(args):
     return 0
 
 
+def _refuse_other_files(path, takes, video):
+    """Refuse a file that is not JSON (a video, an image) where a command reads transforms."""
+    if path.is_file() and path.suffix.lower() != '.json':
+        raise ValueError(f'{path} is not a .json file: this command takes {takes}. For a '
+                         f'video: {video}')
+
+
 def _run_evaluate_poses(args):
     from head_capture.pose_evaluation import evaluate_files
     from head_capture.session import write_bytes_atomic
@@ -489,10 +499,12 @@ def _run_evaluate_poses(args):
 
 
 def _run_train_avatar(args):
-    from head_capture.avatar.config import load_avatar_config, parse_overrides
+    from head_capture.avatar.config import chosen_keys, load_avatar_config, parse_overrides
     from head_capture.pipeline import train_avatar
 
     data = args.data
+    _refuse_other_files(data, 'a transforms.json with poses (or a folder holding one)',
+                        f'head-capture reconstruct {data} --out DIR does the whole job')
     if data.is_dir():
         found = [data / n for n in ('transforms.json', 'transforms_train.json')
                  if (data / n).is_file()]
@@ -504,7 +516,7 @@ def _run_train_avatar(args):
         raise ValueError(f'--perturb must be >= 0, got {args.perturb}')
     config = load_avatar_config(args.config, overrides)
     metrics = train_avatar(data, args.out, config, args.perturb, args.seed, args.resume,
-                           _progress, console.print)
+                           _progress, console.print, chosen_keys(args.config, overrides))
     console.print(f'[green]avatar trained[/] in {metrics["seconds"]:.0f} s -> {args.out}')
     return 0
 

@@ -131,8 +131,12 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
 
 
 def train_avatar(data, out_dir, config, perturb=0.0, seed=0, resume=False,
-                 progress=no_progress, log=print):
-    """Train both stages with a progress bar (resuming a run in ``out_dir``); return metrics."""
+                 progress=no_progress, log=print, chosen=None):
+    """
+    Train both stages with a progress bar (resuming a run in ``out_dir``); return metrics.
+
+    ``chosen``: the config keys the user set (see ``AvatarTrainer``).
+    """
     from head_capture.avatar.trainer import AvatarTrainer  # torch: only for the jobs that train
 
     with progress('training the avatar', config.stage1_steps + config.stage2_steps) as advance:
@@ -146,11 +150,13 @@ def train_avatar(data, out_dir, config, perturb=0.0, seed=0, resume=False,
             if event['event'] == 'rollback':
                 log(f'non-finite loss at stage {event["stage"]} step {event["step"]}: rolled '
                     f'back, learning rates x{event["lr_scale"]:g}')
+            elif event['event'] == 'scene_bounds':
+                log(f'warning: {event["note"]}')
             elif event['event'] == 'stage_end':
                 log(f'stage {event["stage"]} done: rotation error '
                     f'{event["rotation_error_deg"]:.3f}° against the given poses')
 
-        trainer = AvatarTrainer(data, out_dir, config, perturb, seed, resume, report)
+        trainer = AvatarTrainer(data, out_dir, config, perturb, seed, resume, report, chosen)
         return trainer.run()
 
 

@@ -74,9 +74,9 @@ def read_transforms(path):
         raise SessionError(f'no transforms file at {path}')
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not text at all
         raise SessionError(f'{path} is not readable JSON: {exc}') from exc
-    raw_frames = data.get('frames')
+    raw_frames = data.get('frames') if isinstance(data, dict) else None
     if not isinstance(raw_frames, list):
         raise SessionError(f'{path} has no "frames" list')
     frames = [_frame_from_json(path.parent, entry, n, path) for n, entry in enumerate(raw_frames)]

@@ -13,11 +13,12 @@ from head_capture.avatar.fields import coarse_to_fine, GridField, MLPField
 from head_capture.avatar.rays import foreground_pixels, load_views, near_far, pixel_rays, \
     sample_pixels, Views
 from head_capture.avatar.render import render_rays, resample, squared_error
+from head_capture.avatar.scene import fit_scene, scene_bounds
 from head_capture.avatar.trainer import AvatarTrainer, CHECKPOINT, EVENTS
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
-from head_capture.session import FrameRecord, MASK_UNSURE, SessionError, Transforms, \
-    write_transforms
+from head_capture.session import FrameRecord, MASK_UNSURE, read_transforms, SessionError, \
+    Transforms, write_transforms
 import numpy as np
 import pytest
 import torch
@@ -478,3 +479,93 @@ def test_evaluate_cli_reopens_a_run_from_its_directory(toy_scene, tmp_path, caps
     assert report['views'] == 30 and 'rotation_error_deg' in report
     assert json.loads(capsys.readouterr().out)['views'] == 30
     assert main(['evaluate', str(tmp_path / 'nothing')]) == 2
+
+
+def _ball_scene(folder, distance, radius, count=12, size=16, fov=40.0):
+    """Write ``count`` segmented views (RGBA) of a ball at the origin, cameras ``distance`` off."""
+    folder.mkdir(parents=True, exist_ok=True)
+    camera = Intrinsics.from_fov(size, size, fov)
+    frames = []
+    for n in range(count):
+        azimuth, elevation = 2 * np.pi * n / count, np.radians(25 * np.sin(n))
+        centre = distance * np.array([np.cos(elevation) * np.cos(azimuth),
+                                      np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
+        rotation, translation = look_at_w2c(centre, np.zeros(3))
+        # The ball's outline: pixels whose ray passes within ``radius`` of the origin.
+        v, u = np.mgrid[0:size, 0:size]
+        rays = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
+                         np.ones(u.shape)], -1) @ rotation
+        rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+        miss = np.linalg.norm(np.cross(rays, -centre), axis=-1)
+        image = np.full((size, size, 4), 200, np.uint8)
+        image[..., 3] = np.where(miss < radius, 255, 0)
+        cv2.imwrite(str(folder / f'v{n:02d}.png'), image)
+        frames.append(FrameRecord(f'v{n:02d}.png', w2c_to_c2w_opengl(rotation, translation)))
+    write_transforms(folder / 'transforms.json', Transforms(camera, frames))
+    return folder / 'transforms.json'
+
+
+def test_a_scene_larger_than_the_field_gets_bounds_from_its_cameras(tmp_path):
+    # Blender-lego-like: cameras 4 units from a ball of radius 1.2; the config's field is 0.3.
+    lego = _ball_scene(tmp_path / 'lego', 4.0, 1.2)
+    bounds = scene_bounds(load_views(lego))
+    np.testing.assert_allclose(bounds.centre, 0.0, atol=0.05)
+    assert bounds.depths == pytest.approx((4.0, 4.0), abs=0.05) and bounds.source == 'masks'
+    assert 1.15 < bounds.radius < 1.5
+    config = load_avatar_config('cpu_preview')
+    fitted, note = fit_scene(config, bounds, chosen=frozenset())
+    assert bounds.half_side < fitted.scene_radius < 1.2 * bounds.half_side
+    # Lengths in scene units keep their ratio to the field's size.
+    assert fitted.pose_translation_unit / fitted.scene_radius == pytest.approx(
+        config.pose_translation_unit / config.scene_radius, rel=0.01)
+    assert f'scene_radius={fitted.scene_radius:g}' in note and '4 units away' in note
+    # Bounds a user chose are never changed: refused, with what to set.
+    with pytest.raises(TrainingError, match=f'set scene_radius={fitted.scene_radius:g}'):
+        fit_scene(config, bounds, chosen={'scene_radius'})
+    with pytest.raises(TrainingError, match='near=0.1, far=1'):
+        fit_scene(replace(fitted, near=0.1, far=1.0), bounds, chosen={'near', 'far'})
+    # A head-sized scene (cameras 0.6 m from a 0.12 m head) keeps the config as it is.
+    head = scene_bounds(load_views(_ball_scene(tmp_path / 'head', 0.6, 0.12)))
+    assert fit_scene(config, head, chosen=frozenset()) == (config, None)
+    # Cameras standing inside the field (a scene in millimetres) are as clearly wrong.
+    tiny = scene_bounds(load_views(_ball_scene(tmp_path / 'tiny', 0.04, 0.01)))
+    assert fit_scene(config, tiny, chosen=frozenset())[0].scene_radius < 0.05
+
+
+def test_train_cli_derives_the_bounds_it_was_left_and_refuses_those_set(tmp_path, capsys):
+    from head_capture.cli import main
+
+    lego = _ball_scene(tmp_path / 'lego', 4.0, 1.2)
+    quick = ['--set=stage1_steps=2', '--set=stage2_steps=0', '--set=test_pose_steps=0',
+             '--set=turntable_frames=0', '--set=mesh_views=0', '--set=image_size=0']
+    assert main(['train', str(lego), '--out', str(tmp_path / 'set'), '--set=scene_radius=0.3',
+                 *quick]) == 2
+    err = capsys.readouterr().err
+    assert 'the field reaches only 0.3 round the origin (scene_radius), as set: set ' in err
+    assert not (tmp_path / 'set').exists()
+    assert main(['train', str(lego), '--out', str(tmp_path / 'run'), *quick]) == 0
+    assert 'warning: the cameras look at a scene' in capsys.readouterr().err
+    state = torch.load(tmp_path / 'run' / CHECKPOINT, weights_only=True)
+    assert 1.2 < state['config']['scene_radius'] < 2.0
+
+
+def test_resuming_a_run_on_other_data_is_refused_with_the_reason(toy_scene, tmp_path, capsys):
+    from head_capture.cli import main
+
+    config = AvatarConfig(**TOY)
+    AvatarTrainer(toy_scene, tmp_path / 'run', config)
+    transforms = read_transforms(toy_scene)
+    fewer = replace(transforms, frames=transforms.frames[:12])
+    write_transforms(toy_scene.parent / 'fewer.json', fewer)
+    with pytest.raises(TrainingError, match=r'other views .*\(30 frames, these 12\)'):
+        AvatarTrainer(toy_scene.parent / 'fewer.json', tmp_path / 'run', config, resume=True)
+    turned = replace(transforms, frames=[replace(f, c2w=f.c2w @ np.diag([1.0, -1, -1, 1]))
+                                         for f in transforms.frames])
+    write_transforms(toy_scene.parent / 'turned.json', turned)
+    with pytest.raises(TrainingError, match='the same frames with other poses'):
+        AvatarTrainer(toy_scene.parent / 'turned.json', tmp_path / 'run', config, resume=True)
+    # The command line: one line and exit 2, not a traceback from the checkpoint's shapes.
+    assert main(['train', str(toy_scene.parent / 'fewer.json'), '--out', str(tmp_path / 'run'),
+                 '--resume']) == 2
+    assert 'was trained on other views' in capsys.readouterr().err
+    AvatarTrainer(toy_scene, tmp_path / 'run', config, resume=True)  # its own data resumes

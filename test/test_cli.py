@@ -61,6 +61,13 @@ def test_keyframes_from_a_truncated_video_keeps_what_it_read(tmp_path, clip_vide
     # An --out that is a file: one line naming it, not "[Errno 17] File exists".
     (['synth', 'landmarks', '--out', '{video}', '--count', '1'], 'is a file; give a folder'),
     (['synth', 'sequence', '--out', '{video}/sub'], 'lies under {video}, a file'),
+    # A video where a command reads transforms: what it takes, and what to run instead.
+    (['poses', '{video}', '--out', '{tmp}/p.json'], 'clip.mp4 is not a .json file: this '
+     'command takes a folder of images, or a transforms.json (or a folder holding one). For a '
+     'video: head-capture keyframes'),
+    (['train', '{video}', '--out', '{tmp}/run'], 'clip.mp4 is not a .json file: this command '
+     'takes a transforms.json with poses (or a folder holding one). For a video: head-capture '
+     'reconstruct'),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, clip_video, capsys, args, message):
     args = [a.format(video=clip_video, tmp=tmp_path) for a in args]
@@ -229,3 +236,17 @@ def test_a_demo_folder_is_reused_and_only_its_session_replaced(tmp_path):
     with pytest.raises(SessionError, match='symbolic link'):
         claim_output(out)
     assert (scans / 'scan.png').read_bytes() == b'a user file'
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'\x00\x00\x00\x18ftypmp42\xff\xfe', 'is not readable JSON'),
+    (b'[1, 2]', 'has no "frames" list'),
+])
+def test_a_json_file_that_is_no_transforms_is_named(tmp_path, capsys, content, message):
+    path = tmp_path / 'transforms.json'
+    path.write_bytes(content)
+    for command in (['poses', str(path), '--out', str(tmp_path / 'p.json')],
+                    ['train', str(path), '--out', str(tmp_path / 'run')]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f'{path.name} {message}' in err and 'Traceback' not in err

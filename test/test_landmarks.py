@@ -3,20 +3,25 @@
 import json
 
 import cv2
+from head_capture.camera import Intrinsics
+from head_capture.capture.registration import detect_and_solve
 from head_capture.cli import main
 from head_capture.config import ConfigError
 from head_capture.landmarks.augment import (augment_batch, AugmentConfig, jpeg_compress,
                                             motion_blur_kernels, warp_batch)
 from head_capture.landmarks.detector import (crop_square, LandmarkDetector, ModelError,
-                                             square_warp)
+                                             NON_FINITE, square_warp)
 from head_capture.landmarks.export import export_checked, load_onnx_model, model_config_of
 from head_capture.landmarks.export import main as export_main
 from head_capture.landmarks.metrics import accuracy_report, sigma_error_correlation
 from head_capture.landmarks.model import gaussian_nll, LandmarkNet, ModelConfig
+from head_capture.landmarks.overlay import draw_detection
 from head_capture.landmarks.train import (load_run_config, RunConfig, train, train_and_export,
                                           TrainConfig)
 from head_capture.session import write_npz_atomic
 import numpy as np
+import onnx
+from onnx import helper, TensorProto
 import pytest
 import torch
 
@@ -337,3 +342,94 @@ def test_mirror_pass_gives_the_mirrored_frames_landmarks_in_the_frames_pixels(ti
     np.testing.assert_allclose(landmarks[:, 0], 199.0 - plain.landmarks[:, 0], atol=1e-3)
     np.testing.assert_allclose(landmarks[:, 1], plain.landmarks[:, 1], atol=1e-3)
     np.testing.assert_allclose(sigma, plain.sigma, rtol=1e-4)
+
+
+def _stand_in_model(path, image_type='UINT8', log_sigma=0.0, outputs=None, size=32, count=4):
+    """
+    Write a tiny ONNX graph shaped as a landmark model, or broken the asked way.
+
+    Its landmarks lie on a ring round the crop centre; ``log_sigma`` is every log sigma (NaN
+    for a broken network); ``outputs``: the outputs it has (default all four).
+    """
+    floats = TensorProto.FLOAT
+    angles = np.linspace(0, 2 * np.pi, count, endpoint=False)
+    ring = (size - 1) / 2 + size / 4 * np.stack([np.cos(angles), np.sin(angles)], 1)
+    values = {'landmarks': ring[None], 'log_sigma': np.full((1, count), log_sigma),
+              'visibility_logit': np.full((1, count), 2.0),
+              'mask_logit': np.full((1, 1, size // 4, size // 4), 3.0)}
+    shapes = {'landmarks': ['batch', count, 2], 'log_sigma': ['batch', count],
+              'visibility_logit': ['batch', count],
+              'mask_logit': ['batch', 1, size // 4, size // 4]}
+    names = outputs or list(values)
+    # Each output: its constant plus 0 x the batch's mean pixel, so the batch size carries.
+    nodes = [helper.make_node('Cast', ['image'], ['pixels'], to=floats),
+             helper.make_node('ReduceMean', ['pixels'], ['mean'], axes=[1, 2, 3]),
+             helper.make_node('Mul', ['mean', 'zero'], ['nil'])]
+    initializers = [helper.make_tensor('zero', floats, [], [0.0])]
+    for name in names:
+        value = values[name]
+        nodes += [helper.make_node('Reshape', ['nil', f'{name}_shape'], [f'{name}_nil']),
+                  helper.make_node('Add', [f'{name}_nil', f'{name}_value'], [name])]
+        initializers += [helper.make_tensor(f'{name}_shape', TensorProto.INT64, [value.ndim],
+                                            [-1] + [1] * (value.ndim - 1)),
+                         helper.make_tensor(f'{name}_value', floats, value.shape,
+                                            value.ravel().tolist())]
+    graph = helper.make_graph(
+        nodes, 'stand_in', [helper.make_tensor_value_info(
+            'image', getattr(TensorProto, image_type), ['batch', size, size, 3])],
+        [helper.make_tensor_value_info(n, floats, shapes[n]) for n in names], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    model.metadata_props.add(key='model_config',
+                             value=json.dumps({'input_size': size, 'landmarks': count}))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_stand_in_model_detects_its_ring(tmp_path):
+    # The stand-in of the tests below, unbroken: a usable detection where its ring says.
+    detector = LandmarkDetector(_stand_in_model(tmp_path / 'fit.onnx'), threads=1)
+    detection = detector.detect(np.zeros((60, 80, 3), np.uint8))
+    assert detection.problem is None and np.isfinite(detection.landmarks).all()
+    assert detection.landmarks.shape == (4, 2) and detection.passes >= 2
+
+
+@pytest.mark.parametrize('broken, message', [
+    ({'image_type': 'FLOAT'}, "input 'image' is tensor(float), expected tensor(uint8)"),
+    ({'outputs': ['landmarks', 'log_sigma', 'visibility_logit']}, "no output 'mask_logit'"),
+    ({'outputs': ['landmarks', 'log_sigma']},
+     "no output 'visibility_logit'; no output 'mask_logit'"),
+])
+def test_a_model_that_does_not_fit_the_runtime_is_refused_as_it_loads(
+        tmp_path, capsys, broken, message):
+    path = _stand_in_model(tmp_path / 'broken.onnx', **broken)
+    with pytest.raises(ModelError, match='does not fit the landmark runtime') as refused:
+        LandmarkDetector(path, threads=1)
+    assert message in str(refused.value) and '\n' not in str(refused.value)
+    # The command line says so in one line, exit 2, before it reads any image.
+    images = tmp_path / 'images'
+    images.mkdir()
+    cv2.imwrite(str(images / 'a.png'), np.zeros((40, 40, 3), np.uint8))
+    assert main(['landmarks', str(images), '--out', str(tmp_path / 'out'), '--model',
+                 str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_non_finite_outputs_are_no_detection_with_the_reason(tmp_path):
+    detector = LandmarkDetector(_stand_in_model(tmp_path / 'nan.onnx', log_sigma=np.nan),
+                                threads=1)
+    frame = np.full((60, 80, 3), 90, np.uint8)
+    for box in (None, (40.0, 30.0, 20.0)):  # searched, and seeded by a previous frame
+        detection = detector.detect(frame, box, refine=True)
+        assert not detection.usable and detection.problem == NON_FINITE
+        assert detection.to_json()['problem'] == NON_FINITE
+        assert json.loads(json.dumps(detection.to_json(), allow_nan=False))['usable'] is False
+        assert draw_detection(frame, detection).shape == frame.shape
+    pixels, sigma = detector.detect_mirrored(frame, (40.0, 30.0, 20.0))
+    assert pixels.shape == (4, 2) and not np.isfinite(sigma).any()
+    camera = Intrinsics.from_fov(80, 60, 60.0)
+    _, estimate = detect_and_solve(frame, camera, detector, np.zeros((4, 3)), mirror=True)
+    assert not estimate.registered and estimate.reason == NON_FINITE

@@ -69,7 +69,9 @@ class AvatarConfig:
     # this many of them see as sure background (0: no cut), less a margin (scene units).
     hull_min_views: int = 3
     hull_margin: float = 0.01
-    # The scene: a ball of this radius around the origin (metres for heads).
+    # The scene: a ball of this radius around the origin (metres for heads). Data the field
+    # clearly cannot hold (cameras 4 units from a Blender scene) get these three and the
+    # lengths above derived from their cameras, unless the user set them (avatar/scene.py).
     scene_radius: float = 0.3
     near: float = 0.0
     far: float = 0.0
@@ -136,6 +138,14 @@ def load_avatar_config(name_or_path, overrides=None):
                               'YAML path')
         path = share_path('config', f'avatar_{name_or_path}.yaml')
     return build(AvatarConfig, {**load_yaml(path), **(overrides or {})}, str(path))
+
+
+def chosen_keys(name_or_path, overrides=None):
+    """Return the keys a user set: the overridden, and every key of a YAML file of theirs."""
+    keys = set(overrides or ())
+    if Path(name_or_path).suffix:  # not one of the shipped NAMES
+        keys.update(load_yaml(Path(name_or_path)))
+    return frozenset(keys)
 
 
 def parse_overrides(items):

@@ -34,6 +34,7 @@ from head_capture.avatar.fields import make_field
 from head_capture.avatar.rays import foreground_pixels, holdout_split, load_views, near_far, \
     pixel_rays, sample_pixels
 from head_capture.avatar.render import render_rays, squared_error
+from head_capture.avatar.scene import fit_scene, scene_bounds
 from head_capture.avatar.visual_hull import VisualHull
 from head_capture.config import build
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
@@ -87,8 +88,15 @@ class AvatarTrainer:
     """One avatar run in ``out_dir``: data, stages, checkpoints, events."""
 
     def __init__(self, data, out_dir, config=AvatarConfig(), perturb_sigma=0.0, seed=0,
-                 resume=False, progress=None):
-        self.config, self.out = config, Path(out_dir)
+                 resume=False, progress=None, chosen=None):
+        """
+        Set up a run of ``config`` on ``data`` in ``out_dir``, or resume the one there.
+
+        ``chosen``: the config keys the user set. Where the field clearly misses the scene the
+        cameras look at, its bounds are derived from them unless chosen, and refused if chosen
+        (``scene.fit_scene``; None: every key is chosen).
+        """
+        self.out = Path(out_dir)
         self.progress = progress
         torch.set_num_threads(config.threads)
         self.device = _device(config.device)
@@ -101,6 +109,9 @@ class AvatarTrainer:
                                 'it, or choose another --out')
         self.data = str(Path(data).resolve())
         self.views = load_views(data, config.image_size)
+        config, scene_note = fit_scene(config, scene_bounds(self.views, config.support_scale),
+                                       chosen)
+        self.config = config
         # Where the fields may hold density while training, in what they render views, and
         # in what they show as the avatar (the head down to its neck).
         volume = self.views.volume
@@ -131,6 +142,9 @@ class AvatarTrainer:
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             self._save()
+        if scene_note:
+            self._event('scene_bounds', {'note': scene_note,
+                                         'scene_radius': config.scene_radius})
 
     @classmethod
     def reopen(cls, out_dir, progress=None):
@@ -300,6 +314,7 @@ class AvatarTrainer:
         return {'format': 1, 'stage': self.stage, 'step': self.step,
                 'lr_scale': self.lr_scale, 'rollbacks': self.rollbacks,
                 'config': self.config.as_dict(), 'data': self.data, 'seed': self.seed,
+                'frames': list(self.views.names), 'reference': list(self.reference),
                 'perturb_sigma': self.perturb_sigma,
                 'initial': [p.clone() for p in self.initial],
                 'fields': self.fields.state_dict(), 'poses': self.poses.state_dict(),
@@ -314,6 +329,11 @@ class AvatarTrainer:
 
     def _load(self, path):
         state = _read_checkpoint(path)
+        other = self._other_views(state)
+        if other:
+            raise TrainingError(f'{path} was trained on other views than {self.data} ({other}): '
+                                f'resume with the data it was trained on ({state["data"]}) or '
+                                'choose another --out')
         # Settings added since the checkpoint was written read as their defaults, which is
         # how it was trained.
         if build(AvatarConfig, state['config'], str(path)) != self.config:
@@ -330,6 +350,19 @@ class AvatarTrainer:
         self.field_optimizer.load_state_dict(state['field_optimizer'])
         self.pose_optimizer.load_state_dict(state['pose_optimizer'])
         self.generator.set_state(state['generator'])
+
+    def _other_views(self, state):
+        """Return how the views a checkpoint was trained on differ from these, '' if not."""
+        count = len(state['initial'][0])
+        if count != len(self.views):
+            return f'{count} frames, these {len(self.views)}'
+        # Checkpoints from before the frames were recorded only know their number.
+        if state.get('frames', self.views.names) != self.views.names:
+            return 'frames of other names'
+        reference = state.get('reference', self.reference)
+        if not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(reference, self.reference)):
+            return 'the same frames with other poses'
+        return ''
 
     # -- outputs -----------------------------------------------------------------------------
 

@@ -152,7 +152,7 @@ def detect_and_solve(frame, intrinsics, detector, template, config=PoseConfig(),
     """
     detection = detector.detect(frame, box, refine)
     if not detection.usable:
-        return detection, refused(NO_HEAD)
+        return detection, refused(detection.problem or NO_HEAD)
     return detection, solve_pose(*observations(frame, detection, detector, template,
                                                mirror and config.mirror_pass),
                                  intrinsics, config)

@@ -33,10 +33,23 @@ SETTLED = 0.15
 UNSURE_WITHIN = 0.45
 UNSURE_CELLS = 2
 MASK_CELLS = 64
+# What the runtime feeds a landmark model and reads back: name, element type and shape, where
+# 'S' is the config's input side, 'N' its landmark count and None a free size.
+MODEL_INPUT = ('image', 'tensor(uint8)', (None, 'S', 'S', 3))
+MODEL_OUTPUTS = (('landmarks', 'tensor(float)', (None, 'N', 2)),
+                 ('log_sigma', 'tensor(float)', (None, 'N')),
+                 ('visibility_logit', 'tensor(float)', (None, 'N')),
+                 ('mask_logit', 'tensor(float)', (None, 1, None, None)))
+OUTPUT_NAMES = tuple(name for name, _, _ in MODEL_OUTPUTS)
+NON_FINITE = 'the landmark model gave NaN or infinite outputs'
 
 
 class ModelError(RuntimeError):
     """The landmark model file is missing, unreadable or not a landmark model."""
+
+
+class _NoDetection(Exception):
+    """A network pass gave nothing to use (its outputs are not finite), with the reason."""
 
 
 @dataclass(frozen=True)
@@ -49,10 +62,20 @@ class Detection:
     mask: np.ndarray
     box: tuple
     passes: int
+    # Why there is no detection at all (the landmarks are then empty), None when there is one.
+    problem: str = None
+
+    @classmethod
+    def nothing(cls, frame_shape, problem, passes):
+        """Return the detection of a frame the network gave nothing usable for, and why."""
+        return cls(np.zeros((0, 2)), np.zeros(0), np.zeros(0),
+                   np.full(frame_shape[:2], 0.5, np.float32), (0.0, 0.0, 0.0), passes, problem)
 
     @property
     def usable(self):
         """Whether a head was found: enough mask in the head box and confident landmarks."""
+        if self.problem is not None:
+            return False
         x, y, side = self.box
         height, width = self.mask.shape
         left, top = int(max(0, x - side / 2)), int(max(0, y - side / 2))
@@ -92,7 +115,7 @@ class Detection:
     def to_json(self):
         """Plain dict for JSON files and ROS String messages."""
         return {'box': [round(float(v), 2) for v in self.box], 'usable': self.usable,
-                'passes': self.passes,
+                'passes': self.passes, **({'problem': self.problem} if self.problem else {}),
                 'landmarks': np.round(self.landmarks, 2).tolist(),
                 'sigma': np.round(self.sigma, 2).tolist(),
                 'visibility': np.round(self.visibility, 3).tolist()}
@@ -208,17 +231,25 @@ class LandmarkDetector:
                                                 providers=[p for p in wanted if p in available])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise ModelError(f'{model_path} is not a readable ONNX model: {exc}') from exc
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if 'model_config' not in meta:
-            raise ModelError(f'{model_path} is not a head_capture landmark model '
-                             '(no model_config in its metadata)')
-        self.config = json.loads(meta['model_config'])
+        self.path = model_path
+        self.config = _model_config(self.session, model_path)
         self.size = int(self.config['input_size'])
+        problems = signature_problems(self.session.get_inputs(), self.session.get_outputs(),
+                                      self.size, self.config.get('landmarks'))
+        if problems:
+            raise ModelError(f'{model_path} does not fit the landmark runtime: '
+                             + '; '.join(problems))
         self.providers = self.session.get_providers()
 
     def run_crops(self, crops):
         """Run the network on uint8 RGB crops (B, S, S, 3); return its four outputs."""
-        return self.session.run(None, {'image': np.ascontiguousarray(crops, np.uint8)})
+        crops = np.ascontiguousarray(crops, np.uint8)
+        try:
+            return self.session.run(list(OUTPUT_NAMES), {MODEL_INPUT[0]: crops})
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            raise ModelError(f'{self.path} failed on a batch of shape {crops.shape}: '
+                             f'{first}') from exc
 
     def _pass(self, frame, warp):
         """
@@ -228,8 +259,10 @@ class LandmarkDetector:
         stays in crop space (S/4)², so only the final pass pays for a frame-sized mask.
         """
         crop = crop_square(frame, warp, self.size)
-        landmarks, log_sigma, visibility, mask_logit = (out[0] for out in
-                                                        self.run_crops(crop[None]))
+        outputs = self.run_crops(crop[None])
+        if not _finite(outputs)[0]:
+            raise _NoDetection(NON_FINITE)
+        landmarks, log_sigma, visibility, mask_logit = (out[0] for out in outputs)
         back = _invert(warp)
         landmarks = _apply(back, landmarks)
         mask = 1.0 / (1.0 + np.exp(-mask_logit[0]))
@@ -256,13 +289,18 @@ class LandmarkDetector:
                        else ((width - 1) / 2.0, a, short) for a in along]
         warps = [square_warp(c[:2], c[2], self.size) for c in centres]
         crops = np.stack([crop_square(frame, warp, self.size) for warp in warps])
-        landmarks, log_sigma, _, _ = self.run_crops(crops)
+        outputs = self.run_crops(crops)
         best, best_score = None, np.inf
-        for marks, sigma, warp in zip(landmarks, np.exp(log_sigma), warps):
+        for marks, sigma, warp, finite in zip(outputs[0], np.exp(outputs[1]), warps,
+                                              _finite(outputs)):
+            if not finite:  # a view the network broke down on
+                continue
             box = landmark_box(_apply(_invert(warp), marks))
             score = float(np.median(sigma)) / warp[0, 0] / max(box[2], 1.0)
             if score < best_score:
                 best, best_score = box, score
+        if best is None:
+            raise _NoDetection(NON_FINITE)
         return best
 
     def _frame_mask(self, mask, warp, frame_shape):
@@ -297,20 +335,24 @@ class LandmarkDetector:
             raise ValueError(f'expected an RGB frame (H, W, 3), got shape {frame.shape}')
         searched = box is None
         passes = 0
-        if searched:
-            box = self._find_head(frame)
-            passes += 1
-        for _ in range(REFINE_PASSES if searched or refine else 1):
-            warp = self._crop_round(box)
-            landmarks, sigma, visibility, mask, found = self._pass(frame, warp)
-            passes += 1
-            settled = (np.hypot(found[0] - box[0], found[1] - box[1]) < SETTLED * box[2]
-                       and abs(found[2] / box[2] - 1.0) < SETTLED)
-            box = found
-            if settled:  # the crop was already where the head is: one more would agree
-                break
-        detection = Detection(landmarks, sigma, visibility,
-                              self._frame_mask(mask, warp, frame.shape), box, passes)
+        try:
+            if searched:
+                passes += 1
+                box = self._find_head(frame)
+            for _ in range(REFINE_PASSES if searched or refine else 1):
+                warp = self._crop_round(box)
+                passes += 1
+                landmarks, sigma, visibility, mask, found = self._pass(frame, warp)
+                settled = (np.hypot(found[0] - box[0], found[1] - box[1]) < SETTLED * box[2]
+                           and abs(found[2] / box[2] - 1.0) < SETTLED)
+                box = found
+                if settled:  # the crop was already where the head is: one more would agree
+                    break
+        except _NoDetection as exc:  # a broken model's frame is one without a head
+            detection = Detection.nothing(frame.shape, str(exc), passes)
+        else:
+            detection = Detection(landmarks, sigma, visibility,
+                                  self._frame_mask(mask, warp, frame.shape), box, passes)
         if refine and not searched and not detection.usable:
             return self.detect(frame)
         return detection
@@ -327,14 +369,68 @@ class LandmarkDetector:
         x, y, side = box
         # cv2.flip: a tenth of the time of numpy's reversed copy of a phone frame. Only the
         # landmarks are wanted: no frame-sized mask (0.7 ms, 3.7 MB at 1280x720).
-        landmarks, sigma = self._pass(cv2.flip(frame, 1),
-                                      self._crop_round((width - 1 - x, y, side)))[:2]
+        try:
+            landmarks, sigma = self._pass(cv2.flip(frame, 1),
+                                          self._crop_round((width - 1 - x, y, side)))[:2]
+        except _NoDetection:  # NaN landmarks: pose solving leaves them out
+            count = int(self.config.get('landmarks', 0))
+            return np.full((count, 2), np.nan), np.full(count, np.nan)
         landmarks[:, 0] = width - 1 - landmarks[:, 0]
         return landmarks, sigma
 
     def _crop_round(self, box):
         """Return the warp of the network's crop round head box ``box``, with its margin."""
         return square_warp(box[:2], max(box[2] * CROP_OVER_HEAD, 16.0), self.size)
+
+
+def _model_config(session, path):
+    """Return the model config a landmark model's metadata keeps; ModelError without one."""
+    text = session.get_modelmeta().custom_metadata_map.get('model_config')
+    if text is None:
+        raise ModelError(f'{path} is not a head_capture landmark model '
+                         '(no model_config in its metadata)')
+    try:
+        config = json.loads(text)
+        int(config['input_size'])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f'{path}: its model_config has no input_size ({exc})') from exc
+    return config
+
+
+def signature_problems(inputs, outputs, size, landmarks=None):
+    """
+    Return how a model's inputs and outputs differ from what the runtime feeds and reads.
+
+    ``inputs`` and ``outputs``: onnxruntime's NodeArgs (name, type, shape); ``size`` and
+    ``landmarks``: the crop side and landmark count the model's config states. Sizes the file
+    leaves free (or names) are not checked; an output the runtime does not read is allowed.
+    """
+    sizes = {'S': size, 'N': landmarks}
+    problems = [f'input {arg.name!r} is not one the runtime feeds' for arg in inputs
+                if arg.name != MODEL_INPUT[0]]
+    for role, args, wanted in (('input', inputs, (MODEL_INPUT,)),
+                               ('output', outputs, MODEL_OUTPUTS)):
+        found = {arg.name: arg for arg in args}
+        for name, kind, shape in wanted:
+            arg = found.get(name)
+            if arg is None:
+                problems.append(f'no {role} {name!r}')
+                continue
+            if arg.type != kind:
+                problems.append(f'{role} {name!r} is {arg.type}, expected {kind}')
+            expected = [sizes.get(d, d) for d in shape]
+            given = list(arg.shape) if arg.shape is not None else None
+            if given is not None and (len(given) != len(expected) or any(
+                    isinstance(g, int) and isinstance(e, int) and g != e
+                    for g, e in zip(given, expected))):
+                problems.append(f'{role} {name!r} has shape {given}, expected '
+                                f'{["any" if e is None else e for e in expected]}')
+    return problems
+
+
+def _finite(outputs):
+    """Return per crop of a batch whether every network output for it is finite."""
+    return np.all([np.isfinite(out).reshape(len(out), -1).all(1) for out in outputs], axis=0)
 
 
 def default_model_path():

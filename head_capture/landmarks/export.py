@@ -12,6 +12,7 @@ statistics frozen.
 import json
 from pathlib import Path
 
+from head_capture.landmarks.detector import MODEL_INPUT, OUTPUT_NAMES
 from head_capture.landmarks.model import LandmarkNet, ModelConfig
 from head_capture.session import write_bytes_atomic
 import numpy as np
@@ -19,8 +20,7 @@ import onnx
 import torch
 from torch import nn
 
-INPUT_NAME = 'image'
-OUTPUT_NAMES = ('landmarks', 'log_sigma', 'visibility_logit', 'mask_logit')
+INPUT_NAME = MODEL_INPUT[0]
 OPSET = 17
 PARITY_TOLERANCE_PX = 0.1
 

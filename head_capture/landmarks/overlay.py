@@ -38,8 +38,9 @@ def draw_detection(frame, detection, visible_threshold=0.5):
     canvas = cv2.addWeighted(canvas, 0.65, faint, 0.35, 0.0)
     for (u, v), colour in zip(points[seen], colours[seen]):
         cv2.circle(canvas, (int(u), int(v)), scale + 1, tuple(int(c) for c in colour), -1)
-    label = 'usable' if detection.usable else 'not usable'
-    cv2.putText(canvas, f'{label}, median sigma {np.median(detection.sigma):.1f} px',
-                (8, 20 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (255, 255, 255), scale,
-                cv2.LINE_AA)
+    label = (f'not usable: {detection.problem}' if detection.problem else
+             f'{"usable" if detection.usable else "not usable"}, median sigma '
+             f'{np.median(detection.sigma):.1f} px')
+    cv2.putText(canvas, label, (8, 20 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
+                (255, 255, 255), scale, cv2.LINE_AA)
     return canvas
