@@ -107,8 +107,9 @@ def graph(params_file=None, settings=None, overrides=None, with_source=None, fox
     nodes = []
     for spec in specs:
         parameters = dict(node_section(params_file, spec.name))
-        if spec.name == 'camera_source':  # unless the file says otherwise
-            parameters.setdefault('wait_for_subscribers', ' '.join(camera_readers(specs)))
+        if spec.name == 'camera_source' and not parameters.get('wait_for_subscribers'):
+            # Empty (the shipped file's value) or unset: this graph's readers.
+            parameters['wait_for_subscribers'] = ' '.join(camera_readers(specs))
         parameters.update({k: v for k, v in settings.items() if k in spec.takes})
         parameters.update(overrides.get(spec.name, {}))
         check_parameters(spec.name, parameters)
