@@ -68,5 +68,16 @@ peer-venv: .venv-peer/.installed
 	.venv-peer/bin/python -m pip install --quiet -r requirements-peer.txt
 	@touch $@
 
+# nerfstudio (bench/peer_nerfstudio.py) reads our sessions with its own dataparser; it pins
+# numpy, opencv and protobuf apart from ours and from MediaPipe's, so it gets a venv too.
+.PHONY: peer-nerfstudio-venv
+peer-nerfstudio-venv: .venv-peer-nerfstudio/.installed
+
+.venv-peer-nerfstudio/.installed: requirements-peer-nerfstudio.txt
+	$(PYTHON) -m venv .venv-peer-nerfstudio
+	.venv-peer-nerfstudio/bin/python -m pip install --quiet --no-deps \
+		-r requirements-peer-nerfstudio.txt
+	@touch $@
+
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build install log *.egg-info

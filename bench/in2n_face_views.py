@@ -59,7 +59,7 @@ def build(out, mirrors):
         image = cv2.imdecode(np.frombuffer(frames[frame.file_path], np.uint8), cv2.IMREAD_COLOR)
         name = f'images/{Path(frame.file_path).stem}.png'
         cv2.imwrite(str(out / name), cv2.undistort(image, matrix,
-                                                   np.array([*camera.distortion, 0.0])))
+                                                   np.array(camera.distortion)))
         records.append(FrameRecord(name, frame.c2w))
     write_transforms(out / 'truth_transforms.json', Transforms(pinhole, records, {
         'source': f"Instruct-NeRF2NeRF face, {SOURCE['repo']} {FOLDER} (COLMAP poses)"}))

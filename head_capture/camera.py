@@ -1,5 +1,8 @@
 """
-Pinhole camera intrinsics with Brown-Conrady distortion (k1, k2, p1, p2).
+Pinhole camera intrinsics with Brown-Conrady distortion (k1, k2, p1, p2, k3).
+
+The five terms are in OpenCV's order, which is also ROS's plumb_bob ``D``, so they go to
+OpenCV as they are. Four may be given (k3 = 0), as transforms.json files usually hold.
 
 Pixel coordinates follow OpenCV: the centre of the top-left pixel is (0, 0), so the image
 centre is ((W - 1) / 2, (H - 1) / 2). Files in the nerfstudio/COLMAP convention put that pixel
@@ -16,6 +19,9 @@ import numpy as np
 DEFAULT_FOV_DEG = 69.0
 # Horizontal fields of view a camera can have, in degrees (both ends excluded).
 FOV_RANGE_DEG = (1.0, 179.0)
+# The distortion terms held, in OpenCV's (and plumb_bob's) order.
+DISTORTION_TERMS = ('k1', 'k2', 'p1', 'p2', 'k3')
+NO_DISTORTION = (0.0,) * len(DISTORTION_TERMS)
 
 
 def check_fov(fov_deg):
@@ -35,7 +41,7 @@ class Intrinsics:
     cy: float
     width: int
     height: int
-    distortion: tuple = (0.0, 0.0, 0.0, 0.0)
+    distortion: tuple = NO_DISTORTION
 
     def __post_init__(self):
         if self.width <= 0 or self.height <= 0:
@@ -43,9 +49,12 @@ class Intrinsics:
         if not (self.fx > 0 and self.fy > 0):
             raise ValueError(f'focal lengths must be positive, got fx={self.fx} fy={self.fy}')
         values = (self.fx, self.fy, self.cx, self.cy, *self.distortion)
-        if len(self.distortion) != 4 or not all(math.isfinite(v) for v in values):
-            raise ValueError('intrinsics need finite fx, fy, cx, cy and four distortion terms')
-        object.__setattr__(self, 'distortion', tuple(float(d) for d in self.distortion))
+        if len(self.distortion) not in (4, 5) or not all(math.isfinite(v) for v in values):
+            raise ValueError('intrinsics need finite fx, fy, cx, cy and four or five distortion '
+                             'terms (k1 k2 p1 p2 [k3])')
+        # Four terms are five with k3 = 0: one camera compares equal however it was given.
+        object.__setattr__(self, 'distortion',
+                           tuple(float(d) for d in (*self.distortion, 0.0)[:5]))
 
     @classmethod
     def from_fov(cls, width, height, fov_deg=DEFAULT_FOV_DEG):
@@ -55,7 +64,7 @@ class Intrinsics:
         return cls(focal, focal, 0.5 * (width - 1), 0.5 * (height - 1), int(width), int(height))
 
     @classmethod
-    def from_matrix(cls, matrix, width, height, distortion=(0.0, 0.0, 0.0, 0.0)):
+    def from_matrix(cls, matrix, width, height, distortion=NO_DISTORTION):
         """Build from a 3x3 camera matrix (as in CameraInfo.k or OpenCV)."""
         k = np.asarray(matrix, dtype=float).reshape(3, 3)
         return cls(k[0, 0], k[1, 1], k[0, 2], k[1, 2], int(width), int(height),
@@ -67,8 +76,9 @@ class Intrinsics:
         Build from the fields of a sensor_msgs/CameraInfo; None for an uncalibrated camera.
 
         A CameraInfo whose K is all zeros says the camera is not calibrated, so the caller
-        falls back to a field of view. Only k1, k2, p1, p2 are modelled: higher radial terms
-        must be zero (undistort upstream otherwise), and fisheye models are refused.
+        falls back to a field of view. plumb_bob's five terms (k1 k2 p1 p2 k3) are modelled;
+        rational_polynomial's k4 k5 k6 must be zero (rectify upstream otherwise), and fisheye
+        models are refused.
         """
         k = np.asarray(k, dtype=float).reshape(-1)
         if k.size != 9:
@@ -78,11 +88,12 @@ class Intrinsics:
         d = [float(v) for v in d]
         if d and distortion_model not in ('plumb_bob', 'rational_polynomial'):
             raise ValueError(f'distortion model {distortion_model!r} is not supported '
-                             '(plumb_bob or rational_polynomial with k3.. = 0)')
-        if any(abs(v) > 1e-9 for v in d[4:]):
-            raise ValueError(f'distortion terms beyond k1 k2 p1 p2 are not supported, got '
-                             f'{d[4:]}: rectify the images upstream (e.g. image_proc)')
-        return cls.from_matrix(k, width, height, tuple((d + [0.0] * 4)[:4]))
+                             '(plumb_bob, or rational_polynomial with k4 k5 k6 = 0)')
+        terms = len(DISTORTION_TERMS)
+        if any(abs(v) > 1e-9 for v in d[terms:]):
+            raise ValueError(f'distortion terms beyond k1 k2 p1 p2 k3 are not supported, got '
+                             f'{d[terms:]}: rectify the images upstream (e.g. image_proc)')
+        return cls.from_matrix(k, width, height, tuple((d + [0.0] * terms)[:terms]))
 
     @property
     def matrix(self):
@@ -107,7 +118,7 @@ class Intrinsics:
 
     def without_distortion(self):
         """Return the same pinhole camera with the distortion terms cleared."""
-        return replace(self, distortion=(0.0, 0.0, 0.0, 0.0))
+        return replace(self, distortion=NO_DISTORTION)
 
     def cropped(self, x0, y0, width, height):
         """Return the intrinsics of the window of size width x height at (x0, y0)."""

@@ -15,6 +15,9 @@ from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.pose import PoseConfig
 from head_capture.config import build, ConfigError
 
+# pose_estimator's tf_child: the frame its transform makes the child (see tf_frames).
+TF_CHILDREN = ('head', 'camera')
+
 
 @dataclass
 class CameraSourceConfig:
@@ -86,12 +89,19 @@ class PoseNodeConfig:
     # Field of view assumed until a usable camera_info arrives.
     fov_deg: float = DEFAULT_FOV_DEG
     frame_id: str = 'head'
+    # The camera's frame where an image names none (its header.frame_id wins).
     camera_frame_id: str = 'camera_optical'
     publish_tf: bool = True
+    # The child of the published transform: 'head' (camera frame -> head: a driver's optical
+    # frame keeps its one parent) or 'camera' (head -> camera frame).
+    tf_child: str = 'head'
 
     def __post_init__(self):
         if self.threads < 1 or self.live_rate_hz < 0:
             raise ValueError('threads must be >= 1 and live_rate_hz >= 0')
+        if self.tf_child not in TF_CHILDREN:
+            raise ValueError(f'tf_child must be one of {", ".join(TF_CHILDREN)}, got '
+                             f'{self.tf_child!r}')
         check_fov(self.fov_deg)
 
 

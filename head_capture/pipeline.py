@@ -150,6 +150,8 @@ def train_avatar(data, out_dir, config, perturb=0.0, seed=0, resume=False,
             if event['event'] == 'rollback':
                 log(f'non-finite loss at stage {event["stage"]} step {event["step"]}: rolled '
                     f'back, learning rates x{event["lr_scale"]:g}')
+            elif event['event'] == 'device':
+                log(f'training on {event["device"]}')
             elif event['event'] == 'scene_bounds':
                 log(f'warning: {event["note"]}')
             elif event['event'] == 'stage_end':

@@ -1,13 +1,19 @@
 """
 The capture session directory and its nerfstudio-layout ``transforms.json``.
 
-A session is one folder: ``frames/`` (keyframes as PNG), ``masks/`` (foreground masks: 255
-head, 0 background, ``MASK_UNSURE`` where the segmentation cannot tell) and
+A session is one folder: ``frames/`` (keyframes as PNG), ``trimaps/`` (the trainer's masks:
+255 head, 0 background, ``MASK_UNSURE`` where the segmentation cannot tell), ``masks/`` (the
+same in nerfstudio's meaning, where 0 is ignored: 255 on the sure head, 0 elsewhere) and
 ``transforms.json``, which lists every frame with its metadata and, once known, its pose. The
 file is what the avatar trainer reads and what nerfstudio, instant-ngp and other tools read, so
 poses are stored the way they expect: camera-to-world 4x4 in OpenGL camera axes, principal
-point with the top-left pixel centre at (0.5, 0.5). Blender-style files (``camera_angle_x``,
-file paths without extension, as in the NeRF synthetic scenes) are read as well.
+point with the top-left pixel centre at (0.5, 0.5), and ``frames`` lists posed frames only
+(every reader needs a ``transform_matrix`` there); frames without a pose (yet) are listed
+apart, under ``unregistered_frames``, and read back with the others, in file order.
+Blender-style files (``camera_angle_x``, file paths without extension, as in the NeRF
+synthetic scenes) are read as well. Sessions written before trimaps existed keep their
+three-level masks under ``mask_path``; the trainer reads ``trimap_path`` where there is one,
+else ``mask_path``.
 
 Every write is atomic (temporary file + rename), so a killed process or a full disk leaves the
 previous ``transforms.json`` and every finished frame intact. A session written in one go (the
@@ -26,20 +32,25 @@ from pathlib import Path, PurePosixPath
 import tempfile
 
 import cv2
-from head_capture.camera import Intrinsics
+from head_capture.camera import DISTORTION_TERMS, Intrinsics
 import numpy as np
 
 TRANSFORMS_FILE = 'transforms.json'
 FRAMES_DIR = 'frames'
+# nerfstudio's masks (``mask_path``): 255 where the head is sure, 0 (ignored) elsewhere.
 MASKS_DIR = 'masks'
-# A mask's grey: neither head nor background, so the avatar trains on neither there.
+# The trainer's masks (``trimap_path``): head, background and unsure apart.
+TRIMAPS_DIR = 'trimaps'
+# A trimap's grey: neither head nor background, so the avatar trains on neither there.
 MASK_UNSURE = 128
+# Where transforms.json lists the frames without a pose, apart from ``frames``.
+UNPOSED_KEY = 'unregistered_frames'
 # Live captures: every keyframe as taken, named by its stamp (the nodes' shared key).
 KEYFRAMES_DIR = 'keyframes'
 # Present while a session written in one go is incomplete: a rerun may replace it unasked.
 UNFINISHED_FILE = '.unfinished'
 # Keys of transforms.json that describe the camera; everything else at the top level is kept.
-_CAMERA_KEYS = ('fl_x', 'fl_y', 'cx', 'cy', 'w', 'h', 'k1', 'k2', 'p1', 'p2', 'camera_model',
+_CAMERA_KEYS = ('fl_x', 'fl_y', 'cx', 'cy', 'w', 'h', *DISTORTION_TERMS, 'camera_model',
                 'camera_angle_x', 'camera_angle_y')
 _IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
@@ -56,6 +67,12 @@ class FrameRecord:
     c2w: np.ndarray = None
     mask_path: str = None
     meta: dict = field(default_factory=dict)
+    trimap_path: str = None
+
+    @property
+    def training_mask(self):
+        """Return the mask the avatar trains on: the trimap, else (older files) the mask."""
+        return self.trimap_path or self.mask_path
 
 
 @dataclass
@@ -79,26 +96,42 @@ def read_transforms(path):
     raw_frames = data.get('frames') if isinstance(data, dict) else None
     if not isinstance(raw_frames, list):
         raise SessionError(f'{path} has no "frames" list')
-    frames = [_frame_from_json(path.parent, entry, n, path) for n, entry in enumerate(raw_frames)]
+    unposed = data.get(UNPOSED_KEY, [])
+    if not isinstance(unposed, list):
+        raise SessionError(f'{path}: "{UNPOSED_KEY}" is not a list')
+    frames = [_frame_from_json(path.parent, entry, n, path)
+              for n, entry in enumerate(raw_frames + unposed)]
+    if unposed:  # back in one list, in file order: the order our sessions took them in
+        frames.sort(key=lambda frame: frame.file_path)
     intrinsics = _intrinsics_from_json(data, path.parent, frames, path)
-    meta = {k: v for k, v in data.items() if k not in _CAMERA_KEYS and k != 'frames'}
+    meta = {k: v for k, v in data.items()
+            if k not in _CAMERA_KEYS and k not in ('frames', UNPOSED_KEY)}
     return Transforms(intrinsics, frames, meta)
 
 
 def write_transforms(path, transforms):
     """Write ``transforms`` atomically in the nerfstudio layout (OPENCV camera model)."""
     cam = transforms.intrinsics
-    k1, k2, p1, p2 = cam.distortion
+    # k3 only where a lens has it: nerfstudio's OPENCV model reads it, most other readers
+    # (instant-ngp, COLMAP's OPENCV) know k1 k2 p1 p2 alone.
+    lens = {name: value for name, value in zip(DISTORTION_TERMS, cam.distortion)
+            if name != 'k3' or value != 0.0}
     head = json.dumps({
         'camera_model': 'OPENCV',
         'fl_x': cam.fx, 'fl_y': cam.fy, 'cx': cam.cx + 0.5, 'cy': cam.cy + 0.5,
-        'w': cam.width, 'h': cam.height, 'k1': k1, 'k2': k2, 'p1': p1, 'p2': p2,
-        **transforms.meta}, indent=2)
-    # One frame per line: json's C encoder (no indent) is ten times faster than its indented
-    # Python one, and a live session of thousands of keyframes is rewritten every second.
-    frames = ',\n'.join('    ' + json.dumps(_frame_to_json(f)) for f in transforms.frames)
-    text = f'{head[:-2]},\n  "frames": [\n{frames}\n  ]\n}}\n'
-    write_bytes_atomic(Path(path), text.encode())
+        'w': cam.width, 'h': cam.height, **lens, **transforms.meta}, indent=2)
+    # Posed frames only under "frames": nerfstudio and instant-ngp need a transform_matrix for
+    # each. One frame per line: json's C encoder (no indent) is ten times faster than its
+    # indented Python one, and a live session of thousands of keyframes is rewritten every
+    # second.
+    lists = {'frames': [f for f in transforms.frames if f.c2w is not None],
+             UNPOSED_KEY: [f for f in transforms.frames if f.c2w is None]}
+    text = head[:-2]
+    for key, frames in lists.items():
+        if frames or key == 'frames':
+            lines = ',\n'.join('    ' + json.dumps(_frame_to_json(f)) for f in frames)
+            text += f',\n  "{key}": [\n{lines}\n  ]'
+    write_bytes_atomic(Path(path), (text + '\n}\n').encode())
 
 
 def write_bytes_atomic(path, payload):
@@ -177,14 +210,14 @@ class Session:
         failure replaces it without ``overwrite``; it was this program's, and incomplete.
         """
         root = output_folder(root, 'session folder')
-        for name in (TRANSFORMS_FILE, UNFINISHED_FILE, FRAMES_DIR, MASKS_DIR):
+        for name in (TRANSFORMS_FILE, UNFINISHED_FILE, FRAMES_DIR, MASKS_DIR, TRIMAPS_DIR):
             resolve_inside(root, name)  # no link out of the session, before anything is touched
         unfinished = (root / UNFINISHED_FILE).is_file()
         if (root / TRANSFORMS_FILE).exists() and not (overwrite or unfinished):
             raise SessionError(f'{root} already holds a session; choose another directory '
                                'or overwrite it explicitly (--overwrite)')
         if (root / TRANSFORMS_FILE).exists() or unfinished:
-            for folder in (FRAMES_DIR, MASKS_DIR):
+            for folder in (FRAMES_DIR, MASKS_DIR, TRIMAPS_DIR):
                 for image in resolve_inside(root, folder).glob('*.png'):
                     image.unlink()
         root.mkdir(parents=True, exist_ok=True)
@@ -222,19 +255,22 @@ class Session:
     def add_record(self, file_path, c2w=None, mask=None, meta=None):
         """List an image already in the session (a live keyframe), with its pose and mask."""
         self.path_of(file_path)
-        mask_path = None
+        record = FrameRecord(file_path, c2w, meta=dict(meta or {}))
         if mask is not None:
-            mask_path = f'{MASKS_DIR}/{Path(file_path).stem}.png'
-            write_image_atomic(self.path_of(mask_path), mask)
-        record = FrameRecord(file_path, c2w, mask_path, dict(meta or {}))
+            self._store_mask(record, mask)
         self.frames.append(record)
         return record
 
     def write_mask(self, index, mask):
-        """Store the foreground mask (uint8, 255 = head) of frame ``index``."""
-        relative = f'{MASKS_DIR}/{index:06d}.png'
-        write_image_atomic(self.path_of(relative), mask)
-        self.frames[index].mask_path = relative
+        """Store the trimap (uint8: 255 head, 0 background, MASK_UNSURE) of frame ``index``."""
+        self._store_mask(self.frames[index], mask)
+
+    def _store_mask(self, record, trimap):
+        """Write a frame's trimap and its nerfstudio mask, named after the frame's image."""
+        name = f'{Path(record.file_path).stem}.png'
+        record.trimap_path, record.mask_path = f'{TRIMAPS_DIR}/{name}', f'{MASKS_DIR}/{name}'
+        write_image_atomic(self.path_of(record.trimap_path), trimap)
+        write_image_atomic(self.path_of(record.mask_path), nerfstudio_mask(trimap))
 
     def image(self, index):
         """Load frame ``index`` as RGB uint8."""
@@ -252,6 +288,17 @@ class Session:
         """Save, then drop the unfinished mark: the session is complete."""
         self.save()
         self.path_of(UNFINISHED_FILE).unlink(missing_ok=True)
+
+
+def nerfstudio_mask(trimap):
+    """
+    Return the mask nerfstudio reads from a trimap: 255 on the sure head, 0 (ignore) elsewhere.
+
+    nerfstudio trains on every non-zero pixel and has no "background, train it empty": a
+    trimap's grey would be trained on, its background would have to be modelled. Keeping the
+    head alone gives it what our avatar is.
+    """
+    return np.where(np.asarray(trimap) > MASK_UNSURE, 255, 0).astype(np.uint8)
 
 
 def keyframe_file(stamp_ns):
@@ -351,9 +398,9 @@ def _frame_from_json(base, entry, number, source):
             raise SessionError(f'{source}: frame {number} has a transform_matrix that is not a '
                                'finite 4x4 matrix')
     meta = {k: v for k, v in entry.items()
-            if k not in ('file_path', 'transform_matrix', 'mask_path')}
+            if k not in ('file_path', 'transform_matrix', 'mask_path', 'trimap_path')}
     return FrameRecord(_with_image_suffix(base, entry['file_path']), c2w,
-                       entry.get('mask_path'), meta)
+                       entry.get('mask_path'), meta, entry.get('trimap_path'))
 
 
 def _with_image_suffix(base, file_path):
@@ -367,7 +414,7 @@ def _with_image_suffix(base, file_path):
 
 
 def _intrinsics_from_json(data, base, frames, source):
-    k = tuple(float(data.get(key, 0.0)) for key in ('k1', 'k2', 'p1', 'p2'))
+    k = tuple(float(data.get(key, 0.0)) for key in DISTORTION_TERMS)
     if 'w' in data and 'h' in data:
         width, height = int(data['w']), int(data['h'])
     elif frames:
@@ -398,5 +445,7 @@ def _frame_to_json(frame):
         entry['transform_matrix'] = np.asarray(frame.c2w, dtype=float).tolist()
     if frame.mask_path is not None:
         entry['mask_path'] = frame.mask_path
+    if frame.trimap_path is not None:
+        entry['trimap_path'] = frame.trimap_path
     entry.update(frame.meta)
     return entry

@@ -14,7 +14,7 @@ from head_capture.avatar.rays import foreground_pixels, load_views, near_far, pi
     sample_pixels, Views
 from head_capture.avatar.render import render_rays, resample, squared_error
 from head_capture.avatar.scene import fit_scene, scene_bounds
-from head_capture.avatar.trainer import AvatarTrainer, CHECKPOINT, EVENTS
+from head_capture.avatar.trainer import AvatarTrainer, CHECKPOINT, device_name, EVENTS
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
 from head_capture.session import FrameRecord, MASK_UNSURE, read_transforms, SessionError, \
@@ -151,6 +151,8 @@ def test_a_nan_is_rolled_back_and_the_learning_rate_lowered(toy_scene, tmp_path)
     events = [json.loads(line) for line in (tmp_path / 'run' / EVENTS).read_text().split('\n')
               if line]
     assert events[-1]['event'] == 'rollback'
+    # The device it trains on is said first (the node logs it and puts it on /diagnostics).
+    assert events[0] == {**events[0], 'event': 'device', 'device': device_name(trainer.device)}
     trainer.run()
     assert trainer.step == config.stage1_steps
 
@@ -269,10 +271,12 @@ def test_what_a_mask_is_unsure_of_is_neither_trained_on_nor_scored(tmp_path):
     assert load_views(tmp_path / 'transforms.json').weights is None
 
 
-def test_frames_of_a_distorting_lens_train_undistorted(tmp_path):
+@pytest.mark.parametrize('distortion', [(-0.3, 0.08, 0.001, -0.001),
+                                        (-0.3, 0.08, 0.001, -0.001, -0.4)])  # plumb_bob k3
+def test_frames_of_a_distorting_lens_train_undistorted(tmp_path, distortion):
     # A phone's camera_info often has distortion; the trainer casts pinhole rays, so a point
     # must land where the pinhole camera puts it in both the image and the mask.
-    lens = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, (-0.3, 0.08, 0.001, -0.001))
+    lens = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, distortion)
     point = np.array([[0.4, 0.28, 1.0]])
     (u, v), = cv2.projectPoints(point, np.zeros(3), np.zeros(3), lens.matrix,
                                 np.array(lens.distortion))[0][:, 0]

@@ -44,10 +44,20 @@ def test_intrinsics_from_camera_info_fields():
     k = [500.0, 0.0, 319.5, 0.0, 505.0, 239.5, 0.0, 0.0, 1.0]
     camera = Intrinsics.from_camera_info(640, 480, k, [0.1, -0.02, 0.001, 0.0, 0.0])
     assert (camera.fx, camera.fy, camera.cx, camera.cy) == (500.0, 505.0, 319.5, 239.5)
-    assert camera.distortion == (0.1, -0.02, 0.001, 0.0)
-    assert Intrinsics.from_camera_info(640, 480, k).distortion == (0.0, 0.0, 0.0, 0.0)
+    assert camera.distortion == (0.1, -0.02, 0.001, 0.0, 0.0)
+    assert Intrinsics.from_camera_info(640, 480, k).distortion == (0.0,) * 5
     assert Intrinsics.from_camera_info(640, 480, [0.0] * 9) is None  # uncalibrated
-    with pytest.raises(ValueError, match='k1 k2 p1 p2'):
-        Intrinsics.from_camera_info(640, 480, k, [0.1, 0.0, 0.0, 0.0, 0.3])
+    # plumb_bob's k3 is kept (a real calibration's usually is not zero).
+    assert Intrinsics.from_camera_info(640, 480, k, [0.1, 0.0, 0.0, 0.0, 0.3]).distortion[4] \
+        == 0.3
+    rational = [0.1, 0.0, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0]
+    assert Intrinsics.from_camera_info(640, 480, k, rational, 'rational_polynomial') \
+        .distortion == (0.1, 0.0, 0.0, 0.0, 0.3)
+    with pytest.raises(ValueError, match='k1 k2 p1 p2 k3'):
+        Intrinsics.from_camera_info(640, 480, k, rational[:5] + [0.01, 0.0, 0.0],
+                                    'rational_polynomial')
+    # Four terms are five with k3 = 0: the same camera however it was given.
+    assert Intrinsics(500.0, 505.0, 319.5, 239.5, 640, 480, (0.1, 0.0, 0.0, 0.0)) == \
+        Intrinsics(500.0, 505.0, 319.5, 239.5, 640, 480, (0.1, 0.0, 0.0, 0.0, 0.0))
     with pytest.raises(ValueError, match='equidistant'):
         Intrinsics.from_camera_info(640, 480, k, [0.1, 0.0, 0.0, 0.0], 'equidistant')

@@ -50,6 +50,7 @@ class Listener(Node):
         '/head_capture/guidance_image': (Image, 2),
         '/head_capture/markers': (MarkerArray, 10),
         '/head_capture/avatar': (String, LATCHED_QOS),
+        '/head_capture/avatar_mesh': (MarkerArray, LATCHED_QOS),
         '/diagnostics': (DiagnosticArray, 50),
     }
 
@@ -151,6 +152,9 @@ def test_capture_graph_end_to_end(capture, tmp_path, ros_context, tiny_avatar):
         session_frames = written.frames
         assert len(session_frames) == len(registered) and HEAD_VOLUME in written.meta
         assert all((session / f.mask_path).is_file() for f in session_frames)
+        listed = json.loads((session / 'transforms.json').read_text())['frames']
+        assert all('transform_matrix' in f and (session / f['mask_path']).is_file()
+                   for f in listed)  # as nerfstudio reads it
 
         # Live poses, their path, and what the person holding the phone sees. Keyframes go
         # through the detector first, so a loaded machine (CI) gets only a few live poses.
@@ -194,8 +198,8 @@ def test_capture_graph_end_to_end(capture, tmp_path, ros_context, tiny_avatar):
         assert {'transforms.json', 'turntable.mp4', 'preview.png'} <= set(avatar['files'])
         assert np.isfinite(avatar['metrics']['held_out_psnr'])
         if 'avatar.ply' in avatar['files']:
-            assert 'avatar_mesh' in {m.ns for a in listener.wait_for('/head_capture/markers', 5)
-                                     for m in a.markers}
+            assert 'avatar_mesh' in {m.ns for a in listener.wait_for('/head_capture/avatar_mesh',
+                                                                     5) for m in a.markers}
 
         names = {s.name for a in listener.wait_for('/diagnostics', 5) for s in a.status}
         assert {f'head_capture: {spec.name}' for spec, _ in nodes} <= names
@@ -1029,3 +1033,211 @@ def test_up_stops_on_sigterm_as_on_ctrl_c_nodes_included(tmp_path):
         assert not any(map(_command, nodes)), nodes  # every node stopped
     finally:
         up.kill()
+
+
+# -- a good citizen of a ROS 2 system (issue 37) ----------------------------------------------
+
+def test_a_reliable_subscriber_gets_camera_source_s_images(tmp_path, ros_context):
+    # `ros2 topic echo`, image_view and most users' nodes subscribe reliable (the default): a
+    # best-effort publisher sends them nothing, a reliable one (REP 2003) reaches every reader.
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import CameraInfo
+
+    clip = _tiny_clip(tmp_path / 'clip.mp4', 10, fps=20)
+    reader = Node('reliable_reader', context=ros_context)
+    got = {'images': [], 'info': []}
+    reliable = QoSProfile(depth=10)  # rclpy's default: reliable, volatile
+    reader.create_subscription(Image, '/camera/image_raw', got['images'].append, reliable)
+    reader.create_subscription(CameraInfo, '/camera/camera_info', got['info'].append, reliable)
+    executor = spin(ros_context, [reader])
+    # The file waits for the reader: matched, not only seen in the graph (see not_subscribed).
+    source, = build_nodes([(node_spec('camera_source'), {
+        'source': str(clip), 'wait_for_subscribers': 'reliable_reader',
+        'subscriber_wait_s': 5.0, 'publish_compressed': False})], context=ros_context)
+    executor.add_node(source)
+    try:
+        assert source.finished.wait(30)
+        assert wait_until(lambda: len(got['images']) == 10, 5.0), len(got['images'])
+        assert len(got['info']) == 10
+        assert got['images'][0].header.frame_id == 'camera_optical'
+    finally:
+        executor.shutdown()
+        close_nodes([source])
+        reader.destroy_node()
+
+
+class _AvatarDone:
+    """A training job that has just finished with a mesh (the trainer's child is not run)."""
+
+    def __init__(self, out, mesh):
+        self.out, self.last_event, self._mesh = out, None, mesh
+        self.returncode = 0
+
+    def poll(self):
+        self.last_event = {'event': 'device', 'device': 'cpu', 'stage': 1, 'step': 0}
+        return [self.last_event]
+
+    def stop(self):
+        pass
+
+    def result(self):
+        return {'avatar_dir': str(self.out), 'files': {'avatar.ply': str(self._mesh)},
+                'metrics': {}}
+
+
+def test_the_avatar_mesh_is_latched_for_an_rviz_started_later(tmp_path, ros_context):
+    import open3d as o3d
+    from head_capture.nodes.support import AVATAR_MESH_TOPIC
+
+    sphere = o3d.geometry.TriangleMesh.create_sphere(0.1, resolution=6)
+    o3d.io.write_triangle_mesh(str(tmp_path / 'avatar.ply'), sphere)
+    trainer, = build_nodes([(node_spec('avatar_trainer'), {
+        'session_dir': str(tmp_path / 'session')})], context=ros_context)
+    executor, late = spin(ros_context, [trainer]), None
+    try:
+        trainer.job, trainer.state = _AvatarDone(tmp_path, tmp_path / 'avatar.ply'), 'training'
+        trainer.follow()  # what its timer runs: the job ended, the mesh goes out
+        assert trainer.state == 'done'
+        assert trainer.status_values()['device'] == 'cpu'  # from the child's events
+        # rviz opened after training: a transient-local subscriber still gets the mesh.
+        late, meshes = Node('late_rviz', context=ros_context), []
+        late.create_subscription(MarkerArray, AVATAR_MESH_TOPIC, meshes.append, LATCHED_QOS)
+        executor.add_node(late)
+        assert wait_until(lambda: meshes, 10.0), 'no mesh for a late transient-local reader'
+        assert meshes[0].markers[0].ns == 'avatar_mesh'
+        assert len(meshes[0].markers[0].points) == 3 * len(sphere.triangles)
+    finally:
+        executor.shutdown()
+        close_nodes([trainer])
+        if late is not None:
+            late.destroy_node()
+
+
+class _RecordingBroadcaster:
+    """tf2_ros's TransformBroadcaster as the estimator uses it (pip's rclpy has no tf2_ros)."""
+
+    def __init__(self, node):
+        self.sent = []
+
+    def sendTransform(self, transform):  # noqa: N802 - tf2_ros's name
+        self.sent.append(transform)
+
+
+def _pose_estimator(session_dir, context, **parameters):
+    """Build pose_estimator alone, with ``parameters`` over the shipped ones."""
+    nodes = [(spec, params) for spec, params in graph(
+        settings={'session_dir': str(session_dir)},
+        overrides={'pose_estimator': parameters}) if spec.name == 'pose_estimator']
+    estimator, = build_nodes(nodes, context=context)
+    return estimator
+
+
+def test_tf_hangs_the_head_off_the_image_s_camera_frame(capture, tmp_path, ros_context,
+                                                        monkeypatch):
+    # A phone driver's optical frame already has a parent in the robot's TF tree: the live
+    # pose is published as its child `head`, in the frame the image names.
+    import head_capture.nodes.pose_estimator as module
+    from head_capture.capture.sources import open_source
+    from head_capture.geometry import quat_to_matrix
+    from head_capture.nodes.camera_source import camera_info
+    from head_capture.nodes.ros_image import to_image
+    from head_capture.nodes.support import header, SOURCE_QOS, stamp_msg, stamp_ns
+    from sensor_msgs.msg import CameraInfo
+
+    monkeypatch.setattr(module, 'TransformBroadcaster', _RecordingBroadcaster)
+    estimator = _pose_estimator(tmp_path / 'session', ros_context, live_rate_hz=10.0)
+    listener, feeder = Listener(ros_context), Node('phone', context=ros_context)
+    images = feeder.create_publisher(Image, '/camera/image_raw', SOURCE_QOS)
+    infos = feeder.create_publisher(CameraInfo, '/camera/camera_info', SOURCE_QOS)
+    executor = spin(ros_context, [estimator, listener, feeder])
+    lens = read_transforms(capture / 'ground_truth.json').intrinsics
+    with open_source(capture / 'capture.mp4') as source:
+        frames = [f.image for f in source][:8]
+    try:
+        time.sleep(1.0)  # discovery
+        for k, pixels in enumerate(frames):
+            stamp = stamp_msg(10**9 * (k + 1))
+            infos.publish(camera_info(lens, stamp, 'phone_optical'))
+            images.publish(to_image(pixels, header(stamp, 'phone_optical')))
+            time.sleep(0.3)
+            if estimator._tf.sent:
+                break
+        poses = listener.wait_for('/head_capture/camera_pose', 5)
+        assert estimator._tf.sent, 'no live pose went out on TF'
+        by_stamp = {stamp_ns(p.header.stamp): p for p in poses}
+        for transform in estimator._tf.sent:
+            assert (transform.header.frame_id, transform.child_frame_id) == \
+                ('phone_optical', 'head')
+            # The head in the camera's frame: the inverse of the camera in the head's frame.
+            pose = by_stamp[stamp_ns(transform.header.stamp)].pose
+            rotation, translation = ros_pose_to_w2c(
+                [pose.position.x, pose.position.y, pose.position.z],
+                [pose.orientation.x, pose.orientation.y, pose.orientation.z,
+                 pose.orientation.w])
+            t, q = transform.transform.translation, transform.transform.rotation
+            np.testing.assert_allclose([t.x, t.y, t.z], translation, atol=1e-6)
+            np.testing.assert_allclose(quat_to_matrix([q.x, q.y, q.z, q.w]), rotation,
+                                       atol=1e-6)
+        guidance = listener.wait_for('/head_capture/guidance_image', 5)
+        assert {m.header.frame_id for m in guidance} == {'phone_optical'}
+    finally:
+        executor.shutdown()
+        close_nodes([estimator])
+        listener.destroy_node()
+        feeder.destroy_node()
+
+
+def test_either_direction_of_the_head_link_is_the_same_pose():
+    from head_capture.geometry import look_at_w2c, quat_to_matrix, rigid_matrix
+    from head_capture.tf_frames import camera_frame, head_link
+
+    assert camera_frame('phone_optical', 'camera_optical') == 'phone_optical'
+    assert camera_frame('', 'camera_optical') == 'camera_optical'  # an image naming none
+    rotation, translation = look_at_w2c(np.array([0.3, -0.5, 0.2]), np.zeros(3))
+    links = {child: head_link(rotation, translation, 'head', 'cam', child)
+             for child in ('head', 'camera')}
+    assert links['head'][:2] == ('cam', 'head') and links['camera'][:2] == ('head', 'cam')
+    matrices = {child: rigid_matrix(quat_to_matrix(q), t)
+                for child, (_, _, t, q) in links.items()}
+    np.testing.assert_allclose(matrices['head'] @ matrices['camera'], np.eye(4), atol=1e-9)
+    np.testing.assert_allclose(matrices['head'], rigid_matrix(rotation, translation),
+                               atol=1e-9)
+
+
+def test_a_calibrated_camera_info_with_k3_is_used(tmp_path, ros_context, monkeypatch, capfd):
+    # A standard plumb_bob calibration has k3 != 0; it used to be refused, and the 69° field
+    # of view guessed instead.
+    import head_capture.nodes.pose_estimator as module
+    from head_capture.camera import Intrinsics
+    from head_capture.nodes.camera_source import camera_info
+    from head_capture.nodes.support import SOURCE_QOS, stamp_msg
+    from sensor_msgs.msg import CameraInfo
+
+    monkeypatch.setattr(module, 'TransformBroadcaster', None)  # the pip path: no tf2_ros
+    estimator = _pose_estimator(tmp_path / 'session', ros_context)
+    feeder = Node('driver', context=ros_context)
+    infos = feeder.create_publisher(CameraInfo, '/camera/camera_info', SOURCE_QOS)
+    executor = spin(ros_context, [estimator, feeder])
+    lens = Intrinsics(910.0, 905.0, 639.5, 359.5, 1280, 720, (0.12, -0.31, 0.001, -0.002, 0.27))
+    try:
+        message = camera_info(lens, stamp_msg(0), 'phone_optical')
+        assert list(message.d) == [0.12, -0.31, 0.001, -0.002, 0.27]  # plumb_bob's D
+        deadline = time.monotonic() + 10.0
+        while estimator.camera is None and time.monotonic() < deadline:
+            infos.publish(message)
+            time.sleep(0.2)
+        assert estimator.camera == lens, estimator.health.notes
+        assert not estimator.health.dropped
+        status = estimator.status_values()
+        assert status['camera'] == 'camera_info'
+        # What runs the detector, and that there is no TF, are on /diagnostics and said once.
+        assert status['onnxruntime'] == estimator.detector.provider
+        assert status['onnxruntime'].startswith(('CPUExecutionProvider', 'CUDAExecutionProvider'))
+        assert status['tf'] == 'off (tf2_ros not installed)'
+    finally:
+        executor.shutdown()
+        close_nodes([estimator])
+        feeder.destroy_node()
+    err = capfd.readouterr().err
+    assert err.count('no TF: tf2_ros is not installed') == 1, err
+    assert f'(onnxruntime: {estimator.detector.provider})' in err

@@ -179,3 +179,46 @@ def test_reconstruct_refuses_to_resume_another_request_and_names_what_changed(
     (tmp_path / 'mine' / 'notes.txt').write_text('mine')
     assert main(command[:3] + [str(tmp_path / 'mine')] + command[4:]) == 2
     assert 'holds files but no reconstruction' in capsys.readouterr().err
+
+
+def test_a_registered_session_is_laid_out_as_nerfstudio_reads_it(capture, tmp_path, rng):
+    # nerfstudio's dataparser reads a transform_matrix for every entry of "frames", and a
+    # mask_path for all or none; a mask's 0 is "ignore". Frames without a pose are listed apart.
+    from head_capture.session import MASK_UNSURE, Session
+
+    with open_source(capture / 'capture.mp4') as frames:
+        heads = [f.image for f in frames][:30:6]
+    noise = [rng.integers(0, 256, heads[0].shape, dtype=np.uint8) for _ in range(2)]
+    session = Session.create(tmp_path / 'session', read_transforms(
+        capture / 'ground_truth.json').intrinsics)
+    for image in heads[:2] + noise + heads[2:]:  # no head in the middle two
+        session.add_frame(image)
+    template = HeadTemplate.load(share_path('models', 'head_template.json'))
+    registered = register_session(session, LandmarkDetector(default_model_path()), template)
+    assert registered >= 3
+
+    root = tmp_path / 'session'
+    data = json.loads((root / 'transforms.json').read_text())
+    assert len(data['frames']) == registered
+    assert all('transform_matrix' in f and (root / f['mask_path']).is_file()
+               for f in data['frames'])
+    unposed = data['unregistered_frames']
+    assert len(unposed) == len(heads) + len(noise) - registered
+    assert {'frames/000002.png', 'frames/000003.png'} <= {f['file_path'] for f in unposed}
+    assert not any('transform_matrix' in f for f in unposed)
+    for frame in data['frames']:
+        # nerfstudio trains where the mask is not 0: the sure head; its trimap keeps the rest.
+        mask = cv2.imread(str(root / frame['mask_path']), cv2.IMREAD_UNCHANGED)
+        trimap = cv2.imread(str(root / frame['trimap_path']), cv2.IMREAD_UNCHANGED)
+        assert mask.ndim == 2 and set(np.unique(mask)) <= {0, 255}
+        assert np.array_equal(mask == 255, trimap == 255) and (mask == 255).any()
+        assert set(np.unique(trimap)) <= {0, MASK_UNSURE, 255}
+
+    # Read back, every frame is there again in its place; the trainer gets the posed ones and
+    # their trimaps.
+    again = read_transforms(root / 'transforms.json')
+    listed = [f'frames/{n:06d}.png' for n in range(len(heads) + len(noise))]
+    assert [f.file_path for f in again.frames] == listed
+    training = registered_keyframes(root, 2)
+    assert len(training.frames) == registered
+    assert all(f.training_mask.startswith('trimaps/') for f in training.frames)

@@ -64,8 +64,10 @@ def test_pose_from_noisy_landmarks_with_outliers(template, rng, azimuth):
     assert estimate.reprojection_px < 3 and 0 < estimate.confidence <= 1
 
 
-def test_distorted_camera_is_undistorted_first(template):
-    camera = Intrinsics(500.0, 500.0, 320.0, 240.0, 640, 480, (-0.2, 0.05, 0.001, -0.001))
+@pytest.mark.parametrize('distortion', [(-0.2, 0.05, 0.001, -0.001),
+                                        (-0.2, 0.05, 0.001, -0.001, -0.3)])  # with plumb_bob k3
+def test_distorted_camera_is_undistorted_first(template, distortion):
+    camera = Intrinsics(500.0, 500.0, 320.0, 240.0, 640, 480, distortion)
     # The head off to one side of the picture, where the lens bends most.
     rotation, translation = look_at_w2c(np.array([0.5, 0.3, 0.1]), np.array([0.0, -0.15, 0.1]))
     pixels = _project(template, rotation, translation, camera)
@@ -75,6 +77,11 @@ def test_distorted_camera_is_undistorted_first(template):
     assert np.linalg.norm(estimate.centre - centre) < 0.001
     ignored = solve_pose(pixels, np.ones(len(template)), template, camera.without_distortion())
     assert np.linalg.norm(ignored.centre - centre) > 10 * np.linalg.norm(estimate.centre - centre)
+    if distortion[4:]:  # k3 counts too
+        without_k3 = solve_pose(pixels, np.ones(len(template)), template,
+                                Intrinsics(500.0, 500.0, 320.0, 240.0, 640, 480, distortion[:4]))
+        assert np.linalg.norm(without_k3.centre - centre) > \
+            10 * np.linalg.norm(estimate.centre - centre)
 
 
 def test_refinement_recovers_from_a_perturbed_start(template):

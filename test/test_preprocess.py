@@ -12,8 +12,9 @@ def dot_centres(image):
     return centres[1:]
 
 
-def test_undistort_straightens_a_distorted_line():
-    cam = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, (-0.3, 0.08, 0.0, 0.0))
+@pytest.mark.parametrize('distortion', [(-0.3, 0.08, 0.0, 0.0), (-0.3, 0.08, 0.0, 0.0, -0.4)])
+def test_undistort_straightens_a_distorted_line(distortion):
+    cam = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, distortion)
     # Dots on a straight line in space (y = 0.3 z), seen through the distorting lens.
     line = np.stack([np.linspace(-0.45, 0.45, 7), np.full(7, 0.3), np.ones(7)], 1)
     pixels, _ = cv2.projectPoints(line, np.zeros(3), np.zeros(3), cam.matrix,

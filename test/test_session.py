@@ -45,7 +45,20 @@ def test_nerfstudio_layout_on_disk(tmp_path, camera):
     # nerfstudio puts the top-left pixel centre at (0.5, 0.5); OpenCV at (0, 0).
     assert (data['cx'], data['cy'], data['w'], data['h']) == (64.0, 47.5, 128, 96)
     assert data['camera_model'] == 'OPENCV' and data['k1'] == 0.01
-    assert data['frames'] == [{'file_path': 'frames/000000.png'}]
+    assert 'k3' not in data  # written only for a lens that has it
+    # Without a pose a frame is not among "frames": nerfstudio needs a transform_matrix there.
+    assert data['frames'] == []
+    assert data['unregistered_frames'] == [{'file_path': 'frames/000000.png'}]
+
+
+def test_k3_is_written_and_read_back(tmp_path, camera):
+    from dataclasses import replace
+
+    lens = replace(camera, distortion=(*camera.distortion[:4], -0.004))
+    Session.create(tmp_path, lens)
+    data = json.loads((tmp_path / TRANSFORMS_FILE).read_text())
+    assert data['k3'] == -0.004  # nerfstudio's OPENCV camera reads it
+    assert read_transforms(tmp_path / TRANSFORMS_FILE).intrinsics == lens
 
 
 def test_reads_blender_style_files(tmp_path, rng):

@@ -83,9 +83,9 @@ def load_views(transforms_path, long_side=0):
         images.append(pixels[..., 2::-1])
         mask = pixels[..., 3] if pixels.shape[2] == 4 else None
         weight = None
-        if mask is None and frame.mask_path:
+        if mask is None and frame.training_mask:
             mask, weight = _sure_mask(_cut(_read(
-                resolve_inside(transforms_path.parent, frame.mask_path),
+                resolve_inside(transforms_path.parent, frame.training_mask),
                 cv2.IMREAD_GRAYSCALE, 'mask', lens), window), size)
         masks.append(np.ones(pixels.shape[:2], np.float32) if mask is None else mask)
         weights.append(weight)

@@ -38,8 +38,8 @@ from head_capture.avatar.scene import fit_scene, scene_bounds
 from head_capture.avatar.visual_hull import VisualHull
 from head_capture.config import build
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
-from head_capture.session import (FrameRecord, Transforms, write_bytes_atomic,
-                                  write_image_atomic, write_transforms)
+from head_capture.session import (Transforms, write_bytes_atomic, write_image_atomic,
+                                  write_transforms)
 import numpy as np
 import torch
 
@@ -58,6 +58,13 @@ def _device(name):
     if name == 'cuda' and not torch.cuda.is_available():
         raise TrainingError('device cuda was asked for, but torch sees no CUDA device')
     return torch.device(name)
+
+
+def device_name(device):
+    """Return how a torch device is named in events and /diagnostics: 'cpu', 'cuda (H100)'."""
+    if device.type != 'cuda':
+        return device.type
+    return f'cuda ({torch.cuda.get_device_name(device)})'
 
 
 def _read_checkpoint(path):
@@ -142,6 +149,7 @@ class AvatarTrainer:
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             self._save()
+        self._event('device', {'device': device_name(self.device)})
         if scene_note:
             self._event('scene_bounds', {'note': scene_note,
                                          'scene_radius': config.scene_radius})
@@ -461,9 +469,8 @@ class AvatarTrainer:
         rotations, translations = self.refined_poses()
         source = self.views.transforms
         held = set(self.held_ids.tolist())
-        frames = [FrameRecord(f.file_path, w2c_to_c2w_opengl(r.double().numpy(),
-                                                             t.double().numpy()),
-                              f.mask_path, {**f.meta, 'held_out': n in held})
+        frames = [replace(f, c2w=w2c_to_c2w_opengl(r.double().numpy(), t.double().numpy()),
+                          meta={**f.meta, 'held_out': n in held})
                   for n, (f, r, t) in enumerate(zip(source.frames, rotations, translations))]
         return Transforms(source.intrinsics, frames, source.meta)
 

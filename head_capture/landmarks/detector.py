@@ -240,6 +240,16 @@ class LandmarkDetector:
             raise ModelError(f'{model_path} does not fit the landmark runtime: '
                              + '; '.join(problems))
         self.providers = self.session.get_providers()
+        self._cuda_expected = 'CUDAExecutionProvider' in set(available) & set(wanted)
+
+    @property
+    def provider(self):
+        """Say which onnxruntime provider runs the model, and why not CUDA where it might."""
+        used = self.providers[0]
+        if used == 'CUDAExecutionProvider' or not self._cuda_expected:
+            return used
+        # onnxruntime-gpu without a usable CUDA/cuDNN: it falls back with a warning of its own.
+        return f'{used} (CUDAExecutionProvider did not load)'
 
     def run_crops(self, crops):
         """Run the network on uint8 RGB crops (B, S, S, 3); return its four outputs."""

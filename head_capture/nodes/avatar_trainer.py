@@ -3,10 +3,11 @@ avatar_trainer: the two-stage trainer behind a Trigger service, in a child proce
 
 ``/head_capture/train`` (called by a user or by coverage_guide's auto-trigger) freezes the
 session's registered keyframes and starts ``head-capture train`` as a child process, so the
-executor never blocks. Its event log becomes /diagnostics and log lines, its preview render
-``avatar_preview``; when it ends the avatar's files and metrics go out on ``avatar`` (transient
-local: rviz or a script started later still gets it) and the mesh as a marker. Stopping the
-node stops the child; the next request resumes from its checkpoint.
+executor never blocks. Its event log becomes /diagnostics and log lines (the device it trains
+on included), its preview render ``avatar_preview``; when it ends the avatar's files and metrics
+go out on ``avatar`` and the mesh as a marker on ``avatar_mesh``, both transient local: rviz or
+a script started later still gets them. Stopping the node stops the child; the next request
+resumes from its checkpoint.
 """
 
 import json
@@ -20,8 +21,8 @@ from head_capture.avatar.trainer import PREVIEW
 from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker
 from head_capture.nodes.ros_image import to_image
-from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, LATCHED_QOS,
-                                        run_node, session_root)
+from head_capture.nodes.support import (AVATAR_MESH_TOPIC, declare_config, HeadCaptureNode,
+                                        header, LATCHED_QOS, run_node, session_root)
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -47,9 +48,11 @@ class AvatarTrainerNode(HeadCaptureNode):
         self.root = session_root(cfg.session_dir)
         self.job = TrainingJob(self.root, cfg.config, cfg.overrides.split(), cfg.min_keyframes)
         self.state, self.message, self._preview_time = 'idle', 'waiting for a train request', 0
+        self.device = None  # what the child trains on, once it said
         self._avatar = self.create_publisher(String, '/head_capture/avatar', LATCHED_QOS)
         self._preview = self.create_publisher(Image, '/head_capture/avatar_preview', 2)
-        self._markers = self.create_publisher(MarkerArray, '/head_capture/markers', 10)
+        # Latched apart from the live markers (volatile): a late rviz gets the mesh.
+        self._mesh = self.create_publisher(MarkerArray, AVATAR_MESH_TOPIC, LATCHED_QOS)
         self.create_service(Trigger, '/head_capture/train', self.on_train)
         self.create_timer(cfg.poll_s, self.follow)
 
@@ -72,6 +75,9 @@ class AvatarTrainerNode(HeadCaptureNode):
             return
         for event in self.job.poll():
             self.health.ok()
+            if event['event'] == 'device':
+                self.device = event['device']
+                self.get_logger().info(f'avatar training on {self.device}')
             if event['event'] in ('stage_end', 'rollback', 'resumed'):
                 self.get_logger().info(f'avatar training: {json.dumps(event)}')
         self._publish_preview()
@@ -98,7 +104,7 @@ class AvatarTrainerNode(HeadCaptureNode):
         mesh = result['files'].get('avatar.ply')
         if mesh:
             try:
-                self._markers.publish(MarkerArray(markers=[mesh_marker(
+                self._mesh.publish(MarkerArray(markers=[mesh_marker(
                     mesh, self.config.frame_id, self.get_clock().now().to_msg())]))
             except (OSError, ValueError, RuntimeError) as exc:
                 self.drop('mesh not readable', exc)
@@ -118,6 +124,7 @@ class AvatarTrainerNode(HeadCaptureNode):
         """Training progress for /diagnostics."""
         event = self.job.last_event or {}
         return {'state': self.state, 'avatar_dir': str(self.job.out or ''),
+                'device': self.device or 'not training yet',
                 **{k: event[k] for k in ('stage', 'step', 'psnr', 'rotation_error_deg',
                                          'pose_update_deg') if k in event}}
 

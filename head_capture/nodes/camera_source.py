@@ -17,7 +17,7 @@ from head_capture.graph import not_subscribed
 from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_compressed, to_image
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header,
-                                        published_unless_shut_down, run_node, SENSOR_QOS,
+                                        published_unless_shut_down, run_node, SOURCE_QOS,
                                         StartupError)
 from head_capture.session import read_transforms, SessionError
 from rclpy.time import Time
@@ -25,12 +25,12 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 
 def camera_info(intrinsics, stamp, frame_id):
-    """Return the CameraInfo of pinhole intrinsics (plumb_bob distortion)."""
+    """Return the CameraInfo of pinhole intrinsics (plumb_bob: D is k1 k2 p1 p2 k3)."""
     k = intrinsics.matrix.reshape(-1).tolist()
     p = [k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
     return CameraInfo(header=header(stamp, frame_id), width=intrinsics.width,
                       height=intrinsics.height, distortion_model='plumb_bob',
-                      d=list(intrinsics.distortion) + [0.0], k=k,
+                      d=list(intrinsics.distortion), k=k,
                       r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], p=p)
 
 
@@ -49,10 +49,10 @@ class CameraSource(HeadCaptureNode):
         except (SourceError, SessionError, OSError) as exc:
             raise StartupError(str(exc)) from exc
         cfg = self.config
-        self._raw = self.create_publisher(Image, cfg.image_topic, SENSOR_QOS)
+        self._raw = self.create_publisher(Image, cfg.image_topic, SOURCE_QOS)
         self._compressed = self.create_publisher(CompressedImage, cfg.image_topic + '/compressed',
-                                                 SENSOR_QOS)
-        self._info = self.create_publisher(CameraInfo, cfg.camera_info_topic, SENSOR_QOS)
+                                                 SOURCE_QOS)
+        self._info = self.create_publisher(CameraInfo, cfg.camera_info_topic, SOURCE_QOS)
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._publish_all, daemon=True)

@@ -12,8 +12,8 @@ from geometry_msgs.msg import PoseArray, PoseStamped
 from head_capture.capture.image_encoding import encode_compressed, ImageDecodeError
 from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_rgb
-from head_capture.nodes.support import (declare_config, HeadCaptureNode, LATCHED_QOS, run_node,
-                                        StartupError)
+from head_capture.nodes.support import (AVATAR_MESH_TOPIC, declare_config, HeadCaptureNode,
+                                        LATCHED_QOS, run_node, StartupError)
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
@@ -101,6 +101,7 @@ class FoxgloveBridge(HeadCaptureNode):
         self.create_subscription(PoseArray, '/head_capture/keyframe_poses', self.on_poses,
                                  LATCHED_QOS)
         self.create_subscription(MarkerArray, '/head_capture/markers', self.on_markers, 10)
+        self.create_subscription(MarkerArray, AVATAR_MESH_TOPIC, self.on_markers, LATCHED_QOS)
         self.create_subscription(String, '/head_capture/guidance', self.on_text, 10)
         self.create_subscription(String, '/head_capture/avatar', self.on_text, LATCHED_QOS)
         self.get_logger().info(f'Foxglove: connect to ws://{cfg.host}:{self.server.port}')

@@ -9,9 +9,9 @@ a message for (sent before it had started, say: importing torch and loading the 
 seconds, while the camera streams from the first). Live frames (best effort) are processed at
 ``live_rate_hz`` on the newest frame only, so a slow machine lowers the rate instead of
 building a queue. Keyframes run on a thread of their own, so a live pose never waits for one.
-Published: the live pose, TF (when tf2 is installed), the keyframe poses, the
-path, frustum and landmark markers, a per-keyframe JSON report for the coverage guide, and the
-annotated guidance image.
+Published: the live pose, TF (when tf2 is installed: the image's camera frame -> ``head`` by
+default, see ``tf_frames``), the keyframe poses, the path, frustum and landmark markers, a
+per-keyframe JSON report for the coverage guide, and the annotated guidance image.
 """
 
 from collections import deque
@@ -42,6 +42,7 @@ from head_capture.pacing import Pacer
 from head_capture.resources import share_path
 from head_capture.session import keyframe_file, keyframe_stamp, keyframe_stamps, read_image, \
     Session, SessionError, TRANSFORMS_FILE
+from head_capture.tf_frames import camera_frame, head_link
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
@@ -121,6 +122,9 @@ class PoseEstimator(HeadCaptureNode):
         self.live_frames, self.live_posed = 0, 0
         self._tf = (TransformBroadcaster(self) if cfg.publish_tf and TransformBroadcaster
                     else None)
+        if cfg.publish_tf and self._tf is None:
+            self.get_logger().warning('no TF: tf2_ros is not installed (rclpy from pip has '
+                                      'none); the camera pose is on /head_capture/camera_pose')
         self._waiting = deque()  # keyframes received, not yet through the detector
         # Every keyframe stamp queued once, whether its message came or the session had it.
         self._queued = {keyframe_stamp(f.file_path) for f in
@@ -164,7 +168,8 @@ class PoseEstimator(HeadCaptureNode):
         self._keyframe_thread = threading.Thread(target=self._work_keyframes,
                                                  name='keyframes', daemon=True)
         self._keyframe_thread.start()
-        self.get_logger().info(f'landmarks + PnP on /head_capture/keyframes into {self.root}')
+        self.get_logger().info(f'landmarks + PnP on /head_capture/keyframes into {self.root} '
+                               f'(onnxruntime: {self.detector.provider})')
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -284,6 +289,7 @@ class PoseEstimator(HeadCaptureNode):
         detection, estimate, camera = self._estimate(image, self._box)
         self._box = detection.box if detection.usable else None
         stamp = message.header.stamp
+        frame = camera_frame(message.header.frame_id, self.config.camera_frame_id)
         view = None
         self.live_frames += 1
         if estimate.registered:
@@ -293,7 +299,7 @@ class PoseEstimator(HeadCaptureNode):
             self.path.append(PoseStamped(header=header(stamp, self.config.frame_id), pose=pose))
             self._path_pacer.run_if_due(lambda: self._path.publish(  # a long trail
                 PathMsg(header=header(stamp, self.config.frame_id), poses=list(self.path))))
-            self._broadcast(stamp, pose)
+            self._broadcast(stamp, frame, estimate)
             view = View.of_pose(estimate.rotation, estimate.translation)
             live = line_marker(frustum_segments(estimate.rotation, estimate.translation, camera,
                                                 0.08), 'live_camera', (1.0, 0.6, 0.0),
@@ -302,7 +308,7 @@ class PoseEstimator(HeadCaptureNode):
         if self._image.get_subscription_count():
             picture = guidance_image(image, self.guidance, detection, estimate, camera,
                                      self.coverage, view)
-            self._image.publish(to_image(picture, header(stamp, self.config.camera_frame_id)))
+            self._image.publish(to_image(picture, header(stamp, frame)))
 
     def process_keyframe(self, keyframe):
         """Pose of a keyframe (message or stamp): into the session when registered, reported."""
@@ -439,15 +445,17 @@ class PoseEstimator(HeadCaptureNode):
 
     # -- outputs -----------------------------------------------------------------------------
 
-    def _broadcast(self, stamp, pose):
+    def _broadcast(self, stamp, frame, estimate):
+        """Send the live pose on TF, between the image's camera frame and the head."""
         if self._tf is None:
             return
-        transform = TransformStamped(header=header(stamp, self.config.frame_id),
-                                     child_frame_id=self.config.camera_frame_id)
-        transform.transform.translation.x = pose.position.x
-        transform.transform.translation.y = pose.position.y
-        transform.transform.translation.z = pose.position.z
-        transform.transform.rotation = pose.orientation
+        parent, child, (x, y, z), (qx, qy, qz, qw) = head_link(
+            estimate.rotation, estimate.translation, self.config.frame_id, frame,
+            self.config.tf_child)
+        transform = TransformStamped(header=header(stamp, parent), child_frame_id=child)
+        transform.transform.translation.x, transform.transform.translation.y = x, y
+        transform.transform.translation.z = z
+        transform.transform.rotation = Quaternion(x=qx, y=qy, z=qz, w=qw)
         self._tf.sendTransform(transform)
 
     def _make_template_marker(self):
@@ -460,7 +468,12 @@ class PoseEstimator(HeadCaptureNode):
                 'waiting': len(self._waiting), 'read_from_session': self.read_from_session,
                 'live_frames': self.live_frames, 'live_posed': self.live_posed,
                 'camera': 'camera_info' if self.camera else f'assumed {self.config.fov_deg:g}°',
-                'tf': 'on' if self._tf else 'off (tf2_ros not installed)'}
+                'tf': self._tf_status(), 'onnxruntime': self.detector.provider}
+
+    def _tf_status(self):
+        if self._tf is not None:
+            return f'on ({self.config.tf_child} is the child)'
+        return 'off (tf2_ros not installed)' if self.config.publish_tf else 'off (publish_tf)'
 
     def status_message(self):
         """One-line summary."""

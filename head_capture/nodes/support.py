@@ -26,7 +26,13 @@ from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+# What our image and camera_info subscribers take: best effort, so they match any publisher.
 SENSOR_QOS = qos_profile_sensor_data
+# What a source publishes images and camera_info with (REP 2003: the system default, reliable):
+# a reliable subscriber (ros2 topic echo, image_view, most nodes) gets nothing from a
+# best-effort publisher, while a best-effort one (ours) takes a reliable publisher's frames.
+SOURCE_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
 # Best effort, and only the newest message waits: what a node that drops all but the newest
 # frame subscribes with. With the sensor profile's five, a frame taken after a callback that
 # ran long (a keyframe through the detector) was the oldest of five, up to 170 ms stale at
@@ -37,6 +43,8 @@ NEWEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                          reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# The avatar's mesh marker, latched (LATCHED_QOS) apart from the live markers.
+AVATAR_MESH_TOPIC = '/head_capture/avatar_mesh'
 
 
 class StartupError(RuntimeError):
