@@ -5,7 +5,8 @@ A phone video walking three orbits round a seated synthetic head is rendered onc
 streamed in real time through the ROS 2 graph, one process per node as ``head-capture up``
 runs it, with the CPU preview avatar config; the graph stops when the avatar is published.
 The capture's ground truth is matched to the keyframes by their stamps, so the report and the
-summary say how right the poses were, live and after refinement.
+summary say how right the poses were, live and after refinement, and how much memory the demo
+and every process it started held at most (sampled once a second).
 
 The output folder is the demo's: it writes a record there (``demo.json``) on its first run, and
 a rerun replaces only the session it streamed before. A folder that holds other files and no
@@ -18,6 +19,7 @@ import shutil
 import time
 
 from head_capture.avatar import TrainingError
+from head_capture.memory import PeakMemory
 from head_capture.pose_evaluation import evaluate
 from head_capture.session import (FrameRecord, output_folder, read_transforms, SessionError,
                                   Transforms, TRANSFORMS_FILE, write_bytes_atomic,
@@ -103,6 +105,16 @@ def run_demo(out_dir, progress, log=print, capture_seconds=40.0, graph_overrides
     ``graph_overrides`` ({node: {key: value}}) change node parameters (tests shrink the run);
     ``overwrite``: use an ``out_dir`` that is not an earlier demo's (see ``claim_output``).
     """
+    with PeakMemory() as memory:
+        out, summary = _run_demo(out_dir, progress, log, capture_seconds, graph_overrides,
+                                 overwrite)
+    summary['peak_memory_mib'] = memory.peaks()
+    write_bytes_atomic(out / 'summary.json', (json.dumps(summary, indent=2) + '\n').encode())
+    return summary
+
+
+def _run_demo(out_dir, progress, log, capture_seconds, graph_overrides, overwrite):
+    """Do the demo's work (see ``run_demo``); return its folder and summary."""
     from head_capture.graph import graph
     from head_capture.nodes.up import run_processes
     from head_capture.report import write_report
@@ -149,8 +161,7 @@ def run_demo(out_dir, progress, log=print, capture_seconds=40.0, graph_overrides
                'report': str(out / 'report.html'), 'session': str(session)}
     write_report(session, avatar, out / 'report.html', truth=out / KEYFRAME_TRUTH,
                  title='head_capture demo: the built-in synthetic capture')
-    write_bytes_atomic(out / 'summary.json', (json.dumps(summary, indent=2) + '\n').encode())
-    return summary
+    return out, summary
 
 
 def summary_line(summary):
@@ -159,9 +170,13 @@ def summary_line(summary):
         return ('n/a' if errors is None else
                 f'{errors["rotation_deg"]:.2f}° / {errors["translation_cm"]:.2f} cm')
 
+    memory = summary.get('peak_memory_mib') or {}
+    peak = ('' if memory.get('tree_pss_mib') is None else
+            f'; peak memory {memory["tree_pss_mib"] / 1024:.1f} GiB in all (PSS; this process '
+            f'{memory["process_rss_mib"] / 1024:.1f} GiB)')
     return (f'demo done in {summary["seconds"] / 60:.1f} min: {summary["keyframes"]} keyframes, '
             f'{summary["registered"]} registered live (pose error vs truth '
             f'{accuracy(summary["live_poses_vs_truth"])}; after BARF '
             f'{accuracy(summary["refined_poses_vs_truth"])}), avatar held-out PSNR '
-            f'{summary["held_out_psnr"]:.2f} dB / SSIM {summary["held_out_ssim"]:.3f}; '
+            f'{summary["held_out_psnr"]:.2f} dB / SSIM {summary["held_out_ssim"]:.3f}{peak}; '
             f'report {summary["report"]}; avatar {summary["avatar"]}')

@@ -769,6 +769,10 @@ def test_demo_streams_a_capture_through_the_graph_to_an_avatar_and_report(captur
     assert (tmp_path / 'report.html').stat().st_size > 10_000
     assert json.loads((tmp_path / 'summary.json').read_text()) == summary
     assert 'report' in summary_line(summary) and str(tmp_path) in summary_line(summary)
+    # The nodes and the trainer ran as processes below this one: the peak counts them.
+    memory = summary['peak_memory_mib']
+    assert memory['tree_rss_mib'] > memory['process_rss_mib'] + 200 and memory['samples'] > 5
+    assert 'peak memory' in summary_line(summary)
 
 
 def test_publishing_while_ros_shuts_down_ends_quietly():

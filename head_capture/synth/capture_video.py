@@ -6,6 +6,10 @@ paper's captures do), at arm's length, with hand shake, stretches of motion blur
 exposure drift, and a room around the subject (a panorama, so it turns with the camera).
 Writes ``capture.mp4`` and ``ground_truth.json``: the intrinsics and every frame's true pose
 in the nerfstudio layout (file_path ``capture.mp4#<frame>``, plus time and a blur flag).
+
+Everything random is drawn first, from the seed, into a ``CapturePlan``; worker processes
+render the frames from it (``synth/workers.py``: OSMesa keeps part of every render) and this
+process only encodes them, so nothing holds the thousand renders of a capture.
 """
 
 from dataclasses import dataclass
@@ -16,12 +20,15 @@ from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
 from head_capture.geometry import look_at_w2c, so3_exp, w2c_to_c2w_opengl
 from head_capture.session import FrameRecord, Transforms, write_transforms
 from head_capture.synth.degrade import blur_runs, motion_blur
-from head_capture.synth.landmark_set import sample_lighting
 from head_capture.synth.recordings import write_video
-from head_capture.synth.studio import HeadStudio
+from head_capture.synth.workers import run_tasks
 import numpy as np
 
 GROUND_TRUTH = 'ground_truth.json'
+# Frames a render worker makes before it is replaced, and in one hand-back. OSMesa keeps
+# 7-8 MB of every frame, so a worker (about 450 MB when it starts) stays near 1.2 GB.
+FRAMES_PER_WORKER = 100
+FRAMES_PER_TASK = 10
 
 
 @dataclass(frozen=True)
@@ -129,37 +136,126 @@ def sample_panorama(panorama, camera, rotation):
     return cv2.resize(seen, (camera.width, camera.height), interpolation=cv2.INTER_LINEAR)
 
 
-def write_capture(out_dir, cfg, progress=None):
-    """Render the clip to ``out_dir``/capture.mp4 with its ground truth; return the count."""
-    out_dir = Path(out_dir)
+@dataclass(frozen=True)
+class CapturePlan:
+    """Everything a capture draws from its seed: any process renders any frame from it."""
+
+    # Plain arrays, not a Subject or a Lighting: unpickled in the encoding process, it imports
+    # neither the head model nor pyrender there.
+    camera: Intrinsics
+    vertices: np.ndarray  # the subject's render mesh, its texture and the meshes round it
+    faces: np.ndarray
+    uv: np.ndarray
+    texture: np.ndarray
+    extras: tuple
+    hair_style: str
+    phenotypes: np.ndarray
+    ambient: np.ndarray  # the lighting, as ``Lighting``'s fields
+    lights: tuple
+    panorama: np.ndarray
+    poses: list  # world-to-camera (rotation, translation) of every frame
+    blurred: np.ndarray
+    gain: np.ndarray
+    streaks: tuple  # every frame's motion blur (length px, angle rad), or None
+
+
+def plan_capture(cfg):
+    """
+    Draw the whole capture from ``cfg.seed``, in the order it always was drawn.
+
+    The subject, light, room, phone path, blur runs and gain come from one generator, then
+    each blurred frame's streak in frame order, as the frames once drew them while rendering.
+    """
+    from head_capture.synth.landmark_set import sample_lighting
+    from head_capture.synth.studio import HeadStudio
+
     rng = np.random.default_rng(cfg.seed)
-    camera = Intrinsics.from_fov(cfg.width, cfg.height, DEFAULT_FOV_DEG)
     studio = HeadStudio(cfg.width, cfg.height)
+    studio.renderer.close()  # the subject is rendered elsewhere
     subject = studio.subjects(rng, 1)[0]
     lighting = sample_lighting(rng, varied=False)
     panorama = room_panorama(rng)
     poses = phone_path(cfg, rng)
     blurred = blur_runs(len(poses), cfg.blur_share, 15, rng)
     gain = 1.0 + 0.12 * _smooth_noise(rng, len(poses), 1, cfg.fps * 3)[:, 0]
+    streaks = tuple((rng.uniform(8.0, 25.0), rng.uniform(-0.3, 0.3)) if blur else None
+                    for blur in blurred)
+    return CapturePlan(Intrinsics.from_fov(cfg.width, cfg.height, DEFAULT_FOV_DEG),
+                       subject.vertices, studio.atlas.render_faces, studio.atlas.render_uv,
+                       subject.texture, subject.extras, subject.appearance.hair_style,
+                       subject.phenotypes, lighting.ambient, lighting.lights, panorama, poses,
+                       blurred, gain, streaks)
+
+
+def render_frame(plan, renderer, index):
+    """Render frame ``index`` of a planned capture with a ``HeadRenderer`` of its size."""
+    from head_capture.synth.render import Lighting
+
+    rotation, translation = plan.poses[index]
+    view = renderer.render(plan.vertices, plan.faces, plan.camera, rotation, translation,
+                           texture=plan.texture, uv=plan.uv,
+                           lighting=Lighting(plan.ambient, plan.lights), extras=plan.extras)
+    background = sample_panorama(plan.panorama, plan.camera, rotation)
+    image = np.where(view.alpha[..., None] > 0, view.rgb, background)
+    image = cv2.convertScaleAbs(image, alpha=float(plan.gain[index]))
+    if plan.streaks[index] is not None:
+        image = motion_blur(image, *plan.streaks[index])
+    return image
+
+
+_RENDERING = None  # this process's (plan, renderer), set by ``_start_rendering``
+
+
+def _start_rendering(plan):
+    """Hold a plan and a renderer for the frames this process will be asked for."""
+    global _RENDERING
+    from head_capture.synth.render import HeadRenderer
+
+    _RENDERING = (plan, HeadRenderer(plan.camera.width, plan.camera.height))
+
+
+def _render_frames(span):
+    """Render frames [start, stop) of the plan this process holds."""
+    plan, renderer = _RENDERING
+    return [render_frame(plan, renderer, index) for index in range(*span)]
+
+
+def write_capture(out_dir, cfg, progress=None, workers=1):
+    """
+    Render the clip to ``out_dir``/capture.mp4 with its ground truth; return the count.
+
+    With ``workers`` > 0 the capture is planned in a process of its own and rendered by that
+    many processes, each replaced after ``FRAMES_PER_WORKER`` frames, while this one encodes
+    them in order; ``workers`` 0 does it all here (and keeps what OSMesa keeps).
+    """
+    global _RENDERING
+    out_dir = Path(out_dir)
+    [plan] = run_tasks(plan_capture, [cfg], min(workers, 1))
+    count = len(plan.poses)
+    spans = [(start, min(start + FRAMES_PER_TASK, count))
+             for start in range(0, count, FRAMES_PER_TASK)]
 
     def frames():
-        for index, (rotation, translation) in enumerate(poses):
-            view = studio.view(subject, camera, rotation, translation, lighting)
-            background = sample_panorama(panorama, camera, rotation)
-            image = np.where(view.alpha[..., None] > 0, view.rgb, background)
-            image = cv2.convertScaleAbs(image, alpha=float(gain[index]))
-            if blurred[index]:
-                image = motion_blur(image, rng.uniform(8.0, 25.0), rng.uniform(-0.3, 0.3))
-            if progress is not None:
-                progress(1)
-            yield image
+        for images in run_tasks(_render_frames, spans, workers,
+                                max(FRAMES_PER_WORKER // FRAMES_PER_TASK, 1),
+                                setup=_start_rendering, setup_args=(plan,)):
+            for image in images:
+                if progress is not None:
+                    progress(1)
+                yield image
 
-    count = write_video(out_dir / 'capture.mp4', frames(), cfg.fps)
+    try:
+        count = write_video(out_dir / 'capture.mp4', frames(), cfg.fps)
+    finally:
+        if workers == 0 and _RENDERING is not None:
+            _RENDERING[1].close()
+            _RENDERING = None
     records = [FrameRecord(f'capture.mp4#{n}', w2c_to_c2w_opengl(rotation, translation),
-                           meta={'time_s': round(n / cfg.fps, 6), 'blurred': bool(blurred[n])})
-               for n, (rotation, translation) in enumerate(poses)]
+                           meta={'time_s': round(n / cfg.fps, 6),
+                                 'blurred': bool(plan.blurred[n])})
+               for n, (rotation, translation) in enumerate(plan.poses)]
     meta = {'head_capture': {'synthetic_capture': True, 'seed': cfg.seed,
-                             'hair_style': subject.appearance.hair_style,
-                             'phenotypes': [round(float(p), 4) for p in subject.phenotypes]}}
-    write_transforms(out_dir / GROUND_TRUTH, Transforms(camera, records, meta))
+                             'hair_style': plan.hair_style,
+                             'phenotypes': [round(float(p), 4) for p in plan.phenotypes]}}
+    write_transforms(out_dir / GROUND_TRUTH, Transforms(plan.camera, records, meta))
     return count

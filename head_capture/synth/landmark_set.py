@@ -12,7 +12,6 @@ on disk and gives the same files as an uninterrupted one.
 
 from dataclasses import asdict, dataclass
 import json
-import multiprocessing
 from pathlib import Path
 
 from head_capture.camera import Intrinsics
@@ -22,6 +21,7 @@ from head_capture.session import write_bytes_atomic, write_npz_atomic
 from head_capture.synth.backdrops import sample_backdrop
 from head_capture.synth.render import Lighting
 from head_capture.synth.studio import HeadStudio
+from head_capture.synth.workers import run_tasks
 import numpy as np
 
 HEAD_SIZE_M = 0.25
@@ -160,9 +160,8 @@ def write_landmark_set(out_dir, count, cfg, progress=None, workers=0):
     Write ``count`` samples as shards in ``out_dir``; existing shards are kept (resume).
 
     With ``workers`` > 0, shards are rendered by that many worker processes, each replaced
-    after ``SHARDS_PER_WORKER`` shards: OSMesa keeps about 3 MB per render that it never gives
-    back (seen with pyrender 0.1.45 and Debian 12's Mesa), so a long-lived renderer would
-    exhaust memory after some 6,000 images. ``progress(n)`` is told of every finished shard.
+    after ``SHARDS_PER_WORKER`` shards (``synth/workers.py``: OSMesa never gives back what a
+    render took). ``progress(n)`` is told of every finished shard.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,15 +181,7 @@ def write_landmark_set(out_dir, count, cfg, progress=None, workers=0):
             if not (out_dir / name).exists()]
     if progress is not None:
         progress((len(names) - len(todo)) * cfg.shard_size)
-    if workers == 0:
-        for task in todo:
-            _render_shard(task)
-            if progress is not None:
-                progress(cfg.shard_size)
-        return manifest
-    context = multiprocessing.get_context('spawn')  # a fresh GL context in every worker
-    with context.Pool(workers, maxtasksperchild=SHARDS_PER_WORKER) as pool:
-        for _ in pool.imap_unordered(_render_shard, todo):
-            if progress is not None:
-                progress(cfg.shard_size)
+    for _ in run_tasks(_render_shard, todo, workers, SHARDS_PER_WORKER, ordered=False):
+        if progress is not None:
+            progress(cfg.shard_size)
     return manifest
