@@ -6,9 +6,7 @@ Issue 39's matrix: every case makes its input in a folder of its own beside a us
 the exit code, the last line on stderr, and every file that was there before and is now gone
 or changed (hashed before and after; only what a case hands over with ``--overwrite`` may
 change). A case is ``ok`` when the exit code is the one wanted, the message says what it
-should, no traceback was printed and no file was lost. Cases of an issue item that is fixed on
-a branch not merged yet (``PENDING``) show as "not available" until they pass; empty
-``PENDING`` once those branches are in.
+should, no traceback was printed and no file was lost.
 
     python bench/bad_inputs.py --out bench/results/bad_inputs.json [--only TEXT] [--no-graph]
 
@@ -37,9 +35,6 @@ import cv2  # noqa: E402
 from head_capture.memory import descendants  # noqa: E402
 import numpy as np  # noqa: E402
 
-# Issue items fixed on a branch not merged yet: their failing cases are "not available".
-PENDING = {'6': 'model checks, resumes on other data, videos for transforms (fix39c)',
-           '9': 'scene bounds from the cameras (fix39c)'}
 # Avatar settings that train in seconds (a smoke run, not an avatar).
 QUICK_TRAINING = ['--set=stage1_steps=2', '--set=stage2_steps=0', '--set=test_pose_steps=0',
                   '--set=turntable_frames=0', '--set=mesh_views=0', '--set=image_size=0']
@@ -525,8 +520,6 @@ def run_case(case, root):
         if problem:
             problems.append(problem)
     verdict = 'ok' if not problems else 'FAIL'
-    if problems and case.item in PENDING:
-        verdict = f'not available: item {case.item} pending ({PENDING[case.item]})'
     files = 'none' if not (lost or changed) else '; '.join(
         part for part in (f'lost {", ".join(lost)}' if lost else '',
                           f'changed {", ".join(changed)}' if changed else '') if part)
@@ -574,7 +567,7 @@ def main():
             print(f'{rows[-1]["verdict"][:40]:40s} {case.name}', flush=True)
     print_table(rows)
     failed = [row['case'] for row in rows if row['verdict'] == 'FAIL']
-    save(args.out, {'cases': rows, 'failed': failed, 'pending_items': PENDING})
+    save(args.out, {'cases': rows, 'failed': failed})
     return 1 if failed else 0
 
 

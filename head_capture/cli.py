@@ -488,8 +488,10 @@ def _refuse_other_files(path, takes, video):
 
 def _run_evaluate_poses(args):
     from head_capture.pose_evaluation import evaluate_files
-    from head_capture.session import write_bytes_atomic
+    from head_capture.session import output_file, write_bytes_atomic
 
+    if args.out is not None:  # a report: replaced when it exists, but never a folder
+        output_file(args.out, overwrite=True)
     report = evaluate_files(args.predicted, args.truth)
     summary = {k: v for k, v in report.items() if k not in ('per_frame', 'by_azimuth')}
     print(json.dumps(summary, indent=2))

@@ -46,6 +46,8 @@ def evaluate(predicted, truth):
     """
     estimate = _poses(predicted)
     keys = [frame_key(frame.file_path) for frame in truth.frames]
+    if not keys:
+        raise ValueError('the true transforms list no frames')
     if len(set(keys)) != len(keys):
         raise ValueError('the true transforms name some frame twice')
     true_poses = _poses(truth)

@@ -160,8 +160,10 @@ class VideoSource(FrameSource):
             container = av.open(str(self.path))
         except av.FFmpegError as exc:
             # An MP4/MOV cut off while recording has no index and lands here too.
+            # FFmpeg's own words without its errno ("[Errno 1094995529] ...").
+            reason = getattr(exc, 'strerror', None) or exc
             raise SourceOpenError(f'{self.path} is not a readable video (not a video, or '
-                                  f'damaged): {exc}') from exc
+                                  f'damaged): {reason}') from exc
         if not container.streams.video:
             container.close()
             raise SourceOpenError(f'{self.path} holds no video stream')
