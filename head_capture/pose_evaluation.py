@@ -98,5 +98,9 @@ def evaluate(predicted, truth):
 
 
 def evaluate_files(predicted_path, truth_path):
-    """``evaluate`` on two transforms.json files."""
-    return evaluate(read_transforms(predicted_path), read_transforms(truth_path))
+    """``evaluate`` on two transforms.json files; a problem with the truth names its file."""
+    predicted, truth = read_transforms(predicted_path), read_transforms(truth_path)
+    try:
+        return evaluate(predicted, truth)
+    except ValueError as exc:
+        raise ValueError(f'{truth_path}: {exc}') from exc
