@@ -68,7 +68,7 @@ class GraphWatch(Node):
         super().__init__('head_capture_up', context=context)
         self._values, self._messages, self._lock = {}, {}, threading.Lock()
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        self._train = self.create_client(Trigger, '/head_capture/train')
+        self._train = self.create_client(Trigger, 'head_capture/train')
         self.settle_s = SETTLE_S if settle_s is None else settle_s
         self.stall_s = STALL_S if stall_s is None else stall_s
         self._source_ended, self._request = None, None
