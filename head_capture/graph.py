@@ -7,12 +7,11 @@ so the two ways of running cannot drift apart. Parameters come from the ROS para
 (session directory, image topic, source, avatar config), then from explicit overrides.
 """
 
+import dataclasses
 from dataclasses import dataclass
 import importlib
 import os
 from pathlib import Path
-
-import dataclasses
 
 from head_capture.config import ConfigError, DEFAULT_PARAMS_FILE, load_yaml
 from head_capture.node_settings import check_parameters, NODE_SETTINGS

@@ -104,7 +104,7 @@ class CameraSourceConfig:
     camera_info_topic: str = setting('camera/camera_info', 'the CameraInfo of the images')
     speed: float = setting(1.0, "playback speed: 1 is the source's own frame rate, 0 as fast "
                            'as frames decode', 0.0, INF)
-    loop: bool = setting(False, "start again at the end (replayable sources only)")
+    loop: bool = setting(False, 'start again at the end (replayable sources only)')
     frame_id: str = setting('camera_optical', 'header.frame_id of the images')
     intrinsics_file: str = setting('', 'a transforms.json whose intrinsics describe the '
                                    'source; empty: fov_deg')
@@ -193,7 +193,7 @@ class TrainerNodeConfig:
     session_dir: str = setting('', 'the directory this capture is kept in')
     config: str = setting('cpu_preview', 'avatar config: paper, fast, cpu_preview or a YAML '
                           'path')
-    overrides: str = setting('', "KEY=VALUE overrides of the avatar config, space-separated: "
+    overrides: str = setting('', 'KEY=VALUE overrides of the avatar config, space-separated: '
                              "'stage1_steps=500 rays=256'")
     min_keyframes: int = setting(8, 'refuse to train on fewer registered keyframes', 2, 100000)
     poll_s: float = setting(1.0, 'how often the training child is checked (s)', 1e-3, 3600.0)

@@ -1296,8 +1296,6 @@ def _set_parameters(client_node, node_name, **values):
 
 
 def test_parameter_changes_are_refused_with_why_or_take_effect(ros_context):
-    from head_capture.nodes.pose_estimator import ros_pose
-    from head_capture.nodes.support import header, stamp_msg
     from head_capture.geometry import look_at_w2c
 
     guide, = build_nodes([(node_spec('coverage_guide'), {

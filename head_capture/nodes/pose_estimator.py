@@ -169,8 +169,8 @@ class PoseEstimator(HeadCaptureNode):
         self._keyframe_thread = threading.Thread(target=self._work_keyframes,
                                                  name='keyframes', daemon=True)
         self._keyframe_thread.start()
-        self.get_logger().info(f'landmarks + PnP on {self.resolve_topic_name("head_capture/keyframes")} into '
-                               f'{self.root} '
+        keyframes = self.resolve_topic_name('head_capture/keyframes')
+        self.get_logger().info(f'landmarks + PnP on {keyframes} into {self.root} '
                                f'(onnxruntime: {self.detector.provider})')
 
     # -- inputs ------------------------------------------------------------------------------
