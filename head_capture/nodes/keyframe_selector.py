@@ -36,8 +36,8 @@ class KeyframeSelector(HeadCaptureNode):
         self._publisher = self.create_publisher(Image, 'head_capture/keyframes', RELIABLE_QOS)
         self._status = self.create_publisher(String, 'head_capture/frame_status', 10)
         kind, topic = image_input(self.config.image_topic, self.config.compressed)
-        self.create_subscription(kind, topic, self.on_image, SENSOR_QOS)
-        self.get_logger().info(f'keyframes from {topic} into {self.root}')
+        images = self.create_subscription(kind, topic, self.on_image, SENSOR_QOS)
+        self.get_logger().info(f'keyframes from {images.topic_name} into {self.root}')
 
     def reconfigure(self, settings):
         """Take new thresholds from the next frame on."""

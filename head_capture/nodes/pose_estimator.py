@@ -405,8 +405,9 @@ class PoseEstimator(HeadCaptureNode):
         if camera is None:
             if not self._fov_warned:
                 self._fov_warned = True
-                self.get_logger().warning(f'no camera_info on {self.config.camera_info_topic}: '
-                                          f'assuming a {self.config.fov_deg:g}° field of view')
+                info = self.resolve_topic_name(self.config.camera_info_topic)
+                self.get_logger().warning(f'no camera_info on {info}: assuming'
+                                          f' a {self.config.fov_deg:g}° field of view')
             return Intrinsics.from_fov(width, height, self.config.fov_deg)
         if (camera.width, camera.height) != (width, height):
             return camera.resized(width, height)
