@@ -224,7 +224,11 @@ def _parser():
         'up', help='run the live capture graph from pip (one process per node)')
     up.add_argument('--source', help='stream this in: video, image folder, MCAP bag or URL '
                     '(default: images arrive on a ROS topic)')
-    up.add_argument('--image-topic', help='raw image topic (default /camera/image_raw)')
+    up.add_argument('--image-topic', help='raw image topic (default camera/image_raw, under '
+                    'the namespace)')
+    up.add_argument('--namespace', default='',
+                    help='run the nodes under this ROS namespace: topics, services and '
+                    'parameter sections become /NS/... (default: the root)')
     up.add_argument('--compressed', action='store_true', default=None,
                     help='subscribe to IMAGE_TOPIC/compressed (JPEG) instead of raw images')
     up.add_argument('--session', type=Path,
@@ -575,9 +579,10 @@ def _run_reconstruct(args):
 
 
 def _run_up(args):
-    from head_capture.graph import graph, node_overrides
+    from head_capture.graph import check_namespace, graph, node_overrides
     from head_capture.nodes.up import run_graph, run_processes
 
+    namespace = check_namespace(args.namespace)
     overrides = node_overrides(args.overrides)
     if args.source is not None and not is_url(args.source):
         # A missing or unreadable file is refused here, before five processes start for it.
@@ -586,18 +591,20 @@ def _run_up(args):
     settings = {'source': args.source, 'image_topic': args.image_topic,
                 'compressed': args.compressed, 'session_dir': str(session),
                 'config': args.avatar_config}
-    nodes = graph(args.params, settings, overrides, foxglove=args.foxglove)
+    nodes = graph(args.params, settings, overrides, foxglove=args.foxglove,
+                  namespace=namespace)
     layout = 'one process' if args.one_process else 'one process per node'
-    console.print(f'head_capture up ({layout}): {", ".join(spec.name for spec, _ in nodes)}; '
+    console.print(f'head_capture up ({layout}{", namespace " + namespace if namespace else ""}'
+                  f'): {", ".join(spec.name for spec, _ in nodes)}; '
                   f'session {session}')
 
     if args.one_process:
         code = run_graph(nodes, timeout_s=args.timeout, report=console.print,
-                         until_avatar=args.until == 'avatar')
+                         until_avatar=args.until == 'avatar', namespace=namespace)
     else:
         # The parameters each node ran with stay with the session.
         code = run_processes(nodes, session / 'graph_parameters.yaml', args.until == 'avatar',
-                             args.timeout, console.print)
+                             args.timeout, console.print, namespace)
     if code == 0:  # else the reason stays the last line
         console.print(f'session kept in {session}')
     return code

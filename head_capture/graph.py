@@ -7,13 +7,14 @@ so the two ways of running cannot drift apart. Parameters come from the ROS para
 (session directory, image topic, source, avatar config), then from explicit overrides.
 """
 
+import dataclasses
 from dataclasses import dataclass
 import importlib
 import os
 from pathlib import Path
 
-from head_capture.config import DEFAULT_PARAMS_FILE, node_section
-from head_capture.node_settings import check_parameters
+from head_capture.config import ConfigError, DEFAULT_PARAMS_FILE, load_yaml
+from head_capture.node_settings import check_parameters, NODE_SETTINGS
 from head_capture.resources import share_path
 import yaml
 
@@ -67,6 +68,58 @@ def node_spec(name):
     raise ValueError(f'no node {name!r}; nodes: {[s.name for s in NODES]}')
 
 
+def full_name(name, namespace=''):
+    """Return a node's fully qualified name under ``namespace`` ('' or '/': the root)."""
+    namespace = namespace.strip('/')
+    return f'/{namespace}/{name}' if namespace else f'/{name}'
+
+
+def check_namespace(namespace):
+    """Return ``namespace`` as ROS wants it ('' for the root, else '/a/b'); refuse a bad one."""
+    namespace = (namespace or '').strip('/')
+    if namespace and not all(part and (part[0].isalpha() or part[0] == '_')
+                             and all(c.isalnum() or c == '_' for c in part)
+                             for part in namespace.split('/')):
+        raise ValueError(f'namespace {namespace!r}: ROS names are letters, digits and _ '
+                         'separated by /, not starting with a digit')
+    return f'/{namespace}' if namespace else ''
+
+
+def _section(data, key, path):
+    section = data.get(key, {})
+    if isinstance(section, dict) and 'ros__parameters' in section:
+        section = section['ros__parameters']
+    if not isinstance(section, dict):
+        raise ConfigError(f'{path}: section {key!r} must be a mapping')
+    return section
+
+
+def file_parameters(path, names, namespace=''):
+    """
+    Return {node: parameters} of ``names`` from a ROS 2 parameters file, as rcl applies it.
+
+    A node takes the ``/**`` section (the keys it declares), then its own section under its
+    fully qualified name (``/ns/node``, ``ns/node``; ``node`` at the root), which wins. A
+    ``/**`` key no node of the package declares is refused, not ignored: it is a typo.
+    """
+    data = load_yaml(path)
+    normal = {}
+    for key in data:
+        normal.setdefault('/' + str(key).lstrip('/'), key)
+    everyone = dict(_section(data, normal['/**'], path)) if '/**' in normal else {}
+    known = {name: {f.name for cls in NODE_SETTINGS[name] for f in dataclasses.fields(cls)}
+             for name in NODE_SETTINGS}
+    unknown = sorted(set(everyone).difference(*known.values()))
+    if unknown:
+        raise ConfigError(f'{path}: /** sets {unknown}, which no head_capture node declares')
+    result = {}
+    for name in names:
+        fqn = full_name(name, namespace)
+        own = _section(data, normal[fqn], path) if fqn in normal else {}
+        result[name] = {**{k: v for k, v in everyone.items() if k in known[name]}, **own}
+    return result
+
+
 def node_overrides(items):
     """Return ``NODE.KEY=VALUE`` strings (YAML values) as {node: {key: value}}."""
     from head_capture.avatar.config import parse_overrides
@@ -80,7 +133,8 @@ def node_overrides(items):
     return overrides
 
 
-def graph(params_file=None, settings=None, overrides=None, with_source=None, foxglove=False):
+def graph(params_file=None, settings=None, overrides=None, with_source=None, foxglove=False,
+          namespace=''):
     """
     Return [(NodeSpec, parameters)] of the capture graph.
 
@@ -90,6 +144,7 @@ def graph(params_file=None, settings=None, overrides=None, with_source=None, fox
     ``foxglove`` adds the Foxglove bridge. camera_source waits for the nodes that read the
     camera to subscribe before it plays a file. Every node's parameters are validated here,
     before anything starts: a misspelt or invalid one raises ConfigError naming node and key.
+    ``namespace`` picks the file's sections for nodes started under it (``file_parameters``).
     """
     params_file = params_file or share_path('config', DEFAULT_PARAMS_FILE)
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
@@ -104,9 +159,11 @@ def graph(params_file=None, settings=None, overrides=None, with_source=None, fox
         with_source = 'source' in settings
     specs = [spec for spec in NODES + ((FOXGLOVE,) if foxglove else ())
              if with_source or spec.name != 'camera_source']
+    from_file = file_parameters(params_file, [spec.name for spec in specs],
+                                check_namespace(namespace))
     nodes = []
     for spec in specs:
-        parameters = dict(node_section(params_file, spec.name))
+        parameters = dict(from_file[spec.name])
         if spec.name == 'camera_source' and not parameters.get('wait_for_subscribers'):
             # Empty (the shipped file's value) or unset: this graph's readers.
             parameters['wait_for_subscribers'] = ' '.join(camera_readers(specs))
@@ -167,10 +224,12 @@ def ros_parameters(parameters):
     return {name: convert(value) for name, value in parameters.items()}
 
 
-def write_parameters_file(nodes, path):
+def write_parameters_file(nodes, path, namespace=''):
     """Write a graph's parameters as a ROS 2 parameters file (``--params-file``); return it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({spec.name: {'ros__parameters': ros_parameters(parameters)}
-                                    for spec, parameters in nodes}, sort_keys=False))
+    path.write_text(yaml.safe_dump(
+        {full_name(spec.name, namespace).lstrip('/'):
+         {'ros__parameters': ros_parameters(parameters)} for spec, parameters in nodes},
+        sort_keys=False))
     return path

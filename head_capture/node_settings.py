@@ -2,7 +2,10 @@
 The settings of each node beyond its ROS-free module's own config: topics, files, rates.
 
 Kept apart from the rclpy nodes so the offline CLI can read the same parameters file without
-ROS: ``config.load_node_config`` knows these keys belong to the node, not to the module.
+ROS: ``config.load_node_config`` knows these keys belong to the node, not to the module. Each
+field says in its metadata what it means, its range and whether a running node takes a change
+(``setting``): the nodes declare their ROS parameters from it and the dataclasses validate
+against it, so a range is written once.
 """
 
 import dataclasses
@@ -17,49 +20,113 @@ from head_capture.config import build, ConfigError
 
 # pose_estimator's tf_child: the frame its transform makes the child (see tf_frames).
 TF_CHILDREN = ('head', 'camera')
+INF = float('inf')
+# The fields of the ROS-free modules' configs a running node takes a change of (the node
+# swaps the module's config): the thresholds and the coverage target. Everything else of
+# theirs shapes state built at start (bins, model, image size) and is read-only.
+MODULE_RUNTIME = {KeyframeConfig: ('min_interval_s', 'min_motion', 'sharpness_ratio',
+                                   'max_keyframes'),
+                  CoverageConfig: ('min_quality', 'target_share'),
+                  PoseConfig: ()}
+MODULE_SECTIONS = {KeyframeConfig: 'keyframes', CoverageConfig: 'coverage', PoseConfig: 'pose'}
+
+
+def setting(default, description, low=None, high=None, runtime=False):
+    """Return a dataclass field with its description, inclusive range and run-time flag."""
+    return dataclasses.field(default=default, metadata={
+        'description': description, 'range': (low, high), 'runtime': runtime})
+
+
+def check_ranges(config):
+    """Raise ValueError naming every field of ``config`` outside its declared range."""
+    failed = []
+    for field in dataclasses.fields(config):
+        low, high = field.metadata.get('range', (None, None))
+        value = getattr(config, field.name)
+        if (low is not None and value < low) or (high is not None and value > high):
+            failed.append(f'{field.name} must be within [{low:g}, {high:g}], got {value!r}')
+    if failed:
+        raise ValueError('; '.join(failed))
+
+
+@dataclass(frozen=True)
+class ParameterInfo:
+    """What a ROS parameter declaration says about one setting."""
+
+    description: str
+    low: object = None
+    high: object = None
+    runtime: bool = False
+
+
+def parameter_info(cls, name):
+    """Return the description, range and run-time flag of field ``name`` of ``cls``."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if 'description' in field.metadata:
+        low, high = field.metadata['range']
+        return ParameterInfo(field.metadata['description'], low, high, field.metadata['runtime'])
+    section = MODULE_SECTIONS.get(cls, cls.__name__)
+    return ParameterInfo(f'{section} setting {name} (see config/head_capture.yaml); its '
+                         f'checks: {cls.__module__}.{cls.__name__}',
+                         runtime=name in MODULE_RUNTIME.get(cls, ()))
+
+
+def changed_configs(configs, changes, where='parameters'):
+    """
+    Return ``configs`` with ``changes`` ({name: value}) applied and validated.
+
+    Raise ConfigError with the reason when a name is unknown, a setting cannot change while
+    the node runs, or a value does not fit: what ``ros2 param set`` answers.
+    """
+    owners = {f.name: i for i, config in enumerate(configs) for f in dataclasses.fields(config)}
+    for name in changes:
+        if name not in owners:
+            raise ConfigError(f'{where}: unknown parameter {name!r}')
+        if not parameter_info(type(configs[owners[name]]), name).runtime:
+            raise ConfigError(f'{name} cannot change while the node runs: restart it with the '
+                              'new value')
+    result = []
+    for i, config in enumerate(configs):
+        mine = {k: v for k, v in changes.items() if owners[k] == i}
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        result.append(build(type(config), {**values, **mine}, where) if mine else config)
+    return tuple(result)
 
 
 @dataclass
 class CameraSourceConfig:
     """Parameters of camera_source."""
 
-    # Video file, image folder, rosbag2 (MCAP) or URL (MJPEG/RTSP/HTTP snapshots).
-    source: str = ''
-    # Raw images go here, JPEG to image_topic + '/compressed'.
-    image_topic: str = '/camera/image_raw'
-    camera_info_topic: str = '/camera/camera_info'
-    # Playback speed: 1 is the source's own frame rate, 2 twice as fast, 0 as fast as frames
-    # decode (a subscriber that cannot keep up then drops frames).
-    speed: float = 1.0
-    # Start again at the end (replayable sources only).
-    loop: bool = False
-    frame_id: str = 'camera_optical'
-    # The camera: a transforms.json whose intrinsics describe the source, else a field of view.
-    intrinsics_file: str = ''
-    fov_deg: float = DEFAULT_FOV_DEG
-    publish_raw: bool = True
-    publish_compressed: bool = True
-    jpeg_quality: int = 90
-    # Frame rate to assume for sources that do not say (folders, URLs).
-    default_fps: float = 30.0
-    # Stamps are this time (s) plus the frame's time in the source; 0: the clock at start.
-    # A fixed origin makes a replay's stamps name its frames (tests, benchmarks).
-    stamp_origin_s: float = 0.0
-    # A file (video, folder, bag) starts once these nodes (space-separated names) subscribe to
-    # its images or camera_info, or after subscriber_wait_s: a frame sent before a node
-    # subscribed never reaches it. ``up`` and the launch files name the graph's image nodes.
-    wait_for_subscribers: str = ''
-    subscriber_wait_s: float = 60.0
+    source: str = setting('', 'video file, image folder, rosbag2 (MCAP) or URL (MJPEG/RTSP/'
+                          'HTTP snapshots)')
+    image_topic: str = setting('camera/image_raw', 'raw images go here, JPEG to image_topic + '
+                               '"/compressed" (relative: under the node namespace)')
+    camera_info_topic: str = setting('camera/camera_info', 'the CameraInfo of the images')
+    speed: float = setting(1.0, "playback speed: 1 is the source's own frame rate, 0 as fast "
+                           'as frames decode', 0.0, INF)
+    loop: bool = setting(False, 'start again at the end (replayable sources only)')
+    frame_id: str = setting('camera_optical', 'header.frame_id of the images')
+    intrinsics_file: str = setting('', 'a transforms.json whose intrinsics describe the '
+                                   'source; empty: fov_deg')
+    fov_deg: float = setting(DEFAULT_FOV_DEG, 'horizontal field of view without intrinsics_file')
+    publish_raw: bool = setting(True, 'publish raw images on image_topic')
+    publish_compressed: bool = setting(True, 'publish JPEG on image_topic/compressed')
+    jpeg_quality: int = setting(90, 'JPEG quality of the compressed images', 0, 100)
+    default_fps: float = setting(30.0, 'frame rate to assume for sources that do not say '
+                                 '(folders, URLs)', 1e-3, INF)
+    stamp_origin_s: float = setting(0.0, "stamps are this time (s) plus the frame's time in "
+                                    'the source; 0: the clock at start', 0.0, INF)
+    wait_for_subscribers: str = setting('', 'a file starts once these nodes (space-separated '
+                                        'names) subscribe, or after subscriber_wait_s')
+    subscriber_wait_s: float = setting(60.0, 'the longest wait for wait_for_subscribers (s)',
+                                       0.0, INF)
 
     def __post_init__(self):
         if not self.source:
             raise ValueError('source is required: a video, image folder, MCAP bag or URL')
         if not (self.publish_raw or self.publish_compressed):
             raise ValueError('publish_raw and publish_compressed are both off: nothing to do')
-        if not 0 <= self.jpeg_quality <= 100 or self.default_fps <= 0 or self.speed < 0:
-            raise ValueError('jpeg_quality must be within 0-100, default_fps > 0, speed >= 0')
-        if self.stamp_origin_s < 0 or self.subscriber_wait_s < 0:
-            raise ValueError('stamp_origin_s and subscriber_wait_s must be >= 0')
+        check_ranges(self)
         check_fov(self.fov_deg)
 
 
@@ -67,38 +134,36 @@ class CameraSourceConfig:
 class KeyframeNodeConfig:
     """Topics and storage of keyframe_selector."""
 
-    image_topic: str = '/camera/image_raw'
-    # Subscribe to image_topic + '/compressed' (JPEG from a phone) instead of raw images.
-    compressed: bool = False
-    session_dir: str = ''
+    image_topic: str = setting('camera/image_raw', 'the images to select keyframes from')
+    compressed: bool = setting(False, "subscribe to image_topic + '/compressed' (JPEG from a "
+                               'phone) instead of raw images')
+    session_dir: str = setting('', 'the directory this capture is kept in')
 
 
 @dataclass
 class PoseNodeConfig:
     """Inputs, model, rates and outputs of pose_estimator."""
 
-    image_topic: str = '/camera/image_raw'
-    compressed: bool = False
-    camera_info_topic: str = '/camera/camera_info'
-    session_dir: str = ''
-    # The landmark model (ONNX); empty: the shipped one.
-    model_path: str = ''
-    threads: int = 2
-    # Live poses per second on the newest frame (0: keyframes only).
-    live_rate_hz: float = 15.0
-    # Field of view assumed until a usable camera_info arrives.
-    fov_deg: float = DEFAULT_FOV_DEG
-    frame_id: str = 'head'
-    # The camera's frame where an image names none (its header.frame_id wins).
-    camera_frame_id: str = 'camera_optical'
-    publish_tf: bool = True
-    # The child of the published transform: 'head' (camera frame -> head: a driver's optical
-    # frame keeps its one parent) or 'camera' (head -> camera frame).
-    tf_child: str = 'head'
+    image_topic: str = setting('camera/image_raw', 'the live images')
+    compressed: bool = setting(False, "subscribe to image_topic + '/compressed' instead")
+    camera_info_topic: str = setting('camera/camera_info', 'the CameraInfo of the images')
+    session_dir: str = setting('', 'the directory this capture is kept in')
+    model_path: str = setting('', 'the landmark model (ONNX); empty: the shipped one')
+    threads: int = setting(2, 'threads of the landmark detector', 1, 256)
+    live_rate_hz: float = setting(15.0, 'live poses per second on the newest frame (0: '
+                                  'keyframes only; at run time it changes between rates > 0)',
+                                  0.0, 1000.0, runtime=True)
+    fov_deg: float = setting(DEFAULT_FOV_DEG, 'field of view assumed until a usable '
+                             'camera_info arrives')
+    frame_id: str = setting('head', 'the frame of the poses and markers')
+    camera_frame_id: str = setting('camera_optical', "the camera's frame where an image names "
+                                   'none (its header.frame_id wins)')
+    publish_tf: bool = setting(True, 'publish the camera-head transform (needs tf2_ros)')
+    tf_child: str = setting('head', "the child of the published transform: 'head' (camera "
+                            "frame -> head) or 'camera' (head -> camera frame)")
 
     def __post_init__(self):
-        if self.threads < 1 or self.live_rate_hz < 0:
-            raise ValueError('threads must be >= 1 and live_rate_hz >= 0')
+        check_ranges(self)
         if self.tf_child not in TF_CHILDREN:
             raise ValueError(f'tf_child must be one of {", ".join(TF_CHILDREN)}, got '
                              f'{self.tf_child!r}')
@@ -109,34 +174,33 @@ class PoseNodeConfig:
 class GuideNodeConfig:
     """Rates and outputs of coverage_guide."""
 
-    # Call /head_capture/train when the coverage target is met.
-    auto_train: bool = True
-    publish_rate_hz: float = 2.0
-    dome_radius_m: float = 0.6
-    frame_id: str = 'head'
+    auto_train: bool = setting(True, 'call head_capture/train when the coverage target is met',
+                               runtime=True)
+    publish_rate_hz: float = setting(2.0, 'map, guidance and dome messages per second', 0.01,
+                                     100.0, runtime=True)
+    dome_radius_m: float = setting(0.6, 'radius of the coverage dome marker (m)', 0.01, 100.0,
+                                   runtime=True)
+    frame_id: str = setting('head', 'the frame of the dome marker')
 
     def __post_init__(self):
-        if self.publish_rate_hz <= 0 or self.dome_radius_m <= 0:
-            raise ValueError('publish_rate_hz and dome_radius_m must be > 0')
+        check_ranges(self)
 
 
 @dataclass
 class TrainerNodeConfig:
     """What to train and how."""
 
-    session_dir: str = ''
-    # paper, fast, cpu_preview, or a YAML path.
-    config: str = 'cpu_preview'
-    # KEY=VALUE overrides of the avatar config, space-separated: 'stage1_steps=500 rays=256'.
-    overrides: str = ''
-    # Refuse to train on fewer registered keyframes.
-    min_keyframes: int = 8
-    poll_s: float = 1.0
-    frame_id: str = 'head'
+    session_dir: str = setting('', 'the directory this capture is kept in')
+    config: str = setting('cpu_preview', 'avatar config: paper, fast, cpu_preview or a YAML '
+                          'path')
+    overrides: str = setting('', 'KEY=VALUE overrides of the avatar config, space-separated: '
+                             "'stage1_steps=500 rays=256'")
+    min_keyframes: int = setting(8, 'refuse to train on fewer registered keyframes', 2, 100000)
+    poll_s: float = setting(1.0, 'how often the training child is checked (s)', 1e-3, 3600.0)
+    frame_id: str = setting('head', 'the frame of the avatar mesh marker')
 
     def __post_init__(self):
-        if self.min_keyframes < 2 or self.poll_s <= 0:
-            raise ValueError('min_keyframes must be >= 2 and poll_s > 0')
+        check_ranges(self)
         if any('=' not in o for o in self.overrides.split()):
             raise ValueError(f'overrides must be KEY=VALUE words, got {self.overrides!r}')
         # Checked now, not when training starts after minutes of capture.
@@ -147,15 +211,14 @@ class TrainerNodeConfig:
 class FoxgloveConfig:
     """Where to serve and how."""
 
-    host: str = '127.0.0.1'
-    port: int = 8765
-    jpeg_quality: int = 80
-    frame_id: str = 'head'
-    camera_frame_id: str = 'camera_optical'
+    host: str = setting('127.0.0.1', 'the address the Foxglove WebSocket server listens on')
+    port: int = setting(8765, 'its port (0: any free one)', 0, 65535)
+    jpeg_quality: int = setting(80, 'JPEG quality of the guidance image', 0, 100, runtime=True)
+    frame_id: str = setting('head', 'the head frame')
+    camera_frame_id: str = setting('camera_optical', "the camera's frame")
 
     def __post_init__(self):
-        if not 0 <= self.port <= 65535 or not 0 <= self.jpeg_quality <= 100:
-            raise ValueError('port must be within 0-65535 and jpeg_quality within 0-100')
+        check_ranges(self)
 
 
 # Node name (its parameters section) -> the settings it declares as parameters: its own

@@ -139,3 +139,39 @@ def test_node_processes_get_image_sized_shared_memory_unless_the_user_chose():
     assert sizes and min(sizes) >= 16 * 1280 * 720 * 3  # room for several 1280x720 frames
     assert transport_environment({'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}) == {}
     assert transport_environment({'FASTDDS_DEFAULT_PROFILES_FILE': '/mine.xml'}) == {}
+
+
+def test_a_params_file_s_wildcard_and_namespaced_sections_are_applied(tmp_path, ros_context):
+    from rclpy.node import Node
+
+    path = tmp_path / 'params.yaml'
+    path.write_text('/**:\n  ros__parameters:\n    min_interval_s: 0.9\n    frame_id: base\n'
+                    '/cap/pose_estimator:\n  ros__parameters:\n    live_rate_hz: 5.0\n'
+                    'cap/coverage_guide:\n  ros__parameters:\n    target_share: 0.6\n'
+                    'coverage_guide:\n  ros__parameters:\n    target_share: 0.7\n')
+    base = {'session_dir': str(tmp_path)}
+    root = {spec.name: params for spec, params in graph(path, base)}
+    assert root['keyframe_selector']['min_interval_s'] == 0.9  # /** reaches the nodes that
+    assert 'min_interval_s' not in root['pose_estimator']  # declare it, and only them
+    assert root['coverage_guide']['frame_id'] == root['avatar_trainer']['frame_id'] == 'base'
+    assert root['coverage_guide']['target_share'] == 0.7
+    assert 'live_rate_hz' not in root['pose_estimator']  # another namespace's section
+    nodes = graph(path, base, namespace='cap')
+    cap = {spec.name: params for spec, params in nodes}
+    assert cap['pose_estimator']['live_rate_hz'] == 5.0
+    assert cap['coverage_guide']['target_share'] == 0.6  # its own section wins over /**
+    assert cap['keyframe_selector']['min_interval_s'] == 0.9
+    # What `up --namespace cap` writes is what ROS gives the nodes under /cap.
+    written = write_parameters_file(nodes, tmp_path / 'graph.yaml', '/cap')
+    node = Node('pose_estimator', namespace='/cap', context=ros_context,
+                cli_args=['--ros-args', '--params-file', str(written)],
+                automatically_declare_parameters_from_overrides=True)
+    try:
+        assert node.get_parameter('live_rate_hz').value == 5.0
+    finally:
+        node.destroy_node()
+    path.write_text('/**:\n  ros__parameters:\n    min_intervall_s: 0.9\n')
+    with pytest.raises(ConfigError, match=r"/\*\* sets \['min_intervall_s'\]"):
+        graph(path, base)
+    with pytest.raises(ValueError, match='namespace'):
+        graph(None, base, namespace='9lives')

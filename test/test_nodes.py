@@ -1245,3 +1245,108 @@ def test_a_calibrated_camera_info_with_k3_is_used(tmp_path, ros_context, monkeyp
     err = capfd.readouterr().err
     assert err.count('no TF: tf2_ros is not installed') == 1, err
     assert f'(onnxruntime: {estimator.detector.provider})' in err
+
+
+def test_a_namespaced_graph_keeps_its_images_and_poses_under_its_namespace(capture, tmp_path,
+                                                                           ros_context):
+    # Two captures on one robot, or a namespaced launch: everything under /cap, none at the
+    # root where another capture's nodes would read it.
+    from rclpy.qos import QoSProfile
+
+    nodes = graph(settings={'source': str(capture / 'capture.mp4'),
+                            'session_dir': str(tmp_path / 'session')},
+                  overrides={'camera_source': {'wait_for_subscribers': 'reader'}},
+                  namespace='cap')
+    wanted = [(spec, params) for spec, params in nodes
+              if spec.name in ('camera_source', 'pose_estimator')]
+    reader = Node('reader', context=ros_context)
+    got = {topic: [] for topic in ('/cap/camera/image_raw', '/cap/head_capture/camera_pose',
+                                   '/camera/image_raw', '/head_capture/camera_pose')}
+    reliable = QoSProfile(depth=10)
+    for topic in got:
+        reader.create_subscription(Image if 'image' in topic else PoseStamped, topic,
+                                   got[topic].append, reliable)
+    executor = spin(ros_context, [reader])
+    built = build_nodes(wanted, context=ros_context, namespace='/cap')
+    try:
+        for node in built:
+            executor.add_node(node)
+        assert built[1].get_fully_qualified_name() == '/cap/pose_estimator'
+        assert wait_until(lambda: got['/cap/head_capture/camera_pose'], 60.0), (
+            f'no pose under /cap; {len(got["/cap/camera/image_raw"])} images')
+        assert got['/cap/camera/image_raw']
+        assert not got['/camera/image_raw'] and not got['/head_capture/camera_pose']
+    finally:
+        executor.shutdown()
+        close_nodes(built)
+        reader.destroy_node()
+
+
+def _set_parameters(client_node, node_name, **values):
+    """Set parameters through the node's service, as `ros2 param set` does; return results."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = client_node.create_client(SetParameters, f'/{node_name}/set_parameters')
+    assert client.wait_for_service(10.0)
+    results = []
+    for name, value in values.items():
+        future = client.call_async(SetParameters.Request(
+            parameters=[Parameter(name, value=value).to_parameter_msg()]))
+        assert wait_until(future.done, 10.0)
+        results.append(future.result().results[0])
+    client_node.destroy_client(client)
+    return results
+
+
+def test_parameter_changes_are_refused_with_why_or_take_effect(ros_context):
+    from head_capture.geometry import look_at_w2c
+
+    guide, = build_nodes([(node_spec('coverage_guide'), {
+        'azimuth_bins': 4, 'elevation_edges_deg': [-60.0, 60.0], 'target_share': 1.0,
+        'min_quality': 0.1, 'publish_rate_hz': 10.0, 'auto_train': False})],
+        context=ros_context)
+    user = Node('param_user', context=ros_context)
+    reports = user.create_publisher(String, '/head_capture/keyframe_report', RELIABLE_QOS)
+    executor = spin(ros_context, [guide, user])
+    try:
+        refused = _set_parameters(user, 'coverage_guide', frame_id='base',
+                                  azimuth_bins=8, publish_rate_hz=-1.0, target_share=1.5,
+                                  dome_radius_m='big')
+        assert not any(r.successful for r in refused)
+        assert all(r.reason for r in refused), refused
+        assert 'frame_id' in refused[0].reason and 'azimuth_bins' in refused[1].reason
+        assert 'target_share' in refused[3].reason
+        assert guide.get_parameter('target_share').value == 1.0  # nothing changed
+        assert guide.config.frame_id == 'head' and guide.coverage.config.azimuth_bins == 4
+        for azimuth in (0.0, 90.0):  # two of four sectors
+            a = np.radians(azimuth)
+            rotation, translation = look_at_w2c(np.array([0.6 * np.cos(a), 0.6 * np.sin(a),
+                                                          0.0]), np.zeros(3))
+            reports.publish(String(data=json.dumps({
+                'registered': True, 'rotation': rotation.tolist(),
+                'translation': translation.tolist(), 'confidence': 0.9, 'stamp_ns': 1})))
+        assert wait_until(lambda: guide.coverage.band_shares[0] == 0.5, 5.0)
+        assert not guide.coverage.complete
+        taken = _set_parameters(user, 'coverage_guide', target_share=0.5,
+                                publish_rate_hz=4.0)
+        assert all(r.successful for r in taken), taken
+        assert guide.coverage.complete  # the running node uses the new target
+        assert guide.get_parameter('target_share').value == 0.5
+        assert guide._timer.timer_period_ns == 250_000_000
+    finally:
+        executor.shutdown()
+        close_nodes([guide])
+        user.destroy_node()
+
+
+def test_a_descriptor_says_what_a_parameter_is_and_its_range(ros_context):
+    guide, = build_nodes([(node_spec('coverage_guide'), {})], context=ros_context)
+    try:
+        rate, = guide.describe_parameters(['publish_rate_hz'])
+        assert rate.description and not rate.read_only
+        assert rate.floating_point_range[0].from_value > 0
+        bins, = guide.describe_parameters(['azimuth_bins'])
+        assert bins.read_only and bins.description
+    finally:
+        close_nodes([guide])

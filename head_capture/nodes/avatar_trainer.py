@@ -49,11 +49,11 @@ class AvatarTrainerNode(HeadCaptureNode):
         self.job = TrainingJob(self.root, cfg.config, cfg.overrides.split(), cfg.min_keyframes)
         self.state, self.message, self._preview_time = 'idle', 'waiting for a train request', 0
         self.device = None  # what the child trains on, once it said
-        self._avatar = self.create_publisher(String, '/head_capture/avatar', LATCHED_QOS)
-        self._preview = self.create_publisher(Image, '/head_capture/avatar_preview', 2)
+        self._avatar = self.create_publisher(String, 'head_capture/avatar', LATCHED_QOS)
+        self._preview = self.create_publisher(Image, 'head_capture/avatar_preview', 2)
         # Latched apart from the live markers (volatile): a late rviz gets the mesh.
         self._mesh = self.create_publisher(MarkerArray, AVATAR_MESH_TOPIC, LATCHED_QOS)
-        self.create_service(Trigger, '/head_capture/train', self.on_train)
+        self.create_service(Trigger, 'head_capture/train', self.on_train)
         self.create_timer(cfg.poll_s, self.follow)
 
     def on_train(self, request, response):

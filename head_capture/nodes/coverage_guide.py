@@ -60,15 +60,20 @@ class CoverageGuide(HeadCaptureNode):
         self._frames = deque()
         self.text = ''
         self.trigger_requested, self._train_pending, self._waiting_logged = False, False, False
-        self._coverage = self.create_publisher(Float32MultiArray, '/head_capture/coverage', 10)
-        self._guidance = self.create_publisher(String, '/head_capture/guidance', 10)
-        self._markers = self.create_publisher(MarkerArray, '/head_capture/markers', 10)
-        self._train = self.create_client(Trigger, '/head_capture/train')
-        self.create_subscription(String, '/head_capture/keyframe_report', self.on_report,
+        self._coverage = self.create_publisher(Float32MultiArray, 'head_capture/coverage', 10)
+        self._guidance = self.create_publisher(String, 'head_capture/guidance', 10)
+        self._markers = self.create_publisher(MarkerArray, 'head_capture/markers', 10)
+        self._train = self.create_client(Trigger, 'head_capture/train')
+        self.create_subscription(String, 'head_capture/keyframe_report', self.on_report,
                                  RELIABLE_QOS)
-        self.create_subscription(PoseStamped, '/head_capture/camera_pose', self.on_pose, 10)
-        self.create_subscription(String, '/head_capture/frame_status', self.on_status, 50)
-        self.create_timer(1.0 / self.config.publish_rate_hz, self.publish)
+        self.create_subscription(PoseStamped, 'head_capture/camera_pose', self.on_pose, 10)
+        self.create_subscription(String, 'head_capture/frame_status', self.on_status, 50)
+        self._timer = self.create_timer(1.0 / self.config.publish_rate_hz, self.publish)
+
+    def reconfigure(self, settings):
+        """Take a new rate, dome, coverage target or quality at once."""
+        self.config, self.coverage.config = settings
+        self._timer.timer_period_ns = int(1e9 / self.config.publish_rate_hz)
 
     def on_report(self, message):
         """Add a registered keyframe to the map; remember why one was not."""
@@ -121,15 +126,15 @@ class CoverageGuide(HeadCaptureNode):
         if not self._train.service_is_ready():
             if not self._waiting_logged:
                 self._waiting_logged = True
-                self.get_logger().warning('waiting for /head_capture/train (is avatar_trainer '
-                                          'running?)')
+                self.get_logger().warning(f'waiting for {self._train.srv_name} (is '
+                                          'avatar_trainer running?)')
             return
         self._train_pending = False
         self._train.call_async(Trigger.Request()).add_done_callback(self._trained)
 
     def _trained(self, future):
         response = future.result()
-        self.get_logger().info(f'/head_capture/train: {response.message}')
+        self.get_logger().info(f'{self._train.srv_name}: {response.message}')
 
     def publish(self):
         """Publish the map, the dome and the instruction; send a pending training request."""

@@ -96,14 +96,14 @@ class FoxgloveBridge(HeadCaptureNode):
             'scene': SceneUpdateChannel('/head_capture/scene'),
             'log': LogChannel('/head_capture/guidance'),
         }
-        self.create_subscription(Image, '/head_capture/guidance_image', self.on_image, 2)
-        self.create_subscription(PoseStamped, '/head_capture/camera_pose', self.on_pose, 10)
-        self.create_subscription(PoseArray, '/head_capture/keyframe_poses', self.on_poses,
+        self.create_subscription(Image, 'head_capture/guidance_image', self.on_image, 2)
+        self.create_subscription(PoseStamped, 'head_capture/camera_pose', self.on_pose, 10)
+        self.create_subscription(PoseArray, 'head_capture/keyframe_poses', self.on_poses,
                                  LATCHED_QOS)
-        self.create_subscription(MarkerArray, '/head_capture/markers', self.on_markers, 10)
+        self.create_subscription(MarkerArray, 'head_capture/markers', self.on_markers, 10)
         self.create_subscription(MarkerArray, AVATAR_MESH_TOPIC, self.on_markers, LATCHED_QOS)
-        self.create_subscription(String, '/head_capture/guidance', self.on_text, 10)
-        self.create_subscription(String, '/head_capture/avatar', self.on_text, LATCHED_QOS)
+        self.create_subscription(String, 'head_capture/guidance', self.on_text, 10)
+        self.create_subscription(String, 'head_capture/avatar', self.on_text, LATCHED_QOS)
         self.get_logger().info(f'Foxglove: connect to ws://{cfg.host}:{self.server.port}')
 
     def on_image(self, message):

@@ -33,11 +33,15 @@ class KeyframeSelector(HeadCaptureNode):
         self.selector = OnlineKeyframeSelector(keyframes)
         self.keyframes = 0
         self._frame_id = ''
-        self._publisher = self.create_publisher(Image, '/head_capture/keyframes', RELIABLE_QOS)
-        self._status = self.create_publisher(String, '/head_capture/frame_status', 10)
+        self._publisher = self.create_publisher(Image, 'head_capture/keyframes', RELIABLE_QOS)
+        self._status = self.create_publisher(String, 'head_capture/frame_status', 10)
         kind, topic = image_input(self.config.image_topic, self.config.compressed)
-        self.create_subscription(kind, topic, self.on_image, SENSOR_QOS)
-        self.get_logger().info(f'keyframes from {topic} into {self.root}')
+        images = self.create_subscription(kind, topic, self.on_image, SENSOR_QOS)
+        self.get_logger().info(f'keyframes from {images.topic_name} into {self.root}')
+
+    def reconfigure(self, settings):
+        """Take new thresholds from the next frame on."""
+        self.config, self.selector.config = settings
 
     def on_image(self, message):
         """Score one frame; keep and publish the keyframe a closed slot releases."""

@@ -124,34 +124,35 @@ class PoseEstimator(HeadCaptureNode):
                     else None)
         if cfg.publish_tf and self._tf is None:
             self.get_logger().warning('no TF: tf2_ros is not installed (rclpy from pip has '
-                                      'none); the camera pose is on /head_capture/camera_pose')
+                                      'none); the camera pose is on head_capture/camera_pose')
         self._waiting = deque()  # keyframes received, not yet through the detector
         # Every keyframe stamp queued once, whether its message came or the session had it.
         self._queued = {keyframe_stamp(f.file_path) for f in
                         (self.session.frames if self.session else [])}
         self.read_from_session = 0
-        self._pose = self.create_publisher(PoseStamped, '/head_capture/camera_pose', 10)
-        self._poses = self.create_publisher(PoseArray, '/head_capture/keyframe_poses',
+        self._pose = self.create_publisher(PoseStamped, 'head_capture/camera_pose', 10)
+        self._poses = self.create_publisher(PoseArray, 'head_capture/keyframe_poses',
                                             LATCHED_QOS)
-        self._path = self.create_publisher(PathMsg, '/head_capture/camera_path', 10)
-        self._markers = self.create_publisher(MarkerArray, '/head_capture/markers', 10)
-        self._report = self.create_publisher(String, '/head_capture/keyframe_report',
+        self._path = self.create_publisher(PathMsg, 'head_capture/camera_path', 10)
+        self._markers = self.create_publisher(MarkerArray, 'head_capture/markers', 10)
+        self._report = self.create_publisher(String, 'head_capture/keyframe_report',
                                              RELIABLE_QOS)
-        self._image = self.create_publisher(Image, '/head_capture/guidance_image', 2)
+        self._image = self.create_publisher(Image, 'head_capture/guidance_image', 2)
         self.create_subscription(CameraInfo, cfg.camera_info_topic, self.on_camera_info,
                                  SENSOR_QOS)
-        self.create_subscription(Image, '/head_capture/keyframes', self.on_keyframe,
+        self.create_subscription(Image, 'head_capture/keyframes', self.on_keyframe,
                                  RELIABLE_QOS)
-        self.create_subscription(Float32MultiArray, '/head_capture/coverage', self.on_coverage,
+        self.create_subscription(Float32MultiArray, 'head_capture/coverage', self.on_coverage,
                                  10)
-        self.create_subscription(String, '/head_capture/guidance', self.on_guidance, 10)
+        self.create_subscription(String, 'head_capture/guidance', self.on_guidance, 10)
         if cfg.live_rate_hz > 0:
             kind, topic = image_input(cfg.image_topic, cfg.compressed)
             self.create_subscription(kind, topic, self.on_live, NEWEST_QOS)
         # Live frames on the executor's thread: the timer ticks at 3x the live rate, so a live
         # frame waits at most a third of a period to start.
-        if cfg.live_rate_hz > 0:
-            self.create_timer(1.0 / (3 * cfg.live_rate_hz), self.process_live_if_due)
+        self._live_timer = (self.create_timer(1.0 / (3 * cfg.live_rate_hz),
+                                              self.process_live_if_due)
+                            if cfg.live_rate_hz > 0 else None)
         # What grows with the session (transforms.json, all keyframe poses and frustums, the
         # keyframe folder's listing) is written and sent once a second, not per keyframe, and
         # less often once it takes more than PERIODIC_SHARE of the time: a keyframe costs the
@@ -168,7 +169,8 @@ class PoseEstimator(HeadCaptureNode):
         self._keyframe_thread = threading.Thread(target=self._work_keyframes,
                                                  name='keyframes', daemon=True)
         self._keyframe_thread.start()
-        self.get_logger().info(f'landmarks + PnP on /head_capture/keyframes into {self.root} '
+        keyframes = self.resolve_topic_name('head_capture/keyframes')
+        self.get_logger().info(f'landmarks + PnP on {keyframes} into {self.root} '
                                f'(onnxruntime: {self.detector.provider})')
 
     # -- inputs ------------------------------------------------------------------------------
@@ -364,6 +366,16 @@ class PoseEstimator(HeadCaptureNode):
         self._frustums.header.stamp = stamp
         self._markers.publish(MarkerArray(markers=[self._template_marker, self._frustums]))
 
+    def reconfigure(self, settings):
+        """Take a new live rate; live poses cannot be switched on or off while running."""
+        config, _ = settings
+        if (config.live_rate_hz > 0) != (self._live_timer is not None):
+            raise ValueError('live_rate_hz cannot switch live poses on or off while the node '
+                             f'runs (they are {"on" if self._live_timer else "off"}): restart it')
+        self.config = config
+        if self._live_timer is not None:
+            self._live_timer.timer_period_ns = int(1e9 / (3 * config.live_rate_hz))
+
     def close(self):
         """Stop the keyframe thread, then write what it added since the last flush."""
         with self._keyframe_ready:
@@ -393,8 +405,9 @@ class PoseEstimator(HeadCaptureNode):
         if camera is None:
             if not self._fov_warned:
                 self._fov_warned = True
-                self.get_logger().warning(f'no camera_info on {self.config.camera_info_topic}: '
-                                          f'assuming a {self.config.fov_deg:g}° field of view')
+                info = self.resolve_topic_name(self.config.camera_info_topic)
+                self.get_logger().warning(f'no camera_info on {info}: assuming'
+                                          f' a {self.config.fov_deg:g}° field of view')
             return Intrinsics.from_fov(width, height, self.config.fov_deg)
         if (camera.width, camera.height) != (width, height):
             return camera.resized(width, height)

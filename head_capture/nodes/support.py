@@ -8,6 +8,7 @@ node that cannot start (bad parameter, missing model) says why in one line and e
 
 import array
 import dataclasses
+from functools import partial
 import os
 from pathlib import Path
 import sys
@@ -17,7 +18,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from head_capture.config import build, ConfigError
 from head_capture.health import Health
 from head_capture.image_buffers import reuse_image_buffers
-from rcl_interfaces.msg import ParameterDescriptor
+from head_capture.node_settings import changed_configs, parameter_info
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -44,31 +47,76 @@ LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                          reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # The avatar's mesh marker, latched (LATCHED_QOS) apart from the live markers.
-AVATAR_MESH_TOPIC = '/head_capture/avatar_mesh'
+AVATAR_MESH_TOPIC = 'head_capture/avatar_mesh'
+INT64_LIMIT = 2 ** 63 - 1
 
 
 class StartupError(RuntimeError):
     """A node cannot start: bad parameters, a missing model, an unusable session directory."""
 
 
+def parameter_descriptor(cls, name, default):
+    """Return the ROS descriptor of setting ``name``: its description, range and read-only."""
+    info = parameter_info(cls, name)
+    descriptor = ParameterDescriptor(description=info.description, read_only=not info.runtime,
+                                     dynamic_typing=True)  # a params file may write 1 for 1.0
+    if isinstance(default, bool) or (info.low is None and info.high is None):
+        return descriptor
+    if isinstance(default, int):
+        descriptor.integer_range = [IntegerRange(
+            from_value=int(-INT64_LIMIT if info.low is None else info.low),
+            to_value=int(INT64_LIMIT if info.high is None else info.high), step=0)]
+    elif isinstance(default, float):
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=float('-inf') if info.low is None else float(info.low),
+            to_value=float('inf') if info.high is None else float(info.high), step=0.0)]
+    return descriptor
+
+
+def plain(value):
+    """Return a parameter value as the Python value a config takes (arrays become lists)."""
+    return list(value) if isinstance(value, (array.array, tuple)) else value
+
+
 def declare_config(node, *classes):
-    """Declare the fields of each dataclass as parameters; return the validated configs."""
+    """
+    Declare the fields of each dataclass as parameters; return the validated configs.
+
+    Each comes with its descriptor (``node_settings``: description, range, read-only unless a
+    running node takes it), and ``ros2 param set`` goes through ``node.reconfigure``: a change
+    the node cannot take is refused with the reason, one it can take is in effect on success.
+    """
     configs = []
     for cls in classes:
         values = {}
         for field in dataclasses.fields(cls):
             default = (field.default if field.default is not dataclasses.MISSING
                        else field.default_factory())
-            node.declare_parameter(field.name, list(default) if isinstance(default, tuple)
-                                   else default, ParameterDescriptor(dynamic_typing=True))
-            value = node.get_parameter(field.name).value
-            values[field.name] = (list(value) if isinstance(value, (array.array, tuple))
-                                  else value)
+            default = list(default) if isinstance(default, tuple) else default
+            node.declare_parameter(field.name, default,
+                                   parameter_descriptor(cls, field.name, default))
+            values[field.name] = plain(node.get_parameter(field.name).value)
         try:
             configs.append(build(cls, values, f'{node.get_name()} parameters'))
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
+    node.settings = tuple(configs)
+    node.add_on_set_parameters_callback(partial(_on_set_parameters, node))
     return configs[0] if len(configs) == 1 else tuple(configs)
+
+
+def _on_set_parameters(node, parameters):
+    """Validate a parameter change and hand it to the running node, or refuse it with why."""
+    try:
+        settings = changed_configs(node.settings, {p.name: plain(p.value) for p in parameters},
+                                   f'{node.get_name()} parameters')
+        node.reconfigure(settings)
+    except ValueError as exc:  # ConfigError too
+        return SetParametersResult(successful=False, reason=str(exc))
+    node.settings = settings
+    names = ', '.join(f'{p.name}={p.value!r}' for p in parameters)
+    node.get_logger().info(f'parameters changed: {names}')
+    return SetParametersResult(successful=True)
 
 
 def session_root(path):
@@ -123,6 +171,15 @@ class HeadCaptureNode(Node):
 
     def close(self):
         """Stop background work and flush what is kept (override in nodes)."""
+
+    def reconfigure(self, settings):
+        """
+        Take validated settings (only run-time fields changed), or raise ValueError to refuse.
+
+        ``settings`` are the node's configs in ``declare_config`` order; nodes whose configs
+        live elsewhere (a module's selector, a timer's period) override this.
+        """
+        self.config = settings[0]
 
     def status_values(self):
         """Return extra key/values for the diagnostics status (override in nodes)."""

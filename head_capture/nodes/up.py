@@ -36,7 +36,7 @@ SETTLE_S = 5.0
 STALL_S = 30.0
 
 
-def build_nodes(nodes, context=None):
+def build_nodes(nodes, context=None, namespace=''):
     """Instantiate the nodes of a graph; StartupError names the node that cannot start."""
     built = []
     try:
@@ -45,7 +45,7 @@ def build_nodes(nodes, context=None):
             try:
                 built.append(cls(parameter_overrides=[
                     Parameter(k, value=v) for k, v in ros_parameters(parameters).items()],
-                    context=context))
+                    context=context, namespace=namespace))
             except StartupError as exc:
                 raise StartupError(f'{spec.name}: {exc}') from exc
     except BaseException:
@@ -64,11 +64,11 @@ def close_nodes(nodes):
 class GraphWatch(Node):
     """Follows a graph from outside, through /diagnostics: what each node last reported."""
 
-    def __init__(self, context=None, settle_s=None, stall_s=None):
-        super().__init__('head_capture_up', context=context)
+    def __init__(self, context=None, settle_s=None, stall_s=None, namespace=''):
+        super().__init__('head_capture_up', context=context, namespace=namespace)
         self._values, self._messages, self._lock = {}, {}, threading.Lock()
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
-        self._train = self.create_client(Trigger, '/head_capture/train')
+        self._train = self.create_client(Trigger, 'head_capture/train')
         self.settle_s = SETTLE_S if settle_s is None else settle_s
         self.stall_s = STALL_S if stall_s is None else stall_s
         self._source_ended, self._request = None, None
@@ -140,16 +140,17 @@ class GraphWatch(Node):
 class NodeProcesses:
     """Each node of a graph in its own Python process, parameters from one parameters file."""
 
-    def __init__(self, nodes, parameters_file):
+    def __init__(self, nodes, parameters_file, namespace=''):
         self.names = [spec.name for spec, _ in nodes]
-        write_parameters_file(nodes, parameters_file)
+        write_parameters_file(nodes, parameters_file, namespace)
+        remap = ['-r', f'__ns:={namespace}'] if namespace else []
         env = {**os.environ, 'PYTHONUNBUFFERED': '1', **transport_environment()}
         self.children = []
         try:
             for spec, _ in nodes:
                 self.children.append(subprocess.Popen(
                     [sys.executable, '-m', 'head_capture.nodes.child', spec.module,
-                     '--ros-args', '--params-file', str(parameters_file)], env=env))
+                     '--ros-args', *remap, '--params-file', str(parameters_file)], env=env))
         except BaseException:
             self.stop()
             raise
@@ -210,23 +211,25 @@ class Spinner:
         self.thread.join(timeout=10.0)
 
 
-def run_graph(nodes, until=None, timeout_s=None, report=print, until_avatar=False):
+def run_graph(nodes, until=None, timeout_s=None, report=print, until_avatar=False,
+              namespace=''):
     """
     Spin the graph in this process; return its exit code (``supervisor.RunEnd``).
 
     It runs until ``until(built_nodes)`` is true, or with ``until_avatar`` until the avatar
     is finished (``GraphWatch.avatar_finished``, as in the per-process graph), ``timeout_s``
-    passes, SIGINT or SIGTERM, or the executor fails. A node that cannot start: 2.
+    passes, SIGINT or SIGTERM, or the executor fails. A node that cannot start: 2. The nodes
+    run under ``namespace`` ('' or '/NS', as ``graph.check_namespace`` returns it).
     """
     with stop_signals() as stop:
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         try:
             try:
-                built = build_nodes(nodes)
+                built = build_nodes(nodes, namespace=namespace)
             except StartupError as exc:
                 report(f'cannot start: {exc}')
                 return CANNOT_START
-            watch = GraphWatch() if until_avatar else None
+            watch = GraphWatch(namespace=namespace) if until_avatar else None
             spinner = Spinner(built + ([watch] if watch else []), num_threads=4)
             try:
                 done = watch.avatar_finished if watch else until and partial(until, built)
@@ -244,21 +247,23 @@ def run_graph(nodes, until=None, timeout_s=None, report=print, until_avatar=Fals
                   report)
 
 
-def run_processes(nodes, parameters_file, until_avatar=False, timeout_s=None, report=print):
+def run_processes(nodes, parameters_file, until_avatar=False, timeout_s=None, report=print,
+                  namespace=''):
     """
     Run each node in its own process; return the exit code (``supervisor.RunEnd``).
 
     It runs until the avatar is finished (if asked: ``GraphWatch.avatar_finished``),
     ``timeout_s`` passes, SIGINT or SIGTERM, or a node ends; the parameters go to
-    ``parameters_file`` first. The nodes are stopped in every case.
+    ``parameters_file`` first, under their names in ``namespace``. The nodes are stopped in
+    every case.
     """
     with stop_signals() as stop:
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-        watch = GraphWatch()
+        watch = GraphWatch(namespace=namespace)
         spinner = Spinner([watch], num_threads=2)
         processes, how, stopped_by, ended = None, None, None, None
         try:
-            processes = NodeProcesses(nodes, Path(parameters_file))
+            processes = NodeProcesses(nodes, Path(parameters_file), namespace)
             how = wait_for_end(watch.avatar_finished if until_avatar else None,
                                lambda: processes.exited() is None, timeout_s, stop, report)
             stopped_by = stop.signal
