@@ -31,19 +31,6 @@ TOY = {'field': 'grid', 'image_size': 0, 'rays': 256, 'coarse_samples': 24, 'fin
        'pose_lr': (3e-3, 1e-4), 'test_pose_steps': 5, 'turntable_frames': 0, 'mesh_views': 0}
 
 
-@pytest.fixture(scope='module')
-def toy_scene(tmp_path_factory, blob_views):
-    """Write the 30 views of the blobs (48²) with their true poses as a transforms.json."""
-    folder = tmp_path_factory.mktemp('toy')
-    frames = []
-    for n, (image, rotation, translation) in enumerate(zip(
-            blob_views.images, blob_views.rotations, blob_views.translations)):
-        cv2.imwrite(str(folder / f'v{n:02d}.png'), image[..., ::-1])
-        frames.append(FrameRecord(f'v{n:02d}.png', w2c_to_c2w_opengl(rotation, translation)))
-    write_transforms(folder / 'transforms.json', Transforms(blob_views.camera, frames))
-    return folder / 'transforms.json'
-
-
 def test_coarse_to_fine_schedule():
     assert coarse_to_fine(0.05, 4, 0.1, 0.5).tolist() == [0, 0, 0, 0]
     assert coarse_to_fine(0.6, 4, 0.1, 0.5).tolist() == [1, 1, 1, 1]
