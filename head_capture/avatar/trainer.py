@@ -9,9 +9,9 @@ new field takes shape (``pose_warmup``). Progress goes to ``events.jsonl`` (one 
 line, what the ROS node publishes) and to an optional callback. A checkpoint is written
 atomically every ``checkpoint_every`` steps and at each stage's start and end; ``resume``
 continues from it exactly (same random stream). Asked to stop (``should_stop``: a signal, a
-cancel), a run checkpoints where it is and returns without metrics, to be resumed later. A step whose loss or gradients are not finite
-is undone: the last checkpoint is reloaded and the learning rates halved, and the event log
-says so.
+cancel), a run checkpoints where it is and returns without metrics, to be resumed later. A step
+whose loss or gradients are not finite is undone: the last checkpoint is reloaded and the
+learning rates halved, and the event log says so.
 """
 
 from contextlib import contextmanager
