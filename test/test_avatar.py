@@ -110,7 +110,7 @@ def test_perturbed_toy_poses_move_toward_the_truth(toy_scene, tmp_path):
 def test_kill_stop_and_resume_continue_exactly(toy_scene, tmp_path):
     config = AvatarConfig(**TOY)
     straight = AvatarTrainer(toy_scene, tmp_path / 'a', config, perturb_sigma=0.05, seed=2)
-    straight.run()
+    assert straight.run()['step'] == config.stage2_steps  # both stages trained
     killed = AvatarTrainer(toy_scene, tmp_path / 'b', config, perturb_sigma=0.05, seed=2)
     for _ in range(17):  # killed after step 17: the checkpoint holds step 10
         killed._train_step()
@@ -122,14 +122,13 @@ def test_kill_stop_and_resume_continue_exactly(toy_scene, tmp_path):
     assert stopped.run() is None and not (tmp_path / 'c' / 'metrics.json').exists()
     last = json.loads((tmp_path / 'c' / EVENTS).read_text().splitlines()[-1])
     assert (last['event'], last['step']) == ('stopped', 17)
-    for run, step in (('b', 10), ('c', 17)):
-        resumed = AvatarTrainer(toy_scene, tmp_path / run, config, resume=True)
-        assert (resumed.stage, resumed.step) == (1, step)
-        resumed.run()
-        for a, b in zip(straight.fields.state_dict().values(),
-                        resumed.fields.state_dict().values()):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
-        torch.testing.assert_close(straight.poses.xi, resumed.poses.xi, rtol=0, atol=0)
+    assert AvatarTrainer(toy_scene, tmp_path / 'c', config, resume=True).step == 17
+    resumed = AvatarTrainer(toy_scene, tmp_path / 'b', config, resume=True)
+    assert (resumed.stage, resumed.step) == (1, 10)
+    assert resumed.run()['stage'] == 2
+    for a, b in zip(straight.fields.state_dict().values(), resumed.fields.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(straight.poses.xi, resumed.poses.xi, rtol=0, atol=0)
     with pytest.raises(TrainingError, match='--resume'):
         AvatarTrainer(toy_scene, tmp_path / 'a', config)
 

@@ -240,6 +240,7 @@ class AvatarTrainer:
         self._save()
         self.write_preview()
         self._event('stage_end', self.pose_report())
+        return True
 
     def next_stage(self):
         """Start stage 2 from stage 1's cameras; False when there is none to start."""
