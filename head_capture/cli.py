@@ -507,6 +507,7 @@ def _run_evaluate_poses(args):
 def _run_train_avatar(args):
     from head_capture.avatar.config import chosen_keys, load_avatar_config, parse_overrides
     from head_capture.pipeline import train_avatar
+    from head_capture.supervisor import signal_name, stop_signals
 
     data = args.data
     _refuse_other_files(data, 'a transforms.json with poses (or a folder holding one)',
@@ -521,8 +522,15 @@ def _run_train_avatar(args):
     if args.perturb < 0:
         raise ValueError(f'--perturb must be >= 0, got {args.perturb}')
     config = load_avatar_config(args.config, overrides)
-    metrics = train_avatar(data, args.out, config, args.perturb, args.seed, args.resume,
-                           _progress, console.print, chosen_keys(args.config, overrides))
+    # SIGTERM (a node cancelling, ``kill``) or Ctrl-C: checkpoint at the next step and stop.
+    with stop_signals() as stop:
+        metrics = train_avatar(data, args.out, config, args.perturb, args.seed, args.resume,
+                               _progress, console.print, chosen_keys(args.config, overrides),
+                               lambda: stop.signal is not None)
+    if metrics is None:
+        console.print(f'[yellow]training stopped[/] ({signal_name(stop.signal)}): the checkpoint '
+                      f'in {args.out} keeps it; --resume continues it')
+        return 128 + stop.signal
     console.print(f'[green]avatar trained[/] in {metrics["seconds"]:.0f} s -> {args.out}')
     return 0
 

@@ -131,11 +131,12 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
 
 
 def train_avatar(data, out_dir, config, perturb=0.0, seed=0, resume=False,
-                 progress=no_progress, log=print, chosen=None):
+                 progress=no_progress, log=print, chosen=None, should_stop=None):
     """
     Train both stages with a progress bar (resuming a run in ``out_dir``); return metrics.
 
-    ``chosen``: the config keys the user set (see ``AvatarTrainer``).
+    ``chosen``: the config keys the user set; ``should_stop``: when to checkpoint and return
+    None (see ``AvatarTrainer``).
     """
     from head_capture.avatar.trainer import AvatarTrainer  # torch: only for the jobs that train
 
@@ -158,7 +159,8 @@ def train_avatar(data, out_dir, config, perturb=0.0, seed=0, resume=False,
                 log(f'stage {event["stage"]} done: rotation error '
                     f'{event["rotation_error_deg"]:.3f}° against the given poses')
 
-        trainer = AvatarTrainer(data, out_dir, config, perturb, seed, resume, report, chosen)
+        trainer = AvatarTrainer(data, out_dir, config, perturb, seed, resume, report, chosen,
+                                should_stop)
         return trainer.run()
 
 

@@ -85,6 +85,24 @@ def blob_views():
     return views
 
 
+@pytest.fixture(scope='module')
+def toy_scene(tmp_path_factory, blob_views):
+    """Write the 30 views of the blobs (48²) with their true poses as a transforms.json."""
+    import cv2
+
+    from head_capture.geometry import w2c_to_c2w_opengl
+    from head_capture.session import FrameRecord, Transforms, write_transforms
+
+    folder = tmp_path_factory.mktemp('toy')
+    frames = []
+    for n, (image, rotation, translation) in enumerate(zip(
+            blob_views.images, blob_views.rotations, blob_views.translations)):
+        cv2.imwrite(str(folder / f'v{n:02d}.png'), image[..., ::-1])
+        frames.append(FrameRecord(f'v{n:02d}.png', w2c_to_c2w_opengl(rotation, translation)))
+    write_transforms(folder / 'transforms.json', Transforms(blob_views.camera, frames))
+    return folder / 'transforms.json'
+
+
 @pytest.fixture
 def rng():
     """Return a seeded generator, so every test run sees the same data."""

@@ -31,19 +31,6 @@ TOY = {'field': 'grid', 'image_size': 0, 'rays': 256, 'coarse_samples': 24, 'fin
        'pose_lr': (3e-3, 1e-4), 'test_pose_steps': 5, 'turntable_frames': 0, 'mesh_views': 0}
 
 
-@pytest.fixture(scope='module')
-def toy_scene(tmp_path_factory, blob_views):
-    """Write the 30 views of the blobs (48²) with their true poses as a transforms.json."""
-    folder = tmp_path_factory.mktemp('toy')
-    frames = []
-    for n, (image, rotation, translation) in enumerate(zip(
-            blob_views.images, blob_views.rotations, blob_views.translations)):
-        cv2.imwrite(str(folder / f'v{n:02d}.png'), image[..., ::-1])
-        frames.append(FrameRecord(f'v{n:02d}.png', w2c_to_c2w_opengl(rotation, translation)))
-    write_transforms(folder / 'transforms.json', Transforms(blob_views.camera, frames))
-    return folder / 'transforms.json'
-
-
 def test_coarse_to_fine_schedule():
     assert coarse_to_fine(0.05, 4, 0.1, 0.5).tolist() == [0, 0, 0, 0]
     assert coarse_to_fine(0.6, 4, 0.1, 0.5).tolist() == [1, 1, 1, 1]
@@ -120,17 +107,25 @@ def test_perturbed_toy_poses_move_toward_the_truth(toy_scene, tmp_path):
     assert sum(f['held_out'] for f in written['frames']) == 6
 
 
-def test_kill_and_resume_continue_exactly(toy_scene, tmp_path):
+def test_kill_stop_and_resume_continue_exactly(toy_scene, tmp_path):
     config = AvatarConfig(**TOY)
     straight = AvatarTrainer(toy_scene, tmp_path / 'a', config, perturb_sigma=0.05, seed=2)
-    straight.run()
+    assert straight.run()['step'] == config.stage2_steps  # both stages trained
     killed = AvatarTrainer(toy_scene, tmp_path / 'b', config, perturb_sigma=0.05, seed=2)
     for _ in range(17):  # killed after step 17: the checkpoint holds step 10
         killed._train_step()
     del killed
+    # Asked to stop after step 17 (a cancel, SIGTERM): it checkpoints there and says so.
+    asked = iter([False] * 17 + [True])
+    stopped = AvatarTrainer(toy_scene, tmp_path / 'c', config, perturb_sigma=0.05, seed=2,
+                            should_stop=lambda: next(asked))
+    assert stopped.run() is None and not (tmp_path / 'c' / 'metrics.json').exists()
+    last = json.loads((tmp_path / 'c' / EVENTS).read_text().splitlines()[-1])
+    assert (last['event'], last['step']) == ('stopped', 17)
+    assert AvatarTrainer(toy_scene, tmp_path / 'c', config, resume=True).step == 17
     resumed = AvatarTrainer(toy_scene, tmp_path / 'b', config, resume=True)
     assert (resumed.stage, resumed.step) == (1, 10)
-    resumed.run()
+    assert resumed.run()['stage'] == 2
     for a, b in zip(straight.fields.state_dict().values(), resumed.fields.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(straight.poses.xi, resumed.poses.xi, rtol=0, atol=0)

@@ -1075,7 +1075,7 @@ class _AvatarDone:
 
     def __init__(self, out, mesh):
         self.out, self.last_event, self._mesh = out, None, mesh
-        self.returncode = 0
+        self.returncode, self.cancelled = 0, False
 
     def poll(self):
         self.last_event = {'event': 'device', 'device': 'cpu', 'stage': 1, 'step': 0}
@@ -1115,6 +1115,65 @@ def test_the_avatar_mesh_is_latched_for_an_rviz_started_later(tmp_path, ros_cont
         close_nodes([trainer])
         if late is not None:
             late.destroy_node()
+
+
+def _call(client, timeout_s=10.0):
+    """Call a Trigger service from a spun node; return its response."""
+    assert client.wait_for_service(timeout_sec=timeout_s), f'no {client.srv_name}'
+    future = client.call_async(Trigger.Request())
+    assert wait_until(future.done, timeout_s), f'{client.srv_name} did not answer'
+    return future.result()
+
+
+def test_training_progress_is_plottable_and_a_cancel_checkpoints_for_the_next_request(
+        toy_scene, ros_context, tiny_avatar):
+    import torch
+    from head_capture.avatar.job import PROGRESS_FIELDS
+    from head_capture.avatar.trainer import CHECKPOINT, EVENTS
+
+    session = toy_scene.parent
+    # Far too long to finish: the only checkpoints are at the start and where it is stopped.
+    overrides = dict(item.split('=') for item in tiny_avatar.split())
+    overrides.update(stage1_steps='100000', checkpoint_every='100000', log_every='2')
+    trainer, = build_nodes([(node_spec('avatar_trainer'), {
+        'session_dir': str(session), 'poll_s': 0.1,
+        'overrides': ' '.join(f'{k}={v}' for k, v in overrides.items())})], context=ros_context)
+    user, progress = Node('plotting_user', context=ros_context), []
+    user.create_subscription(Float32MultiArray, '/head_capture/training_progress',
+                             progress.append, 10)
+    train = user.create_client(Trigger, '/head_capture/train')
+    cancel = user.create_client(Trigger, '/head_capture/cancel_training')
+    executor = spin(ros_context, [trainer, user])
+    try:
+        assert not _call(cancel).success  # nothing to cancel yet
+        assert _call(train).success
+        assert wait_until(lambda: len(progress) >= 2, 120.0), 'no progress while training'
+        assert progress[0].layout.dim[0].label.split(',') == list(PROGRESS_FIELDS)
+        seen = dict(zip(PROGRESS_FIELDS, progress[-1].data))
+        assert seen['stage'] == 1 and seen['steps'] == 100000 and seen['step'] >= 4
+        assert np.isfinite(seen['psnr']) and 0 < seen['eta_s'] < float('inf')
+
+        reply = _call(cancel)
+        assert reply.success, reply.message
+        assert wait_until(lambda: trainer.state == 'cancelled', 60.0), trainer.status_message()
+        # Stopped cleanly: checkpointed where it was, said so, and no avatar was published.
+        stopped = torch.load(session / 'avatar' / CHECKPOINT, weights_only=True)['step']
+        assert stopped >= seen['step']
+        assert f'step {stopped} of 100000' in trainer.message, trainer.message
+        assert 'resumes' in trainer.message
+        events = [json.loads(line) for line in (session / 'avatar' / EVENTS).open()]
+        assert events[-1]['event'] == 'stopped' and events[-1]['step'] == stopped
+
+        # The next request resumes from the checkpoint: its steps go on from there.
+        count = len(progress)
+        reply = _call(train)
+        assert reply.success and reply.message.startswith('resuming'), reply.message
+        assert wait_until(lambda: len(progress) > count, 120.0), 'no progress after resuming'
+        assert progress[count].data[PROGRESS_FIELDS.index('step')] > stopped
+    finally:
+        executor.shutdown()
+        close_nodes([trainer])
+        user.destroy_node()
 
 
 class _RecordingBroadcaster:

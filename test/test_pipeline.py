@@ -222,3 +222,19 @@ def test_a_registered_session_is_laid_out_as_nerfstudio_reads_it(capture, tmp_pa
     training = registered_keyframes(root, 2)
     assert len(training.frames) == registered
     assert all(f.training_mask.startswith('trimaps/') for f in training.frames)
+
+
+def test_a_finished_avatar_s_result_lists_every_file_of_its_run(tmp_path):
+    from head_capture.avatar.job import TrainingJob
+
+    job = TrainingJob(tmp_path)
+    job.out = tmp_path / 'avatar'
+    for name in ('metrics.json', 'avatar.ply', 'checkpoint.pt', 'events.jsonl',
+                 'held_out/v05.png'):
+        (job.out / name).parent.mkdir(parents=True, exist_ok=True)
+        (job.out / name).write_text('{"held_out_psnr": 20.0}')
+    result = job.result()
+    assert result['metrics'] == {'held_out_psnr': 20.0}
+    assert result['files']['held_out/v05.png'] == str(job.out / 'held_out' / 'v05.png')
+    assert sorted(result['files']) == ['avatar.ply', 'checkpoint.pt', 'events.jsonl',
+                                       'held_out/v05.png', 'metrics.json']

@@ -4,7 +4,8 @@ The avatar trainer as a child process of a live capture, followed through its ev
 Training takes minutes to hours; the process that starts it (the ROS node) must keep serving.
 ``TrainingJob`` freezes the session's registered keyframes into ``training_transforms.json``
 (the capture may go on), runs ``head-capture train`` on it in a child process, and reads the
-new lines of its ``events.jsonl`` when polled. A run that was killed is resumed from its
+new lines of its ``events.jsonl`` when polled. ``cancel`` asks the child to stop (SIGTERM: it
+checkpoints at its next step and exits). A run that was stopped or killed is resumed from its
 checkpoint by the next start; a finished one is kept and the next start trains a new one.
 """
 
@@ -15,13 +16,24 @@ import subprocess
 import sys
 
 from head_capture.avatar import TrainingError
-from head_capture.avatar.trainer import CHECKPOINT, EVENTS, PREVIEW
+from head_capture.avatar.trainer import CHECKPOINT, EVENTS
 from head_capture.session import read_transforms, SessionError, TRANSFORMS_FILE, \
     write_transforms
 
 TRAINING_TRANSFORMS = 'training_transforms.json'
 METRICS = 'metrics.json'
 LOG = 'trainer.log'
+# The progress a step event carries, in this order: what the ROS node publishes as numbers.
+PROGRESS_FIELDS = ('stage', 'step', 'steps', 'psnr', 'eta_s')
+# How long a stopping child may take to write its checkpoint before it is killed.
+STOP_WAIT_S = 30.0
+
+
+def progress_values(event):
+    """Return a step event's PROGRESS_FIELDS as floats (NaN where unknown), None for others."""
+    if event.get('event') != 'step':
+        return None
+    return [float('nan') if event.get(k) is None else float(event[k]) for k in PROGRESS_FIELDS]
 
 
 def registered_keyframes(session_dir, min_frames):
@@ -49,7 +61,7 @@ class TrainingJob:
         self.session = Path(session_dir)
         self.config, self.overrides, self.min_frames = config, list(overrides), min_frames
         self.process, self.out, self._log = None, None, None
-        self._offset, self.last_event = 0, None
+        self._offset, self.last_event, self.cancelled = 0, None, False
 
     @property
     def running(self):
@@ -70,10 +82,13 @@ class TrainingJob:
         if resume:
             command.append('--resume')
         self.out.mkdir(parents=True, exist_ok=True)
+        # A resumed run appends to its event log: only what this child writes is news.
+        events = self.out / EVENTS
+        self._offset = events.stat().st_size if events.exists() else 0
+        self.last_event, self.cancelled = None, False
         self._log = open(self.out / LOG, 'ab')
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
-        self._offset = 0
         what = 'resuming' if resume else 'training'
         return f'{what} {len(transforms.frames)} keyframes ({self.config}) into {self.out}'
 
@@ -108,12 +123,31 @@ class TrainingJob:
         return None if self.process is None else self.process.poll()
 
     def result(self):
-        """Return the finished avatar's description: its directory, files and metrics."""
+        """Return the finished avatar's description: its directory, every file, metrics."""
         metrics = json.loads((self.out / METRICS).read_text())
-        files = {name: str(self.out / name) for name in
-                 ('transforms.json', 'metrics.json', 'turntable.mp4', 'avatar.ply',
-                  CHECKPOINT, PREVIEW) if (self.out / name).exists()}
+        files = {path.relative_to(self.out).as_posix(): str(path)
+                 for path in sorted(self.out.rglob('*')) if path.is_file()}
         return {'avatar_dir': str(self.out), 'files': files, 'metrics': metrics}
+
+    def cancel(self):
+        """Ask the child to checkpoint and exit (no wait); False when nothing is training."""
+        if not self.running:
+            return False
+        self.process.terminate()
+        self.cancelled = True
+        return True
+
+    def stopped_summary(self):
+        """Return where a cancelled run stopped and what the next start does."""
+        event = self.last_event or {}
+        if event.get('event') == 'stopped':
+            return (f'cancelled at stage {event["stage"]} step {event["step"]} of '
+                    f'{event["steps"]}; checkpoint kept in {self.out / CHECKPOINT}: the next '
+                    'train request resumes it')
+        if self.out is not None and (self.out / CHECKPOINT).exists():
+            return (f'cancelled; the last checkpoint in {self.out / CHECKPOINT}: the next '
+                    'train request resumes it')
+        return 'cancelled before the trainer started: the next train request starts afresh'
 
     def log_tail(self, lines=5):
         """Return the last lines of the child's output, for error messages."""
@@ -123,11 +157,11 @@ class TrainingJob:
         return '\n'.join(path.read_text(errors='replace').splitlines()[-lines:])
 
     def stop(self):
-        """Stop the child (its checkpoint is kept: the next start resumes it)."""
+        """Stop the child and wait (it checkpoints first: the next start resumes it)."""
         if self.running:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=STOP_WAIT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
         if self._log is not None:

@@ -8,9 +8,10 @@ left them and still refined, at a lower rate. In each stage the cameras can be h
 new field takes shape (``pose_warmup``). Progress goes to ``events.jsonl`` (one JSON object per
 line, what the ROS node publishes) and to an optional callback. A checkpoint is written
 atomically every ``checkpoint_every`` steps and at each stage's start and end; ``resume``
-continues from it exactly (same random stream). A step whose loss or gradients are not finite
-is undone: the last checkpoint is reloaded and the learning rates halved, and the event log
-says so.
+continues from it exactly (same random stream). Asked to stop (``should_stop``: a signal, a
+cancel), a run checkpoints where it is and returns without metrics, to be resumed later. A step
+whose loss or gradients are not finite is undone: the last checkpoint is reloaded and the
+learning rates halved, and the event log says so.
 """
 
 from contextlib import contextmanager
@@ -95,16 +96,18 @@ class AvatarTrainer:
     """One avatar run in ``out_dir``: data, stages, checkpoints, events."""
 
     def __init__(self, data, out_dir, config=AvatarConfig(), perturb_sigma=0.0, seed=0,
-                 resume=False, progress=None, chosen=None):
+                 resume=False, progress=None, chosen=None, should_stop=None):
         """
         Set up a run of ``config`` on ``data`` in ``out_dir``, or resume the one there.
 
         ``chosen``: the config keys the user set. Where the field clearly misses the scene the
         cameras look at, its bounds are derived from them unless chosen, and refused if chosen
-        (``scene.fit_scene``; None: every key is chosen).
+        (``scene.fit_scene``; None: every key is chosen). ``should_stop``: a callable that says
+        when to checkpoint and stop between steps.
         """
         self.out = Path(out_dir)
         self.progress = progress
+        self.should_stop = should_stop or (lambda: False)
         torch.set_num_threads(config.threads)
         self.device = _device(config.device)
         if self.device.type == 'cuda':
@@ -149,6 +152,8 @@ class AvatarTrainer:
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             self._save()
+        # Where this process's clock for the ETA starts: (time, steps trained so far).
+        self._timing = (time.monotonic(), self.done_steps)
         self._event('device', {'device': device_name(self.device)})
         if scene_note:
             self._event('scene_bounds', {'note': scene_note,
@@ -190,6 +195,20 @@ class AvatarTrainer:
         return self.config.stage1_steps if self.stage == 1 else self.config.stage2_steps
 
     @property
+    def done_steps(self):
+        """Return the steps trained in both stages so far."""
+        return self.step + (self.config.stage1_steps if self.stage == 2 else 0)
+
+    def eta_s(self):
+        """Return the seconds the steps left should take at this process's pace so far."""
+        started, done = self._timing
+        trained = self.done_steps - done
+        if trained <= 0:
+            return None
+        left = self.config.stage1_steps + self.config.stage2_steps - self.done_steps
+        return round((time.monotonic() - started) / trained * left, 1)
+
+    @property
     def c2f(self):
         """Return the coarse-to-fine schedule of the current stage."""
         cfg = self.config
@@ -197,20 +216,31 @@ class AvatarTrainer:
         return (cfg.c2f_start, cfg.c2f_end) if on else (0.0, 0.0)
 
     def run(self):
-        """Train both stages to the end (or from where a resumed run stopped); return metrics."""
+        """
+        Train both stages to the end (or from where a resumed run stopped); return metrics.
+
+        None when asked to stop: the checkpoint then holds the run, for ``resume``.
+        """
         while True:
-            self.run_stage()
+            if not self.run_stage():
+                return None
             if not self.next_stage():
                 break
         return self.finish()
 
     def run_stage(self):
-        """Train the current stage to its end and checkpoint it."""
+        """Train the current stage to its end and checkpoint it; False if asked to stop first."""
         while self.step < self.stage_steps:
+            if self.should_stop():
+                self._save()
+                self._event('stopped', {'steps': self.stage_steps,
+                                        'checkpoint': str(self.out / CHECKPOINT)})
+                return False
             self._train_step()
         self._save()
         self.write_preview()
         self._event('stage_end', self.pose_report())
+        return True
 
     def next_stage(self):
         """Start stage 2 from stage 1's cameras; False when there is none to start."""
@@ -258,7 +288,9 @@ class AvatarTrainer:
         self.step += 1
         if self.step % cfg.log_every == 0 or self.step == self.stage_steps:
             psnr = -10.0 * math.log10(max(float(losses[-1].detach()), 1e-10))
-            self._event('step', {'loss': float(loss.detach()), 'psnr': psnr, **self.pose_report(),
+            self._event('step', {'loss': float(loss.detach()), 'psnr': psnr,
+                                 'steps': self.stage_steps, 'eta_s': self.eta_s(),
+                                 **self.pose_report(),
                                  'lr_field': self.field_optimizer.param_groups[0]['lr'],
                                  'lr_pose': self.pose_optimizer.param_groups[0]['lr']})
         if self.step % cfg.checkpoint_every == 0:

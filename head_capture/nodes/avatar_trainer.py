@@ -5,9 +5,14 @@ avatar_trainer: the two-stage trainer behind a Trigger service, in a child proce
 session's registered keyframes and starts ``head-capture train`` as a child process, so the
 executor never blocks. Its event log becomes /diagnostics and log lines (the device it trains
 on included), its preview render ``avatar_preview``; when it ends the avatar's files and metrics
-go out on ``avatar`` and the mesh as a marker on ``avatar_mesh``, both transient local: rviz or
-a script started later still gets them. Stopping the node stops the child; the next request
-resumes from its checkpoint.
+go out on ``avatar`` (the run folder's every file, by name) and the mesh as a marker on
+``avatar_mesh``, both transient local: rviz or a script started later still gets them.
+
+Progress goes out on ``training_progress`` as numbers a plot takes (``job.PROGRESS_FIELDS``,
+named in the layout). ``/head_capture/cancel_training`` asks the child to checkpoint and exit:
+the state goes cancelling, then cancelled; stopping the node does the same. The next train
+request resumes from the checkpoint. Not a ROS action: its interface package cannot be built
+from pip, and the Trigger services plus a topic work with any ROS 2 install.
 """
 
 import json
@@ -16,15 +21,16 @@ import cv2
 from diagnostic_msgs.msg import DiagnosticStatus
 from head_capture.avatar import TrainingError
 from head_capture.avatar.export import mesh_triangles
-from head_capture.avatar.job import LOG, TrainingJob
+from head_capture.avatar.job import LOG, PROGRESS_FIELDS, progress_values, TrainingJob
 from head_capture.avatar.trainer import PREVIEW
 from head_capture.node_settings import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker
 from head_capture.nodes.ros_image import to_image
 from head_capture.nodes.support import (AVATAR_MESH_TOPIC, declare_config, HeadCaptureNode,
-                                        header, LATCHED_QOS, run_node, session_root)
+                                        header, LATCHED_QOS, RELIABLE_QOS, run_node,
+                                        session_root)
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension, MultiArrayLayout, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -34,6 +40,13 @@ def mesh_marker(path, frame_id, stamp):
     triangles, colours = mesh_triangles(path)
     return list_marker(Marker.TRIANGLE_LIST, triangles, 'avatar_mesh', frame_id, stamp,
                        colours=colours)
+
+
+def progress_message(values):
+    """Return training progress as one Float32MultiArray, its fields named in the layout."""
+    layout = MultiArrayLayout(dim=[MultiArrayDimension(
+        label=','.join(PROGRESS_FIELDS), size=len(PROGRESS_FIELDS), stride=len(PROGRESS_FIELDS))])
+    return Float32MultiArray(layout=layout, data=values)
 
 
 class AvatarTrainerNode(HeadCaptureNode):
@@ -53,7 +66,10 @@ class AvatarTrainerNode(HeadCaptureNode):
         self._preview = self.create_publisher(Image, 'head_capture/avatar_preview', 2)
         # Latched apart from the live markers (volatile): a late rviz gets the mesh.
         self._mesh = self.create_publisher(MarkerArray, AVATAR_MESH_TOPIC, LATCHED_QOS)
+        self._progress = self.create_publisher(Float32MultiArray,
+                                               'head_capture/training_progress', RELIABLE_QOS)
         self.create_service(Trigger, 'head_capture/train', self.on_train)
+        self.create_service(Trigger, 'head_capture/cancel_training', self.on_cancel)
         self.create_timer(cfg.poll_s, self.follow)
 
     def on_train(self, request, response):
@@ -69,25 +85,44 @@ class AvatarTrainerNode(HeadCaptureNode):
         self.get_logger().info(response.message)
         return response
 
+    def on_cancel(self, request, response):
+        """Ask the trainer to checkpoint and stop; the state says when it has."""
+        response.success = self.job.cancel()
+        if not response.success:
+            response.message = f'nothing to cancel: {self.state}'
+            return response
+        self.state = 'cancelling'
+        response.message = (f'stopping the training in {self.job.out}: it checkpoints and exits; '
+                            'a train request resumes it')
+        self.get_logger().info(response.message)
+        return response
+
     def follow(self):
         """Read the child's new events; publish the result when it ends."""
-        if self.state != 'training':
+        if self.state not in ('training', 'cancelling'):
             return
+        code = self.job.returncode  # before the poll: every event of an ended child is read
         for event in self.job.poll():
             self.health.ok()
+            values = progress_values(event)
+            if values is not None:
+                self._progress.publish(progress_message(values))
             if event['event'] == 'device':
                 self.device = event['device']
                 self.get_logger().info(f'avatar training on {self.device}')
-            if event['event'] in ('stage_end', 'rollback', 'resumed'):
+            if event['event'] in ('stage_end', 'rollback', 'resumed', 'stopped'):
                 self.get_logger().info(f'avatar training: {json.dumps(event)}')
         self._publish_preview()
-        code = self.job.returncode
         if code is None:
             event = self.job.last_event or {}
             self.message = (f'stage {event.get("stage", 1)} step {event.get("step", 0)}, '
                             f'PSNR {event.get("psnr", float("nan")):.2f}')
             return
         self.job.stop()
+        if self.job.cancelled and code != 0:  # 0: it was past training, the avatar is made
+            self.state, self.message = 'cancelled', self.job.stopped_summary()
+            self.get_logger().info(self.message)
+            return
         if code != 0:
             self.state = 'failed'
             tail = self.job.log_tail()
@@ -125,8 +160,9 @@ class AvatarTrainerNode(HeadCaptureNode):
         event = self.job.last_event or {}
         return {'state': self.state, 'avatar_dir': str(self.job.out or ''),
                 'device': self.device or 'not training yet',
-                **{k: event[k] for k in ('stage', 'step', 'psnr', 'rotation_error_deg',
-                                         'pose_update_deg') if k in event}}
+                **{k: event[k] for k in ('stage', 'step', 'steps', 'psnr', 'eta_s',
+                                         'rotation_error_deg', 'pose_update_deg')
+                   if event.get(k) is not None}}
 
     def status_message(self):
         """One-line summary."""
@@ -137,7 +173,7 @@ class AvatarTrainerNode(HeadCaptureNode):
         return DiagnosticStatus.ERROR if self.state == 'failed' else None
 
     def close(self):
-        """Stop the child; its checkpoint stays for the next request."""
+        """Stop the child (it checkpoints first); the next request resumes it."""
         self.job.stop()
 
 
