@@ -92,15 +92,15 @@ class GraphWatch(Node):
             return self._messages.get(f'head_capture: {node}', '')
 
     def trainer_finished(self):
-        """Return True once avatar_trainer reported done or failed."""
-        return self.values('avatar_trainer').get('state') in ('done', 'failed')
+        """Return True once avatar_trainer reported done, failed or cancelled."""
+        return self.values('avatar_trainer').get('state') in ('done', 'failed', 'cancelled')
 
     def avatar_outcome(self):
         """Return 'done' once the avatar was made, else why there is none yet (or None)."""
         state = self.values('avatar_trainer').get('state')
         if state == 'done':
             return 'done'
-        if state == 'failed':  # the trainer's summary is 'failed: WHY'
+        if state in ('failed', 'cancelled'):  # the trainer's summary is 'STATE: WHY'
             return self.message('avatar_trainer').removeprefix(f'{state}: ')
         return self.refusal
 
