@@ -36,12 +36,16 @@ def load_yaml(path):
 
 def node_section(path, node):
     """Return the parameters of ``node`` from a ROS 2 parameters file or plain YAML."""
-    data = load_yaml(path)
-    section = data.get(node, {})
+    return parameters_section(load_yaml(path), node, path)
+
+
+def parameters_section(data, key, path):
+    """Return section ``key`` of a loaded parameters file, with or without ros__parameters."""
+    section = data.get(key, {})
     if isinstance(section, dict) and 'ros__parameters' in section:
         section = section['ros__parameters']
     if not isinstance(section, dict):
-        raise ConfigError(f'{path}: section {node!r} must be a mapping')
+        raise ConfigError(f'{path}: section {key!r} must be a mapping')
     return section
 
 

@@ -13,7 +13,8 @@ import importlib
 import os
 from pathlib import Path
 
-from head_capture.config import ConfigError, DEFAULT_PARAMS_FILE, load_yaml
+from head_capture.config import (ConfigError, DEFAULT_PARAMS_FILE, load_yaml,
+                                 parameters_section)
 from head_capture.node_settings import check_parameters, NODE_SETTINGS
 from head_capture.resources import share_path
 import yaml
@@ -85,15 +86,6 @@ def check_namespace(namespace):
     return f'/{namespace}' if namespace else ''
 
 
-def _section(data, key, path):
-    section = data.get(key, {})
-    if isinstance(section, dict) and 'ros__parameters' in section:
-        section = section['ros__parameters']
-    if not isinstance(section, dict):
-        raise ConfigError(f'{path}: section {key!r} must be a mapping')
-    return section
-
-
 def file_parameters(path, names, namespace=''):
     """
     Return {node: parameters} of ``names`` from a ROS 2 parameters file, as rcl applies it.
@@ -106,7 +98,7 @@ def file_parameters(path, names, namespace=''):
     normal = {}
     for key in data:
         normal.setdefault('/' + str(key).lstrip('/'), key)
-    everyone = dict(_section(data, normal['/**'], path)) if '/**' in normal else {}
+    everyone = dict(parameters_section(data, normal['/**'], path)) if '/**' in normal else {}
     known = {name: {f.name for cls in NODE_SETTINGS[name] for f in dataclasses.fields(cls)}
              for name in NODE_SETTINGS}
     unknown = sorted(set(everyone).difference(*known.values()))
@@ -115,7 +107,7 @@ def file_parameters(path, names, namespace=''):
     result = {}
     for name in names:
         fqn = full_name(name, namespace)
-        own = _section(data, normal[fqn], path) if fqn in normal else {}
+        own = parameters_section(data, normal[fqn], path) if fqn in normal else {}
         result[name] = {**{k: v for k, v in everyone.items() if k in known[name]}, **own}
     return result
 
