@@ -69,14 +69,20 @@ def load_node_config(cls, node, path=None, overrides=None):
     Load ``cls`` for ``node`` from ``path`` (the shipped defaults when None).
 
     The node's own settings (topics, files, rates: ``node_settings``) share the section and
-    are left to the node; any other key that ``cls`` does not know is refused.
+    are left to the node; any other key that ``cls`` does not know is refused. The file is read
+    as rcl reads it for the graph (``/**`` first, then the node's section), so ``--params``
+    means the same offline as live.
     """
+    from head_capture.graph import file_parameters
     from head_capture.node_settings import NODE_SETTINGS
 
     path = Path(path) if path is not None else share_path('config', DEFAULT_PARAMS_FILE)
-    node_keys = ({f.name for f in dataclasses.fields(NODE_SETTINGS[node][0])}
-                 if node in NODE_SETTINGS else set())
-    values = {k: v for k, v in node_section(path, node).items() if k not in node_keys}
+    if node in NODE_SETTINGS:
+        node_keys = {f.name for f in dataclasses.fields(NODE_SETTINGS[node][0])}
+        section = file_parameters(path, [node])[node]
+    else:
+        node_keys, section = set(), node_section(path, node)
+    values = {k: v for k, v in section.items() if k not in node_keys}
     values.update(overrides or {})
     return build(cls, values, f'{path}:{node}')
 

@@ -18,6 +18,14 @@ def test_plain_yaml_section_with_override(tmp_path):
     assert config.max_keyframes == 9
 
 
+def test_offline_commands_read_a_wildcard_section_as_the_graph_does(tmp_path):
+    path = tmp_path / 'params.yaml'
+    path.write_text('/**:\n  ros__parameters:\n    min_interval_s: 0.5\n'
+                    '/keyframe_selector:\n  ros__parameters:\n    sharpness_ratio: 0.6\n')
+    config = load_node_config(KeyframeConfig, 'keyframe_selector', path)
+    assert (config.min_interval_s, config.sharpness_ratio) == (0.5, 0.6)
+
+
 @pytest.mark.parametrize('text, message', [
     ('keyframe_selector:\n  sharpnes_ratio: 0.5\n', 'unknown key'),
     ('keyframe_selector:\n  max_keyframes: ten\n', 'must be int'),
