@@ -313,7 +313,7 @@ def test_perturbation_has_the_asked_spread():
 
 def test_held_out_cameras_are_carried_into_the_refined_frame():
     from head_capture.avatar.evaluate import carry_over
-    from head_capture.geometry import so3_exp
+    from head_capture.lie_groups import so3_exp
 
     rng = np.random.default_rng(3)
     poses = [look_at_w2c(rng.normal(size=3) * 2 + np.array([0, 0, 3]), np.zeros(3))
@@ -334,7 +334,7 @@ def test_held_out_cameras_are_carried_into_the_refined_frame():
 def test_test_time_optimisation_recovers_a_camera_turned_a_few_degrees(toy_scene, tmp_path):
     from head_capture.avatar.evaluate import optimise_pose, psnr
     from head_capture.avatar.export import render_view
-    from head_capture.geometry import so3_exp
+    from head_capture.lie_groups import so3_exp
 
     config = AvatarConfig(**{**TOY, 'stage1_steps': 300, 'stage2_steps': 0,
                              'refine_poses': False, 'checkpoint_every': 1000})

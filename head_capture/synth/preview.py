@@ -1,7 +1,7 @@
 """Contact sheets: a grid of samples with their visible landmarks drawn on, by region."""
 
 import cv2
-from head_capture.landmarks.metrics import view_angles
+from head_capture.geometry import view_angles
 from head_capture.synth.appearance import HAIR_STYLES, SKIN_TONES
 import numpy as np
 
