@@ -29,13 +29,14 @@ import time
 
 from common import save
 import cv2
-from head_capture.avatar.config import load_avatar_config, parse_overrides
 from head_capture.avatar.evaluate import carry_over, evaluate_views, TEST_TIME_PROTOCOL
 from head_capture.avatar.rays import load_views
 from head_capture.avatar.trainer import AvatarTrainer
+from head_capture.avatar.training_config import load_avatar_config
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.registration import (find_images, register_images,
                                                registered_transforms)
+from head_capture.config_files import parse_overrides
 from head_capture.geometry import c2w_opengl_to_w2c
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector
 from head_capture.landmarks.template import HeadTemplate

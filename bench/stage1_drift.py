@@ -25,8 +25,8 @@ import time
 
 from common import save
 from fig4 import pose_summary, prepare_subject
-from head_capture.avatar.config import load_avatar_config
 from head_capture.avatar.trainer import AvatarTrainer
+from head_capture.avatar.training_config import load_avatar_config
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.pose_evaluation import evaluate

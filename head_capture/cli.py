@@ -12,9 +12,10 @@ from head_capture.avatar import TrainingError
 from head_capture.camera import DEFAULT_FOV_DEG, FOV_RANGE_DEG
 from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.sources import is_url, open_source, SourceError
-from head_capture.config import ConfigError, load_node_config
+from head_capture.config_files import ConfigError, parse_overrides
 from head_capture.image_buffers import reuse_image_buffers
 from head_capture.landmarks.detector import ModelError
+from head_capture.node_graph import load_node_config
 from head_capture.session import output_file, output_folder, read_transforms, SessionError
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -505,7 +506,7 @@ def _run_evaluate_poses(args):
 
 
 def _run_train_avatar(args):
-    from head_capture.avatar.config import chosen_keys, load_avatar_config, parse_overrides
+    from head_capture.avatar.training_config import chosen_keys, load_avatar_config
     from head_capture.pipeline import train_avatar
     from head_capture.supervisor import signal_name, stop_signals
 
@@ -572,7 +573,6 @@ def _run_train_landmarks(args):
 
 
 def _run_reconstruct(args):
-    from head_capture.avatar.config import parse_overrides
     from head_capture.pipeline import reconstruct
 
     intrinsics = read_transforms(args.intrinsics).intrinsics if args.intrinsics else None
@@ -587,7 +587,7 @@ def _run_reconstruct(args):
 
 
 def _run_up(args):
-    from head_capture.graph import check_namespace, graph, node_overrides
+    from head_capture.node_graph import check_namespace, graph, node_overrides
     from head_capture.nodes.up import run_graph, run_processes
 
     namespace = check_namespace(args.namespace)
@@ -619,7 +619,7 @@ def _run_up(args):
 
 
 def _run_record(args):
-    from head_capture.graph import NodeSpec
+    from head_capture.node_graph import NodeSpec
     from head_capture.nodes.up import run_graph
 
     spec = NodeSpec('recorder', 'head_capture.nodes.recorder', 'Recorder', ())

@@ -115,7 +115,7 @@ def run_demo(out_dir, progress, log=print, capture_seconds=40.0, graph_overrides
 
 def _run_demo(out_dir, progress, log, capture_seconds, graph_overrides, overwrite):
     """Do the demo's work (see ``run_demo``); return its folder and summary."""
-    from head_capture.graph import graph
+    from head_capture.node_graph import graph
     from head_capture.nodes.up import run_processes
     from head_capture.report import write_report
     from head_capture.synth.capture_video import CaptureConfig, GROUND_TRUTH, write_capture

@@ -7,7 +7,6 @@ from pathlib import Path
 import cv2
 from head_capture.avatar import TrainingError
 from head_capture.avatar.barf import perturb, PoseCorrections
-from head_capture.avatar.config import AvatarConfig, load_avatar_config, NAMES
 from head_capture.avatar.evaluate import psnr
 from head_capture.avatar.fields import coarse_to_fine, GridField, MLPField
 from head_capture.avatar.rays import foreground_pixels, load_views, near_far, pixel_rays, \
@@ -15,6 +14,7 @@ from head_capture.avatar.rays import foreground_pixels, load_views, near_far, pi
 from head_capture.avatar.render import render_rays, resample, squared_error
 from head_capture.avatar.scene import fit_scene, scene_bounds
 from head_capture.avatar.trainer import AvatarTrainer, CHECKPOINT, device_name, EVENTS
+from head_capture.avatar.training_config import AvatarConfig, load_avatar_config, NAMES
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
 from head_capture.session import FrameRecord, MASK_UNSURE, read_transforms, SessionError, \

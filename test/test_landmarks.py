@@ -6,7 +6,7 @@ import cv2
 from head_capture.camera import Intrinsics
 from head_capture.capture.registration import detect_and_solve
 from head_capture.cli import main
-from head_capture.config import ConfigError
+from head_capture.config_files import ConfigError
 from head_capture.landmarks.augment import (augment_batch, AugmentConfig, jpeg_compress,
                                             motion_blur_kernels, warp_batch)
 from head_capture.landmarks.detector import (crop_square, LandmarkDetector, ModelError,

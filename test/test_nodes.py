@@ -11,7 +11,7 @@ from geometry_msgs.msg import PoseArray, PoseStamped
 from head_capture.capture.coverage import Coverage
 from head_capture.capture.head_volume import META_KEY as HEAD_VOLUME
 from head_capture.geometry import c2w_opengl_to_w2c, ros_pose_to_w2c, rotation_angle_deg
-from head_capture.graph import graph, node_spec
+from head_capture.node_graph import graph, node_spec
 from head_capture.nodes.support import LATCHED_QOS, RELIABLE_QOS
 from head_capture.nodes.up import build_nodes, close_nodes
 from head_capture.session import read_transforms
@@ -319,7 +319,7 @@ def test_a_missing_model_stops_the_node_with_one_clear_message(tmp_path):
 
 def test_record_to_mcap_and_replay_through_camera_source(tmp_path, ros_context):
     from head_capture.capture.sources import open_source
-    from head_capture.graph import NodeSpec
+    from head_capture.node_graph import NodeSpec
     from head_capture.synth.recordings import write_video
 
     frames = [np.full((64, 96, 3), 20 * k, np.uint8) for k in range(12)]

@@ -5,8 +5,8 @@ import shutil
 
 import cv2
 from head_capture.avatar import TrainingError
-from head_capture.avatar.config import load_avatar_config
 from head_capture.avatar.job import registered_keyframes
+from head_capture.avatar.training_config import load_avatar_config
 from head_capture.camera import Intrinsics
 from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
 from head_capture.capture.sources import open_source

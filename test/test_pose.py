@@ -6,10 +6,10 @@ import cv2
 from head_capture.camera import Intrinsics
 from head_capture.capture.pose import (_twist_jacobian, implausible, PoseConfig, refine_pose,
                                        solve_pose)
-from head_capture.config import load_node_config
 from head_capture.geometry import look_at_w2c, rotation_angle_deg
 from head_capture.landmarks.template import HeadTemplate, mirrored
 from head_capture.lie_groups import se3_exp
+from head_capture.node_graph import load_node_config
 from head_capture.resources import share_path
 import numpy as np
 import pytest

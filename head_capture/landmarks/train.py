@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 import time
 
-from head_capture.config import build, ConfigError, load_yaml
+from head_capture.config_files import build, ConfigError, load_yaml
 from head_capture.landmarks.augment import augment_batch, AugmentConfig
 from head_capture.landmarks.dataset import read_samples
 from head_capture.landmarks.metrics import (accuracy_report, in_window,

@@ -11,7 +11,7 @@ to ``frame_status`` for the guidance.
 from head_capture.capture.image_encoding import ImageDecodeError
 from head_capture.capture.keyframes import OnlineKeyframeSelector
 from head_capture.capture.sources import Frame
-from head_capture.node_settings import NODE_SETTINGS
+from head_capture.node_parameters import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
                                         published_unless_shut_down, RELIABLE_QOS, run_node,
