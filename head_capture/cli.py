@@ -13,10 +13,11 @@ from head_capture.camera import DEFAULT_FOV_DEG, FOV_RANGE_DEG
 from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.sources import is_url, open_source, SourceError
 from head_capture.config_files import ConfigError, parse_overrides
+from head_capture.files import output_file, output_folder
 from head_capture.image_buffers import reuse_image_buffers
 from head_capture.landmarks.detector import ModelError
 from head_capture.node_graph import load_node_config
-from head_capture.session import output_file, output_folder, read_transforms, SessionError
+from head_capture.session import read_transforms, SessionError
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
@@ -405,10 +406,11 @@ def _run_synth_preview(args):
 
 
 def _run_landmarks(args):
-    from head_capture.capture.registration import list_images, read_images
+    from head_capture.capture.registration import read_images
+    from head_capture.files import list_images
     from head_capture.landmarks.detector import default_model_path, LandmarkDetector
     from head_capture.landmarks.overlay import draw_detection
-    from head_capture.session import write_bytes_atomic, write_image_atomic
+    from head_capture.files import write_bytes_atomic, write_image_atomic
 
     output_folder(args.out)
     if args.input.is_dir():
@@ -493,7 +495,7 @@ def _refuse_other_files(path, takes, video):
 
 def _run_evaluate_poses(args):
     from head_capture.pose_evaluation import evaluate_files
-    from head_capture.session import output_file, write_bytes_atomic
+    from head_capture.files import output_file, write_bytes_atomic
 
     if args.out is not None:  # a report: replaced when it exists, but never a folder
         output_file(args.out, overwrite=True)
@@ -539,7 +541,7 @@ def _run_train_avatar(args):
 def _run_evaluate_avatar(args):
     from head_capture.avatar.evaluate import evaluate_held_out, evaluate_test_set
     from head_capture.avatar.trainer import AvatarTrainer
-    from head_capture.session import write_bytes_atomic
+    from head_capture.files import write_bytes_atomic
 
     if args.pose_steps < 0:
         raise ValueError(f'--pose-steps must be >= 0, got {args.pose_steps}')

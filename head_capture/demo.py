@@ -19,11 +19,11 @@ import shutil
 import time
 
 from head_capture.avatar import TrainingError
+from head_capture.files import output_folder, write_bytes_atomic
 from head_capture.memory import PeakMemory
 from head_capture.pose_evaluation import evaluate
-from head_capture.session import (FrameRecord, output_folder, read_transforms, SessionError,
-                                  Transforms, TRANSFORMS_FILE, write_bytes_atomic,
-                                  write_transforms)
+from head_capture.session import (FrameRecord, read_transforms, SessionError, Transforms,
+                                  TRANSFORMS_FILE, write_transforms)
 import numpy as np
 
 # The graph gets this long to stream the 40 s capture and train the avatar.

@@ -28,9 +28,10 @@ from head_capture.capture.preprocess import shrink_keyframe
 from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
 from head_capture.capture.sources import open_source
 from head_capture.config_files import ConfigError
+from head_capture.files import output_folder, write_bytes_atomic
 from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.node_graph import load_node_config
-from head_capture.session import output_folder, Session, write_bytes_atomic, write_transforms
+from head_capture.session import Session, write_transforms
 
 STATE_FILE = 'reconstruction.json'
 # A file's content is told by its size and a hash of this much at its start and its end.

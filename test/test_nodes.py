@@ -523,7 +523,8 @@ def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_c
     from head_capture.nodes.pose_estimator import QUEUED_IMAGES
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg, stamp_ns
-    from head_capture.session import keyframe_file, write_image_atomic
+    from head_capture.session import keyframe_file
+    from head_capture.files import write_image_atomic
 
     session = tmp_path / 'session'
     nodes = [(spec, params) for spec, params in graph(
@@ -632,7 +633,8 @@ def test_keyframes_sent_before_the_detector_started_are_read_from_the_session(tm
     from head_capture.nodes.pose_estimator import CAMERA_INFO_WAIT_S
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg
-    from head_capture.session import keyframe_file, Session, write_image_atomic
+    from head_capture.session import keyframe_file, Session
+    from head_capture.files import write_image_atomic
 
     session = tmp_path / 'session'
     stamps = [10**9 + k for k in range(6)]
@@ -815,7 +817,8 @@ def test_the_backlog_waits_for_camera_info_from_the_first_image_on(
     import head_capture.nodes.pose_estimator as module
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg
-    from head_capture.session import keyframe_file, write_image_atomic
+    from head_capture.session import keyframe_file
+    from head_capture.files import write_image_atomic
 
     monkeypatch.setattr(module, 'CAMERA_INFO_WAIT_S', 0.3)
     monkeypatch.setattr(module, 'NO_STREAM_WAIT_S', 60.0)

@@ -38,9 +38,9 @@ from head_capture.avatar.scene import fit_scene, scene_bounds
 from head_capture.avatar.training_config import AvatarConfig
 from head_capture.avatar.visual_hull import VisualHull
 from head_capture.config_files import build
+from head_capture.files import write_bytes_atomic, write_image_atomic
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
-from head_capture.session import (Transforms, write_bytes_atomic, write_image_atomic,
-                                  write_transforms)
+from head_capture.session import Transforms, write_transforms
 import numpy as np
 import torch
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import cv2
 from head_capture.camera import Intrinsics
+from head_capture.files import write_image_atomic, write_npz_atomic
 from head_capture.geometry import look_at_w2c, sphere_point, w2c_to_c2w_opengl
-from head_capture.session import (FrameRecord, read_transforms, Transforms, write_image_atomic,
-                                  write_npz_atomic, write_transforms)
+from head_capture.session import FrameRecord, read_transforms, Transforms, write_transforms
 import numpy as np
 
 SPLITS = ('train', 'test')
