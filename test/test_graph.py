@@ -7,7 +7,7 @@ from head_capture.config_files import ConfigError, DEFAULT_PARAMS_FILE, node_sec
 from head_capture.node_graph import graph, NODES, transport_environment, write_parameters_file
 from head_capture.nodes.up import build_nodes, close_nodes
 from head_capture.resources import share_path
-from head_capture.synth.recordings import write_video
+from head_capture.video_writer import write_video
 import numpy as np
 import pytest
 

@@ -320,7 +320,7 @@ def test_a_missing_model_stops_the_node_with_one_clear_message(tmp_path):
 def test_record_to_mcap_and_replay_through_camera_source(tmp_path, ros_context):
     from head_capture.capture.sources import open_source
     from head_capture.node_graph import NodeSpec
-    from head_capture.synth.recordings import write_video
+    from head_capture.video_writer import write_video
 
     frames = [np.full((64, 96, 3), 20 * k, np.uint8) for k in range(12)]
     write_video(tmp_path / 'clip.mp4', frames, 10)
@@ -846,7 +846,7 @@ def test_the_backlog_waits_for_camera_info_from_the_first_image_on(
 
 def _tiny_clip(path, frames, fps=10):
     """Write ``frames`` flat grey frames (no head in view) as a video; return its path."""
-    from head_capture.synth.recordings import write_video
+    from head_capture.video_writer import write_video
 
     write_video(path, [np.full((48, 64, 3), 60 + 15 * k, np.uint8) for k in range(frames)], fps)
     return path

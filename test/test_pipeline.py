@@ -18,7 +18,7 @@ from head_capture.pipeline import extract_keyframes, register_session
 from head_capture.pose_evaluation import evaluate
 from head_capture.resources import share_path
 from head_capture.session import FrameRecord, read_transforms, Transforms, write_transforms
-from head_capture.synth.recordings import write_video
+from head_capture.video_writer import write_video
 import numpy as np
 import pytest
 

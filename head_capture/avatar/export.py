@@ -62,7 +62,7 @@ def render_view(fields, rotation, translation, intrinsics, config, background, c
 def write_turntable(path, fields, rotations, translations, intrinsics, config, frames=60,
                     fps=20):
     """Render a turn around the scene to an mp4; return the frame count."""
-    from head_capture.synth.recordings import write_video  # PyAV: only for the video
+    from head_capture.video_writer import write_video  # PyAV: only for the video
 
     poses = orbit(rotations, translations, frames)
     images = (render_view(fields, r, t, intrinsics, config, (1.0, 1.0, 1.0))[0]

@@ -21,8 +21,8 @@ from head_capture.geometry import look_at_w2c, sphere_point, w2c_from_center, w2
 from head_capture.lie_groups import so3_exp
 from head_capture.session import FrameRecord, Transforms, write_transforms
 from head_capture.synth.degrade import blur_runs, motion_blur
-from head_capture.synth.recordings import write_video
 from head_capture.synth.workers import run_tasks
+from head_capture.video_writer import write_video
 import numpy as np
 
 GROUND_TRUTH = 'ground_truth.json'
