@@ -376,7 +376,6 @@ def _run_synth_preview(args):
     import cv2
     from head_capture.landmarks.dataset import read_samples
     from head_capture.landmarks.template import HeadTemplate
-    from head_capture.resources import share_path
     from head_capture.synth.preview import contact_sheet, variety_chart
     from head_capture.synth.sequence import read_sequence_views
 
@@ -390,7 +389,7 @@ def _run_synth_preview(args):
             raise ValueError('--variety needs a landmark set, not a sequence')
     else:
         samples = read_samples(args.set_dir, args.count)
-    regions = HeadTemplate.load(share_path('models', 'head_template.json')).regions
+    regions = HeadTemplate.load().regions
     sheet = contact_sheet(samples['images'], samples['landmarks'], samples['visible'], regions,
                           labels=samples['hair_styles'])
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -408,7 +407,7 @@ def _run_synth_preview(args):
 def _run_landmarks(args):
     from head_capture.capture.registration import read_images
     from head_capture.files import list_images
-    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.landmarks.detector import LandmarkDetector
     from head_capture.landmarks.overlay import draw_detection
     from head_capture.files import write_bytes_atomic, write_image_atomic
 
@@ -424,7 +423,7 @@ def _run_landmarks(args):
         raise FileNotFoundError(f'no image or folder at {args.input}')
     if not images:
         raise FileNotFoundError(f'no images in {args.input}')
-    detector = LandmarkDetector(args.model or default_model_path(), threads=args.threads)
+    detector = LandmarkDetector(args.model, threads=args.threads)
     results, unreadable = {}, {}
     with _progress('detecting landmarks', len(images)) as advance:
         for path, frame, reason in read_images(images):
@@ -460,9 +459,8 @@ def _run_poses(args):
     from head_capture.capture.registration import (check_poses_output, find_images,
                                                    register_images, registered_transforms,
                                                    write_registered)
-    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.landmarks.detector import LandmarkDetector
     from head_capture.landmarks.template import HeadTemplate
-    from head_capture.resources import share_path
 
     if args.out.suffix != '.json':
         raise ValueError(f'--out must name a .json file, got {args.out}')
@@ -472,8 +470,8 @@ def _run_poses(args):
     config = load_node_config(PoseConfig, 'pose_estimator', args.config)
     images = find_images(args.input, args.intrinsics, args.fov)
     check_poses_output(images, args.out, args.overwrite)
-    detector = LandmarkDetector(args.model or default_model_path(), threads=args.threads)
-    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    detector = LandmarkDetector(args.model, threads=args.threads)
+    template = HeadTemplate.load().positions
     with _progress('landmarks + PnP', len(images.paths)) as advance:
         estimates = register_images(images, detector, template, config, advance)
     transforms = registered_transforms(images, estimates, args.out)

@@ -2,7 +2,6 @@
 
 import cv2
 from head_capture.landmarks.template import HeadTemplate
-from head_capture.resources import share_path
 import numpy as np
 
 # The colour of each template region's landmarks, in every picture of them.
@@ -14,7 +13,7 @@ _REGIONS = None
 def _region_colours(count):
     global _REGIONS
     if _REGIONS is None:
-        regions = HeadTemplate.load(share_path('models', 'head_template.json')).regions
+        regions = HeadTemplate.load().regions
         _REGIONS = np.array([REGION_COLOURS[r] for r in regions], np.uint8)
     return _REGIONS if len(_REGIONS) == count else np.full((count, 3), 255, np.uint8)
 
