@@ -24,10 +24,9 @@ _FLIP_YZ = np.diag([1.0, -1.0, -1.0])
 def rigid_matrix(rotation, translation):
     """Return 4x4 homogeneous transforms (..., 4, 4) of rotations (..., 3, 3) and (..., 3)."""
     rotation, translation = np.asarray(rotation, float), np.asarray(translation, float)
-    top = np.concatenate([rotation, translation[..., None]], -1)
-    bottom = np.zeros_like(top[..., :1, :])
-    bottom[..., 0, 3] = 1.0
-    return np.concatenate([top, bottom], -2)
+    matrix = np.zeros(np.broadcast_shapes(rotation.shape[:-2], translation.shape[:-1]) + (4, 4))
+    matrix[..., :3, :3], matrix[..., :3, 3], matrix[..., 3, 3] = rotation, translation, 1.0
+    return matrix
 
 
 def quat_to_matrix(quat_xyzw):
