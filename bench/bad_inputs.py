@@ -142,7 +142,7 @@ def fingerprints(folder, replaceable=()):
 
 def sample_video(path, seed=3, frames=45):
     """Write the built-in sample clip (a textured pan, no head) as a video; return its path."""
-    from head_capture.synth.recordings import write_video
+    from head_capture.video_writer import write_video
     from head_capture.synth.sample_clip import make_sample_clip
 
     sample = make_sample_clip(frames=frames, size=(240, 160), blur_share=0.3, seed=seed)

@@ -28,9 +28,10 @@ import time
 
 from common import save
 import cv2
-from head_capture.avatar.config import load_avatar_config, parse_overrides
 from head_capture.avatar.evaluate import evaluate_held_out
 from head_capture.avatar.trainer import AvatarTrainer
+from head_capture.avatar.training_config import load_avatar_config
+from head_capture.config_files import parse_overrides
 import numpy as np
 import torch
 

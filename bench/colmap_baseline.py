@@ -27,10 +27,11 @@ import tempfile
 import time
 
 from common import capture_frames, pooled_errors, save
+from head_capture.files import write_image_atomic
 from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.pose_evaluation import evaluate
 from head_capture.session import (FrameRecord, read_image, read_transforms, Transforms,
-                                  write_image_atomic, write_transforms)
+                                  write_transforms)
 import numpy as np
 import pycolmap
 

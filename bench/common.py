@@ -35,7 +35,8 @@ def capture_frames(capture_dir, count, work_dir):
     """
     from head_capture.capture.registration import ImageSet
     from head_capture.capture.sources import open_source
-    from head_capture.session import FrameRecord, read_transforms, Transforms, write_image_atomic
+    from head_capture.session import FrameRecord, read_transforms, Transforms
+    from head_capture.files import write_image_atomic
 
     truth = read_transforms(Path(capture_dir) / 'ground_truth.json')
     sharp = [n for n, f in enumerate(truth.frames) if not f.meta.get('blurred')]

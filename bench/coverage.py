@@ -22,9 +22,8 @@ from head_capture.capture.pose import PoseConfig
 from head_capture.capture.registration import NO_HEAD, pose_of_frame
 from head_capture.capture.sources import open_source
 from head_capture.geometry import c2w_opengl_to_w2c
-from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+from head_capture.landmarks.detector import LandmarkDetector
 from head_capture.landmarks.template import HeadTemplate
-from head_capture.resources import share_path
 from head_capture.session import read_transforms
 import numpy as np
 
@@ -46,8 +45,8 @@ def main():
     parser.add_argument('--out', type=Path, default=Path('bench/results/coverage_capture.json'))
     args = parser.parse_args()
     truth = read_transforms(args.capture / 'ground_truth.json')
-    detector = LandmarkDetector(default_model_path(), threads=2)
-    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    detector = LandmarkDetector(threads=2)
+    template = HeadTemplate.load().positions
     selector, coverage = OnlineKeyframeSelector(), Coverage()
     timeline, panels, errors, fired, last_view = [], [], [], None, None
     frames = len(truth.frames)

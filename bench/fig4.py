@@ -29,18 +29,18 @@ import time
 
 from common import save
 import cv2
-from head_capture.avatar.config import load_avatar_config, parse_overrides
 from head_capture.avatar.evaluate import carry_over, evaluate_views, TEST_TIME_PROTOCOL
 from head_capture.avatar.rays import load_views
 from head_capture.avatar.trainer import AvatarTrainer
+from head_capture.avatar.training_config import load_avatar_config
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.registration import (find_images, register_images,
                                                registered_transforms)
+from head_capture.config_files import parse_overrides
 from head_capture.geometry import c2w_opengl_to_w2c
-from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+from head_capture.landmarks.detector import LandmarkDetector
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.pose_evaluation import evaluate, frame_key
-from head_capture.resources import share_path
 from head_capture.session import read_transforms, write_transforms
 from head_capture.synth.sequence import SequenceConfig, write_sequences
 import numpy as np
@@ -219,8 +219,8 @@ def main():
     overrides = parse_overrides(args.overrides)
     sequences = args.sequences or args.work / 'sequences'
     paths = write_sequences(sequences, SequenceConfig(subjects=args.subjects, seed=args.seed))
-    detector = LandmarkDetector(default_model_path(), threads=2)
-    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    detector = LandmarkDetector(threads=2)
+    template = HeadTemplate.load().positions
     tasks = [(subject, variant, data, args.work, args.config, overrides, args.pose_steps)
              for subject in paths
              for variant, data in prepare_subject(subject, detector, template).items()

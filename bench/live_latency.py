@@ -23,7 +23,7 @@ import time
 
 from common import save
 from geometry_msgs.msg import PoseStamped
-from head_capture.graph import graph, node_overrides
+from head_capture.node_graph import graph, node_overrides
 from head_capture.nodes.up import build_nodes, close_nodes, GraphWatch, NodeProcesses
 import numpy as np
 import rclpy

@@ -135,10 +135,9 @@ SYNTHETIC = ('synthetic capture (8 s at 10 frames/s, 640x360, seed 3) -> 12 keyf
 def synthetic_session(work, count=12):
     """Render a short synthetic capture into ``work`` and register its keyframes: a session."""
     from head_capture.capture.sources import open_source
-    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.landmarks.detector import LandmarkDetector
     from head_capture.landmarks.template import HeadTemplate
     from head_capture.pipeline import extract_keyframes, register_session
-    from head_capture.resources import share_path
     from head_capture.session import read_transforms
     from head_capture.synth.capture_video import CaptureConfig, write_capture
 
@@ -149,8 +148,8 @@ def synthetic_session(work, count=12):
     with open_source(capture / 'capture.mp4') as frames:
         session = extract_keyframes(frames, work / 'session', count, 640, camera,
                                     overwrite=True).session
-    template = HeadTemplate.load(share_path('models', 'head_template.json'))
-    register_session(session, LandmarkDetector(default_model_path()), template)
+    template = HeadTemplate.load()
+    register_session(session, LandmarkDetector(), template)
     return session.root
 
 

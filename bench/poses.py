@@ -30,7 +30,6 @@ from head_capture.landmarks.detector import default_model_path, LandmarkDetector
 from head_capture.landmarks.metrics import sigma_error_correlation
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.pose_evaluation import evaluate, frame_key
-from head_capture.resources import share_path
 from head_capture.session import FrameRecord, read_image, read_transforms, Transforms
 import numpy as np
 
@@ -172,8 +171,8 @@ def main():
     if args.sequences is None and args.capture is None:
         parser.error('give --sequences and/or --capture')
     cv2.setNumThreads(2)
-    detector = LandmarkDetector(args.model or default_model_path(), threads=2)
-    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    detector = LandmarkDetector(args.model, threads=2)
+    template = HeadTemplate.load().positions
     config = PoseConfig()
     result = {'benchmark': 'poses', 'model': str(args.model or default_model_path()),
               'config': dataclasses.asdict(config),

@@ -34,7 +34,7 @@ def main():
     parser.add_argument('--model', default=None)
     parser.add_argument('--out', default='bench/results/real_photos.png')
     args = parser.parse_args()
-    detector = LandmarkDetector(args.model or default_model_path(), threads=2)
+    detector = LandmarkDetector(args.model, threads=2)
     photos = {'astronaut': data.astronaut(),
               'cameraman': cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB)}
     tiles, summary = [], {}

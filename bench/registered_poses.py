@@ -21,7 +21,6 @@ from head_capture.capture.registration import (find_images, register_images,
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.pose_evaluation import evaluate
-from head_capture.resources import share_path
 from head_capture.session import read_transforms
 
 
@@ -42,7 +41,7 @@ def main():
     args = parser.parse_args()
     model = args.model or default_model_path()
     detector = LandmarkDetector(model, threads=2)
-    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    template = HeadTemplate.load().positions
     reports = {}
     for path in args.truth:
         report = register_and_score(path, detector, template)

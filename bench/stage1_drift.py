@@ -25,12 +25,11 @@ import time
 
 from common import save
 from fig4 import pose_summary, prepare_subject
-from head_capture.avatar.config import load_avatar_config
 from head_capture.avatar.trainer import AvatarTrainer
-from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+from head_capture.avatar.training_config import load_avatar_config
+from head_capture.landmarks.detector import LandmarkDetector
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.pose_evaluation import evaluate
-from head_capture.resources import share_path
 from head_capture.session import read_transforms
 import torch
 
@@ -109,8 +108,8 @@ def main():
     args = parser.parse_args()
     started = time.monotonic()
     args.work.mkdir(parents=True, exist_ok=True)
-    detector = LandmarkDetector(default_model_path(), threads=2)
-    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    detector = LandmarkDetector(threads=2)
+    template = HeadTemplate.load().positions
     tasks = []
     for name in args.subjects:
         subject = args.sequences / name

@@ -12,10 +12,12 @@ from head_capture.avatar import TrainingError
 from head_capture.camera import DEFAULT_FOV_DEG, FOV_RANGE_DEG
 from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.sources import is_url, open_source, SourceError
-from head_capture.config import ConfigError, load_node_config
+from head_capture.config_files import ConfigError, parse_overrides
+from head_capture.files import output_file, output_folder
 from head_capture.image_buffers import reuse_image_buffers
 from head_capture.landmarks.detector import ModelError
-from head_capture.session import output_file, output_folder, read_transforms, SessionError
+from head_capture.node_graph import load_node_config
+from head_capture.session import read_transforms, SessionError
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
@@ -374,7 +376,6 @@ def _run_synth_preview(args):
     import cv2
     from head_capture.landmarks.dataset import read_samples
     from head_capture.landmarks.template import HeadTemplate
-    from head_capture.resources import share_path
     from head_capture.synth.preview import contact_sheet, variety_chart
     from head_capture.synth.sequence import read_sequence_views
 
@@ -388,7 +389,7 @@ def _run_synth_preview(args):
             raise ValueError('--variety needs a landmark set, not a sequence')
     else:
         samples = read_samples(args.set_dir, args.count)
-    regions = HeadTemplate.load(share_path('models', 'head_template.json')).regions
+    regions = HeadTemplate.load().regions
     sheet = contact_sheet(samples['images'], samples['landmarks'], samples['visible'], regions,
                           labels=samples['hair_styles'])
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -404,10 +405,11 @@ def _run_synth_preview(args):
 
 
 def _run_landmarks(args):
-    from head_capture.capture.registration import list_images, read_images
-    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.capture.registration import read_images
+    from head_capture.files import list_images
+    from head_capture.landmarks.detector import LandmarkDetector
     from head_capture.landmarks.overlay import draw_detection
-    from head_capture.session import write_bytes_atomic, write_image_atomic
+    from head_capture.files import write_bytes_atomic, write_image_atomic
 
     output_folder(args.out)
     if args.input.is_dir():
@@ -421,7 +423,7 @@ def _run_landmarks(args):
         raise FileNotFoundError(f'no image or folder at {args.input}')
     if not images:
         raise FileNotFoundError(f'no images in {args.input}')
-    detector = LandmarkDetector(args.model or default_model_path(), threads=args.threads)
+    detector = LandmarkDetector(args.model, threads=args.threads)
     results, unreadable = {}, {}
     with _progress('detecting landmarks', len(images)) as advance:
         for path, frame, reason in read_images(images):
@@ -457,9 +459,8 @@ def _run_poses(args):
     from head_capture.capture.registration import (check_poses_output, find_images,
                                                    register_images, registered_transforms,
                                                    write_registered)
-    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.landmarks.detector import LandmarkDetector
     from head_capture.landmarks.template import HeadTemplate
-    from head_capture.resources import share_path
 
     if args.out.suffix != '.json':
         raise ValueError(f'--out must name a .json file, got {args.out}')
@@ -469,8 +470,8 @@ def _run_poses(args):
     config = load_node_config(PoseConfig, 'pose_estimator', args.config)
     images = find_images(args.input, args.intrinsics, args.fov)
     check_poses_output(images, args.out, args.overwrite)
-    detector = LandmarkDetector(args.model or default_model_path(), threads=args.threads)
-    template = HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    detector = LandmarkDetector(args.model, threads=args.threads)
+    template = HeadTemplate.load().positions
     with _progress('landmarks + PnP', len(images.paths)) as advance:
         estimates = register_images(images, detector, template, config, advance)
     transforms = registered_transforms(images, estimates, args.out)
@@ -492,7 +493,7 @@ def _refuse_other_files(path, takes, video):
 
 def _run_evaluate_poses(args):
     from head_capture.pose_evaluation import evaluate_files
-    from head_capture.session import output_file, write_bytes_atomic
+    from head_capture.files import output_file, write_bytes_atomic
 
     if args.out is not None:  # a report: replaced when it exists, but never a folder
         output_file(args.out, overwrite=True)
@@ -505,7 +506,7 @@ def _run_evaluate_poses(args):
 
 
 def _run_train_avatar(args):
-    from head_capture.avatar.config import chosen_keys, load_avatar_config, parse_overrides
+    from head_capture.avatar.training_config import chosen_keys, load_avatar_config
     from head_capture.pipeline import train_avatar
     from head_capture.supervisor import signal_name, stop_signals
 
@@ -538,7 +539,7 @@ def _run_train_avatar(args):
 def _run_evaluate_avatar(args):
     from head_capture.avatar.evaluate import evaluate_held_out, evaluate_test_set
     from head_capture.avatar.trainer import AvatarTrainer
-    from head_capture.session import write_bytes_atomic
+    from head_capture.files import write_bytes_atomic
 
     if args.pose_steps < 0:
         raise ValueError(f'--pose-steps must be >= 0, got {args.pose_steps}')
@@ -572,7 +573,6 @@ def _run_train_landmarks(args):
 
 
 def _run_reconstruct(args):
-    from head_capture.avatar.config import parse_overrides
     from head_capture.pipeline import reconstruct
 
     intrinsics = read_transforms(args.intrinsics).intrinsics if args.intrinsics else None
@@ -587,7 +587,7 @@ def _run_reconstruct(args):
 
 
 def _run_up(args):
-    from head_capture.graph import check_namespace, graph, node_overrides
+    from head_capture.node_graph import check_namespace, graph, node_overrides
     from head_capture.nodes.up import run_graph, run_processes
 
     namespace = check_namespace(args.namespace)
@@ -619,7 +619,7 @@ def _run_up(args):
 
 
 def _run_record(args):
-    from head_capture.graph import NodeSpec
+    from head_capture.node_graph import NodeSpec
     from head_capture.nodes.up import run_graph
 
     spec = NodeSpec('recorder', 'head_capture.nodes.recorder', 'Recorder', ())

@@ -19,11 +19,11 @@ import shutil
 import time
 
 from head_capture.avatar import TrainingError
+from head_capture.files import output_folder, write_bytes_atomic
 from head_capture.memory import PeakMemory
 from head_capture.pose_evaluation import evaluate
-from head_capture.session import (FrameRecord, output_folder, read_transforms, SessionError,
-                                  Transforms, TRANSFORMS_FILE, write_bytes_atomic,
-                                  write_transforms)
+from head_capture.session import (FrameRecord, read_transforms, SessionError, Transforms,
+                                  TRANSFORMS_FILE, write_transforms)
 import numpy as np
 
 # The graph gets this long to stream the 40 s capture and train the avatar.
@@ -115,7 +115,7 @@ def run_demo(out_dir, progress, log=print, capture_seconds=40.0, graph_overrides
 
 def _run_demo(out_dir, progress, log, capture_seconds, graph_overrides, overwrite):
     """Do the demo's work (see ``run_demo``); return its folder and summary."""
-    from head_capture.graph import graph
+    from head_capture.node_graph import graph
     from head_capture.nodes.up import run_processes
     from head_capture.report import write_report
     from head_capture.synth.capture_video import CaptureConfig, GROUND_TRUTH, write_capture

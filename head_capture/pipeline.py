@@ -27,9 +27,11 @@ from head_capture.capture.pose import PoseConfig
 from head_capture.capture.preprocess import shrink_keyframe
 from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
 from head_capture.capture.sources import open_source
-from head_capture.config import ConfigError, load_node_config
+from head_capture.config_files import ConfigError
+from head_capture.files import output_folder, write_bytes_atomic
 from head_capture.geometry import w2c_to_c2w_opengl
-from head_capture.session import output_folder, Session, write_bytes_atomic, write_transforms
+from head_capture.node_graph import load_node_config
+from head_capture.session import Session, write_transforms
 
 STATE_FILE = 'reconstruction.json'
 # A file's content is told by its size and a hash of this much at its start and its end.
@@ -206,9 +208,9 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     the long side of the keyframes the landmarks see (the trainer cuts the head's square out
     of them and shrinks it to its image size).
     """
-    from head_capture.avatar.config import load_avatar_config
     from head_capture.avatar.job import registered_keyframes, TRAINING_TRANSFORMS
     from head_capture.avatar.trainer import CHECKPOINT
+    from head_capture.avatar.training_config import load_avatar_config
     from head_capture.landmarks.detector import default_model_path, LandmarkDetector
     from head_capture.landmarks.template import HeadTemplate
     from head_capture.report import write_report

@@ -21,10 +21,11 @@ from head_capture.avatar.evaluate import psnr
 from head_capture.avatar.trainer import CHECKPOINT, EVENTS, PREVIEW, STAGE1_TRANSFORMS
 from head_capture.capture.coverage import coverage_image, session_coverage
 from head_capture.capture.head_volume import META_KEY as HEAD_VOLUME
+from head_capture.files import write_bytes_atomic
 from head_capture.geometry import umeyama
 from head_capture.pose_evaluation import evaluate, frame_key
-from head_capture.session import KEYFRAMES_DIR, read_image, read_transforms, SessionError, \
-    Transforms, TRANSFORMS_FILE, write_bytes_atomic
+from head_capture.session import (KEYFRAMES_DIR, read_image, read_transforms, SessionError,
+                                  Transforms, TRANSFORMS_FILE)
 import numpy as np
 
 log = logging.getLogger(__name__)

@@ -15,24 +15,23 @@ synthetic scenes) are read as well. Sessions written before trimaps existed keep
 three-level masks under ``mask_path``; the trainer reads ``trimap_path`` where there is one,
 else ``mask_path``.
 
-Every write is atomic (temporary file + rename), so a killed process or a full disk leaves the
-previous ``transforms.json`` and every finished frame intact. A session written in one go (the
-offline keyframes) is marked unfinished until it is complete, so a rerun after a failure
-replaces it without asking. Every path is resolved before anything is written or deleted: a
-symbolic link that leads out of the session is refused.
+Every write is atomic (``files``: temporary file + rename), so a killed process or a full disk
+leaves the previous ``transforms.json`` and every finished frame intact. A session written in
+one go (the offline keyframes) is marked unfinished until it is complete, so a rerun after a
+failure replaces it without asking. Every path is resolved before anything is written or
+deleted: a symbolic link that leads out of the session is refused.
 """
 
 from dataclasses import dataclass, field
-import errno
-import io
 import json
 import math
 import os
 from pathlib import Path, PurePosixPath
-import tempfile
 
 import cv2
 from head_capture.camera import DISTORTION_TERMS, Intrinsics
+from head_capture.files import (IMAGE_SUFFIXES, output_folder, SessionError, write_bytes_atomic,
+                                write_image_atomic)
 import numpy as np
 
 TRANSFORMS_FILE = 'transforms.json'
@@ -52,11 +51,6 @@ UNFINISHED_FILE = '.unfinished'
 # Keys of transforms.json that describe the camera; everything else at the top level is kept.
 _CAMERA_KEYS = ('fl_x', 'fl_y', 'cx', 'cy', 'w', 'h', *DISTORTION_TERMS, 'camera_model',
                 'camera_angle_x', 'camera_angle_y')
-_IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
-
-
-class SessionError(ValueError):
-    """A session directory or transforms file that cannot be used, with the reason."""
 
 
 @dataclass
@@ -132,45 +126,6 @@ def write_transforms(path, transforms):
             lines = ',\n'.join('    ' + json.dumps(_frame_to_json(f)) for f in frames)
             text += f',\n  "{key}": [\n{lines}\n  ]'
     write_bytes_atomic(Path(path), (text + '\n}\n').encode())
-
-
-def write_bytes_atomic(path, payload):
-    """Write ``payload`` to ``path`` through a temporary file, so readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide outputs from the user's other tools
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
-            raise SessionError(f'disk full while writing {path}; earlier files are '
-                               'intact') from exc
-        raise
-
-
-def write_image_atomic(path, image):
-    """Encode an RGB, RGBA or single-channel uint8 image as PNG and write it atomically."""
-    if image.ndim == 2:
-        pixels = image
-    else:
-        pixels = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4
-                              else cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode('.png', pixels)
-    if not ok:
-        raise SessionError(f'could not encode an image of shape {image.shape} for {path}')
-    write_bytes_atomic(Path(path), encoded.tobytes())
-
-
-def write_npz_atomic(path, **arrays):
-    """Write arrays as a compressed ``.npz`` atomically."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    write_bytes_atomic(Path(path), buffer.getvalue())
 
 
 def read_image(path, background=None):
@@ -359,35 +314,6 @@ def _prefixes(root, relative):
         yield path
 
 
-def output_folder(path, flag='--out'):
-    """
-    Return ``path`` as a folder to write in; refuse one that is (or lies under) a file.
-
-    Said in one line naming the flag, where creating it would fail with "[Errno 17] File
-    exists" or "Not a directory".
-    """
-    path = Path(path)
-    for folder in (path, *path.parents):
-        if folder.exists() or folder.is_symlink():
-            if not folder.is_dir():
-                what = 'is a file' if folder == path else f'lies under {folder}, a file'
-                raise SessionError(f'{flag} {path} {what}; give a folder for the outputs')
-            break
-    return path
-
-
-def output_file(path, overwrite=False, flag='--out'):
-    """Return ``path`` as a file to write; refuse a folder, or an existing file unless asked."""
-    path = Path(path)
-    output_folder(path.parent, f'{flag} {path}: its folder')
-    if path.is_dir():
-        raise SessionError(f'{flag} {path} is a folder; give a file name')
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        raise SessionError(f'{flag} {path} exists; pass --overwrite to replace it, or choose '
-                           'another file')
-    return path
-
-
 def _frame_from_json(base, entry, number, source):
     if not isinstance(entry, dict) or 'file_path' not in entry:
         raise SessionError(f'{source}: frame {number} has no file_path')
@@ -405,9 +331,9 @@ def _frame_from_json(base, entry, number, source):
 
 def _with_image_suffix(base, file_path):
     """Blender files name images without extension ("./train/r_0"); find the file on disk."""
-    if Path(file_path).suffix.lower() in _IMAGE_SUFFIXES or (base / file_path).exists():
+    if Path(file_path).suffix.lower() in IMAGE_SUFFIXES or (base / file_path).exists():
         return file_path
-    for suffix in _IMAGE_SUFFIXES:
+    for suffix in IMAGE_SUFFIXES:
         if (base / (file_path + suffix)).exists():
             return file_path + suffix
     return file_path

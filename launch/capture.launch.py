@@ -1,6 +1,6 @@
 """Capture only: keyframes, live poses and coverage guidance, no training (with rviz)."""
 
-from head_capture.launch_graph import describe
+from head_capture.launch_description import describe
 
 
 def generate_launch_description():

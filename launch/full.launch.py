@@ -1,6 +1,6 @@
 """Capture, live poses and coverage, and the avatar trainer (with rviz)."""
 
-from head_capture.launch_graph import describe
+from head_capture.launch_description import describe
 
 
 def generate_launch_description():

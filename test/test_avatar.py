@@ -7,7 +7,6 @@ from pathlib import Path
 import cv2
 from head_capture.avatar import TrainingError
 from head_capture.avatar.barf import perturb, PoseCorrections
-from head_capture.avatar.config import AvatarConfig, load_avatar_config, NAMES
 from head_capture.avatar.evaluate import psnr
 from head_capture.avatar.fields import coarse_to_fine, GridField, MLPField
 from head_capture.avatar.rays import foreground_pixels, load_views, near_far, pixel_rays, \
@@ -15,6 +14,7 @@ from head_capture.avatar.rays import foreground_pixels, load_views, near_far, pi
 from head_capture.avatar.render import render_rays, resample, squared_error
 from head_capture.avatar.scene import fit_scene, scene_bounds
 from head_capture.avatar.trainer import AvatarTrainer, CHECKPOINT, device_name, EVENTS
+from head_capture.avatar.training_config import AvatarConfig, load_avatar_config, NAMES
 from head_capture.camera import Intrinsics
 from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
 from head_capture.session import FrameRecord, MASK_UNSURE, read_transforms, SessionError, \
@@ -313,7 +313,7 @@ def test_perturbation_has_the_asked_spread():
 
 def test_held_out_cameras_are_carried_into_the_refined_frame():
     from head_capture.avatar.evaluate import carry_over
-    from head_capture.geometry import so3_exp
+    from head_capture.lie_groups import so3_exp
 
     rng = np.random.default_rng(3)
     poses = [look_at_w2c(rng.normal(size=3) * 2 + np.array([0, 0, 3]), np.zeros(3))
@@ -334,7 +334,7 @@ def test_held_out_cameras_are_carried_into_the_refined_frame():
 def test_test_time_optimisation_recovers_a_camera_turned_a_few_degrees(toy_scene, tmp_path):
     from head_capture.avatar.evaluate import optimise_pose, psnr
     from head_capture.avatar.export import render_view
-    from head_capture.geometry import so3_exp
+    from head_capture.lie_groups import so3_exp
 
     config = AvatarConfig(**{**TOY, 'stage1_steps': 300, 'stage2_steps': 0,
                              'refine_poses': False, 'checkpoint_every': 1000})

@@ -5,7 +5,7 @@ import json
 import cv2
 from head_capture.cli import main
 from head_capture.session import read_transforms, resolve_inside
-from head_capture.synth.recordings import write_video
+from head_capture.video_writer import write_video
 import numpy as np
 import pytest
 

@@ -1,7 +1,8 @@
 """Config loading: the shipped parameters file, overrides, and clear errors."""
 
 from head_capture.capture.keyframes import KeyframeConfig
-from head_capture.config import ConfigError, load_node_config
+from head_capture.config_files import ConfigError
+from head_capture.node_graph import load_node_config
 import pytest
 
 

@@ -2,8 +2,8 @@
 
 from head_capture.capture.coverage import (Coverage, coverage_image, CoverageConfig, guidance,
                                            session_coverage, View)
-from head_capture.config import load_node_config
 from head_capture.geometry import w2c_to_c2w_opengl
+from head_capture.node_graph import load_node_config
 from head_capture.session import FrameRecord
 from head_capture.synth.capture_video import CaptureConfig, phone_path
 import numpy as np

@@ -2,11 +2,11 @@
 
 import json
 
-from head_capture.geometry import (c2w_opengl_to_w2c, camera_center, hat, look_at_w2c,
+from head_capture.geometry import (c2w_opengl_to_w2c, camera_center, look_at_w2c,
                                    matrix_to_quat, pose_errors, quat_to_matrix, rigid_matrix,
-                                   ros_pose_to_w2c, rotation_angle_deg, se3_exp, se3_log,
-                                   so3_exp, so3_log, umeyama, w2c_to_c2w_opengl,
-                                   w2c_to_ros_pose)
+                                   ros_pose_to_w2c, rotation_angle_deg, sphere_point, umeyama,
+                                   view_angles, w2c_to_c2w_opengl, w2c_to_ros_pose)
+from head_capture.lie_groups import hat, se3_exp, se3_log, so3_exp, so3_log
 from hypothesis import assume, given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 import numpy as np
@@ -182,6 +182,28 @@ def test_camera_center_is_mapped_to_the_camera_origin(rng):
     np.testing.assert_allclose(in_camera, 0.0, atol=1e-14)
     w2c = rigid_matrix(rotations, translations)
     np.testing.assert_allclose(np.linalg.inv(w2c)[:, :3, 3], centres, atol=1e-14)
+
+
+def test_view_angles_invert_sphere_points(rng):
+    """A camera put at an azimuth, elevation and distance is seen there from the head."""
+    azimuth, elevation = rng.uniform(-3.1, 3.1, 20), rng.uniform(-1.5, 1.5, 20)
+    distance = rng.uniform(0.3, 2.0, 20)
+    rotations, translations = look_at_w2c(sphere_point(distance, azimuth, elevation), np.zeros(3))
+    seen = view_angles(rotations, translations)
+    np.testing.assert_allclose(seen, np.degrees([azimuth, elevation]), atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(camera_center(rotations, translations), axis=-1),
+                               distance)
+
+
+def test_importing_geometry_leaves_torch_out():
+    """The nodes that only convert poses must not pay torch's second and 200 MB to import."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, '-c', 'import sys, head_capture.geometry; '
+                             'print("torch" in sys.modules)'], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == 'False', result.stderr
 
 
 def test_look_at_in_opencv_and_opengl_axes():

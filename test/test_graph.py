@@ -3,11 +3,11 @@
 import importlib.util
 from pathlib import Path
 
-from head_capture.config import ConfigError, DEFAULT_PARAMS_FILE, node_section
-from head_capture.graph import graph, NODES, transport_environment, write_parameters_file
+from head_capture.config_files import ConfigError, DEFAULT_PARAMS_FILE, node_section
+from head_capture.node_graph import graph, NODES, transport_environment, write_parameters_file
 from head_capture.nodes.up import build_nodes, close_nodes
 from head_capture.resources import share_path
-from head_capture.synth.recordings import write_video
+from head_capture.video_writer import write_video
 import numpy as np
 import pytest
 
@@ -29,7 +29,7 @@ def test_graph_shares_capture_settings_and_keeps_file_parameters(tmp_path):
 
 
 def test_a_file_source_waits_for_the_graphs_camera_readers():
-    from head_capture.graph import not_subscribed
+    from head_capture.node_graph import not_subscribed
 
     def waits_for(**kwargs):
         nodes = {spec.name: params for spec, params in graph(**kwargs)}

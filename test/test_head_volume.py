@@ -12,7 +12,6 @@ from head_capture.capture.registration import keyframe_mask
 from head_capture.geometry import look_at_w2c
 from head_capture.landmarks.detector import Detection
 from head_capture.landmarks.template import HeadTemplate
-from head_capture.resources import share_path
 from head_capture.session import MASK_UNSURE
 import numpy as np
 import pytest
@@ -20,13 +19,13 @@ import pytest
 
 @pytest.fixture(scope='module')
 def template():
-    return HeadTemplate.load(share_path('models', 'head_template.json')).positions
+    return HeadTemplate.load().positions
 
 
 @pytest.fixture(scope='module')
 def volume():
     # The volume sessions keep: round the template, with its neck.
-    return HeadVolume.of_template(HeadTemplate.load(share_path('models', 'head_template.json')))
+    return HeadVolume.of_template(HeadTemplate.load())
 
 
 def front_camera(elevation_deg=30.0, distance=0.6, size=(80, 60), fov_deg=40.0):

@@ -3,7 +3,7 @@
 from head_capture.capture.keyframes import (KeyframeConfig, OnlineKeyframeSelector,
                                             select_offline, select_online, select_spread)
 from head_capture.capture.sources import Frame, open_source
-from head_capture.synth.recordings import write_video
+from head_capture.video_writer import write_video
 import numpy as np
 import pytest
 

@@ -6,7 +6,8 @@ import cv2
 from head_capture.camera import Intrinsics
 from head_capture.capture.registration import detect_and_solve
 from head_capture.cli import main
-from head_capture.config import ConfigError
+from head_capture.config_files import ConfigError
+from head_capture.files import write_npz_atomic
 from head_capture.landmarks.augment import (augment_batch, AugmentConfig, jpeg_compress,
                                             motion_blur_kernels, warp_batch)
 from head_capture.landmarks.detector import (crop_square, LandmarkDetector, ModelError,
@@ -18,7 +19,6 @@ from head_capture.landmarks.model import gaussian_nll, LandmarkNet, ModelConfig
 from head_capture.landmarks.overlay import draw_detection
 from head_capture.landmarks.train import (load_run_config, RunConfig, train, train_and_export,
                                           TrainConfig)
-from head_capture.session import write_npz_atomic
 import numpy as np
 import onnx
 from onnx import helper, TensorProto

@@ -11,7 +11,7 @@ from geometry_msgs.msg import PoseArray, PoseStamped
 from head_capture.capture.coverage import Coverage
 from head_capture.capture.head_volume import META_KEY as HEAD_VOLUME
 from head_capture.geometry import c2w_opengl_to_w2c, ros_pose_to_w2c, rotation_angle_deg
-from head_capture.graph import graph, node_spec
+from head_capture.node_graph import graph, node_spec
 from head_capture.nodes.support import LATCHED_QOS, RELIABLE_QOS
 from head_capture.nodes.up import build_nodes, close_nodes
 from head_capture.session import read_transforms
@@ -319,8 +319,8 @@ def test_a_missing_model_stops_the_node_with_one_clear_message(tmp_path):
 
 def test_record_to_mcap_and_replay_through_camera_source(tmp_path, ros_context):
     from head_capture.capture.sources import open_source
-    from head_capture.graph import NodeSpec
-    from head_capture.synth.recordings import write_video
+    from head_capture.node_graph import NodeSpec
+    from head_capture.video_writer import write_video
 
     frames = [np.full((64, 96, 3), 20 * k, np.uint8) for k in range(12)]
     write_video(tmp_path / 'clip.mp4', frames, 10)
@@ -523,7 +523,8 @@ def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_c
     from head_capture.nodes.pose_estimator import QUEUED_IMAGES
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg, stamp_ns
-    from head_capture.session import keyframe_file, write_image_atomic
+    from head_capture.session import keyframe_file
+    from head_capture.files import write_image_atomic
 
     session = tmp_path / 'session'
     nodes = [(spec, params) for spec, params in graph(
@@ -632,7 +633,8 @@ def test_keyframes_sent_before_the_detector_started_are_read_from_the_session(tm
     from head_capture.nodes.pose_estimator import CAMERA_INFO_WAIT_S
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg
-    from head_capture.session import keyframe_file, Session, write_image_atomic
+    from head_capture.session import keyframe_file, Session
+    from head_capture.files import write_image_atomic
 
     session = tmp_path / 'session'
     stamps = [10**9 + k for k in range(6)]
@@ -815,7 +817,8 @@ def test_the_backlog_waits_for_camera_info_from_the_first_image_on(
     import head_capture.nodes.pose_estimator as module
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg
-    from head_capture.session import keyframe_file, write_image_atomic
+    from head_capture.session import keyframe_file
+    from head_capture.files import write_image_atomic
 
     monkeypatch.setattr(module, 'CAMERA_INFO_WAIT_S', 0.3)
     monkeypatch.setattr(module, 'NO_STREAM_WAIT_S', 60.0)
@@ -843,7 +846,7 @@ def test_the_backlog_waits_for_camera_info_from_the_first_image_on(
 
 def _tiny_clip(path, frames, fps=10):
     """Write ``frames`` flat grey frames (no head in view) as a video; return its path."""
-    from head_capture.synth.recordings import write_video
+    from head_capture.video_writer import write_video
 
     write_video(path, [np.full((48, 64, 3), 60 + 15 * k, np.uint8) for k in range(frames)], fps)
     return path

@@ -5,20 +5,19 @@ import shutil
 
 import cv2
 from head_capture.avatar import TrainingError
-from head_capture.avatar.config import load_avatar_config
 from head_capture.avatar.job import registered_keyframes
+from head_capture.avatar.training_config import load_avatar_config
 from head_capture.camera import Intrinsics
 from head_capture.capture.head_volume import HeadVolume, META_KEY as HEAD_VOLUME
 from head_capture.capture.sources import open_source
 from head_capture.cli import main
 from head_capture.geometry import c2w_opengl_to_w2c
-from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+from head_capture.landmarks.detector import LandmarkDetector
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.pipeline import extract_keyframes, register_session
 from head_capture.pose_evaluation import evaluate
-from head_capture.resources import share_path
 from head_capture.session import FrameRecord, read_transforms, Transforms, write_transforms
-from head_capture.synth.recordings import write_video
+from head_capture.video_writer import write_video
 import numpy as np
 import pytest
 
@@ -120,8 +119,8 @@ def test_a_head_far_from_the_frame_s_centre_is_kept_whole(capture, tmp_path):
     session = report.session
     assert session.transforms.intrinsics.width == 500
     assert session.image(0).shape[:2] == (180, 500)
-    template = HeadTemplate.load(share_path('models', 'head_template.json'))
-    registered = register_session(session, LandmarkDetector(default_model_path()), template)
+    template = HeadTemplate.load()
+    registered = register_session(session, LandmarkDetector(), template)
     assert registered >= 8
     posed = [f for f in session.frames if f.c2w is not None]
     matched = Transforms(truth.intrinsics, [
@@ -193,8 +192,8 @@ def test_a_registered_session_is_laid_out_as_nerfstudio_reads_it(capture, tmp_pa
         capture / 'ground_truth.json').intrinsics)
     for image in heads[:2] + noise + heads[2:]:  # no head in the middle two
         session.add_frame(image)
-    template = HeadTemplate.load(share_path('models', 'head_template.json'))
-    registered = register_session(session, LandmarkDetector(default_model_path()), template)
+    template = HeadTemplate.load()
+    registered = register_session(session, LandmarkDetector(), template)
     assert registered >= 3
 
     root = tmp_path / 'session'

@@ -6,10 +6,10 @@ import cv2
 from head_capture.camera import Intrinsics
 from head_capture.capture.pose import (_twist_jacobian, implausible, PoseConfig, refine_pose,
                                        solve_pose)
-from head_capture.config import load_node_config
-from head_capture.geometry import look_at_w2c, rotation_angle_deg, se3_exp
+from head_capture.geometry import look_at_w2c, rotation_angle_deg
 from head_capture.landmarks.template import HeadTemplate, mirrored
-from head_capture.resources import share_path
+from head_capture.lie_groups import se3_exp
+from head_capture.node_graph import load_node_config
 import numpy as np
 import pytest
 
@@ -18,7 +18,7 @@ CAMERA = Intrinsics.from_fov(640, 480, 60.0)
 
 @pytest.fixture(scope='module')
 def template():
-    return HeadTemplate.load(share_path('models', 'head_template.json')).positions.astype(float)
+    return HeadTemplate.load().positions.astype(float)
 
 
 def _view(azimuth_deg, elevation_deg=10.0, distance=0.6):
@@ -171,7 +171,7 @@ def test_the_template_mirrors_onto_itself_across_the_head_midplane(template):
 
 def test_kept_images_add_the_mirror_pass_and_live_frames_do_not(capture, template):
     from head_capture.capture.registration import detect_and_solve
-    from head_capture.landmarks.detector import default_model_path, LandmarkDetector
+    from head_capture.landmarks.detector import LandmarkDetector
     from head_capture.session import read_transforms
 
     camera = read_transforms(capture / 'ground_truth.json').intrinsics
@@ -180,7 +180,7 @@ def test_kept_images_add_the_mirror_pass_and_live_frames_do_not(capture, templat
     video.release()
     assert ok
     frame = np.ascontiguousarray(frame[..., ::-1])
-    detector = LandmarkDetector(default_model_path(), threads=1)
+    detector = LandmarkDetector(threads=1)
     runs = []
     network = detector.run_crops
     detector.run_crops = lambda crops: runs.append(len(crops)) or network(crops)

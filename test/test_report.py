@@ -7,9 +7,10 @@ import shutil
 import subprocess
 
 import cv2
-from head_capture.avatar.config import AvatarConfig
 from head_capture.avatar.trainer import AvatarTrainer, STAGE1_TRANSFORMS
-from head_capture.geometry import so3_exp, w2c_to_c2w_opengl
+from head_capture.avatar.training_config import AvatarConfig
+from head_capture.geometry import w2c_to_c2w_opengl
+from head_capture.lie_groups import so3_exp
 from head_capture.report import write_report
 from head_capture.session import FrameRecord, Transforms, write_transforms
 import numpy as np

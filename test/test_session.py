@@ -4,9 +4,10 @@ import json
 import math
 
 from head_capture.camera import Intrinsics
+from head_capture.files import write_bytes_atomic
 from head_capture.session import (keyframe_file, keyframe_stamp, keyframe_stamps, read_image,
                                   read_transforms, resolve_inside, Session, SessionError,
-                                  TRANSFORMS_FILE, write_bytes_atomic)
+                                  TRANSFORMS_FILE)
 import numpy as np
 import pytest
 

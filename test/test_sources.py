@@ -10,10 +10,11 @@ import time
 
 import av
 import cv2
+from head_capture.capture.bag_writer import write_image_bag
 from head_capture.capture.sources import (ImageFolderSource, open_source, RosbagSource,
                                           SourceNotFoundError, SourceOpenError, StreamEndedEarly,
                                           UrlSource, VideoSource)
-from head_capture.synth.recordings import write_image_bag, write_video
+from head_capture.video_writer import write_video
 import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer

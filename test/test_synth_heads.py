@@ -8,7 +8,6 @@ from head_capture.cli import main
 from head_capture.geometry import look_at_w2c
 from head_capture.landmarks.template import (HeadTemplate, LANDMARK_COUNT, REGION_QUOTAS,
                                              template_from_model)
-from head_capture.resources import share_path
 import numpy as np
 import pytest
 
@@ -56,7 +55,7 @@ def test_template_is_deterministic_and_shipped(model):
     assert set(template.vertex_ids) <= set(model.outer_vertices.tolist())
     for region, quota in REGION_QUOTAS.items():
         assert template.region_mask(region).sum() == quota
-    shipped = HeadTemplate.load(share_path('models', 'head_template.json'))
+    shipped = HeadTemplate.load()
     np.testing.assert_array_equal(shipped.vertex_ids, template.vertex_ids)
     assert shipped.regions == template.regions
     np.testing.assert_allclose(shipped.positions, template.positions, atol=1e-5)
@@ -121,7 +120,7 @@ def test_an_open_shell_shows_its_inside_to_a_camera_looking_into_it(renderer):
                          [(0.0, 'face', 'back'), (180.0, 'back', 'face')])
 def test_visible_landmarks_agree_with_the_depth(model, renderer, azimuth, seen, hidden):
     from head_capture.synth.render import project_landmarks
-    template = HeadTemplate.load(share_path('models', 'head_template.json'))
+    template = HeadTemplate.load()
     points = model.mean_vertices[template.vertex_ids]
     camera = Intrinsics.from_fov(128, 128, 40.0)
     a = np.radians(azimuth)

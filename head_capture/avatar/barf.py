@@ -10,7 +10,7 @@ correction is held at zero: the field and all other cameras are then expressed r
 and the solution cannot drift as a whole (the gauge freedom of joint pose and scene recovery).
 """
 
-from head_capture.geometry import se3_exp
+from head_capture.lie_groups import se3_exp
 import torch
 from torch import nn
 

@@ -18,7 +18,7 @@ from head_capture.avatar.barf import PoseCorrections
 from head_capture.avatar.export import render_view
 from head_capture.avatar.rays import load_views, near_far, pixel_rays
 from head_capture.avatar.render import render_rays, squared_error
-from head_capture.geometry import camera_center, umeyama
+from head_capture.geometry import camera_center, umeyama, w2c_from_center
 import numpy as np
 import torch
 
@@ -38,7 +38,7 @@ def carry_over(reference_train, refined_train, reference_held):
     fit = umeyama(camera_center(*reference_train), camera_center(*refined_train))
     rotations = reference_held[0] @ fit.rotation.T
     centres = fit.apply(camera_center(*reference_held))
-    return rotations, -np.einsum('nij,nj->ni', rotations, centres)
+    return w2c_from_center(rotations, centres)
 
 
 def optimise_pose(fields, image, rotation, translation, intrinsics, config, background,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from head_capture.avatar.rays import near_far, pixel_rays
 from head_capture.avatar.render import render_rays
-from head_capture.geometry import camera_center, look_at_w2c
+from head_capture.geometry import camera_center, look_at_w2c, sphere_point, view_angles
 import numpy as np
 import torch
 
@@ -21,15 +21,10 @@ def orbit(rotations, translations, count, elevation_deg=None):
     centres = camera_center(rotations, translations)
     distance = float(np.median(np.linalg.norm(centres, axis=1)))
     if elevation_deg is None:
-        elevation_deg = float(np.degrees(np.median(np.arcsin(centres[:, 2] / np.linalg.norm(
-            centres, axis=1)))))
+        elevation_deg = float(np.median(view_angles(rotations, translations)[1]))
     elevation = np.radians(elevation_deg)
-    poses = []
-    for azimuth in np.linspace(0.0, 2 * np.pi, count, endpoint=False):
-        centre = distance * np.array([np.cos(elevation) * np.cos(azimuth),
-                                      np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
-        poses.append(look_at_w2c(centre, np.zeros(3)))
-    return poses
+    return [look_at_w2c(sphere_point(distance, azimuth, elevation), np.zeros(3))
+            for azimuth in np.linspace(0.0, 2 * np.pi, count, endpoint=False)]
 
 
 def render_view(fields, rotation, translation, intrinsics, config, background, chunk=4096,
@@ -67,7 +62,7 @@ def render_view(fields, rotation, translation, intrinsics, config, background, c
 def write_turntable(path, fields, rotations, translations, intrinsics, config, frames=60,
                     fps=20):
     """Render a turn around the scene to an mp4; return the frame count."""
-    from head_capture.synth.recordings import write_video  # PyAV: only for the video
+    from head_capture.video_writer import write_video  # PyAV: only for the video
 
     poses = orbit(rotations, translations, frames)
     images = (render_view(fields, r, t, intrinsics, config, (1.0, 1.0, 1.0))[0]

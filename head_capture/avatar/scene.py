@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import math
 
 from head_capture.avatar import TrainingError
+from head_capture.geometry import camera_center
 import numpy as np
 
 # The field is clearly too small when the scene reaches past this many times its half-side,
@@ -70,7 +71,7 @@ def look_at_point(rotations, translations):
     None when the axes are near parallel or the point lies behind most cameras.
     """
     rotations, translations = np.asarray(rotations, float), np.asarray(translations, float)
-    centres = -np.einsum('nji,nj->ni', rotations, translations)
+    centres = camera_center(rotations, translations)
     axes = rotations[:, 2]  # each camera's +z in the world
     square = np.eye(3) - axes[:, :, None] * axes[:, None, :]
     system = square.mean(0)
@@ -118,7 +119,7 @@ def scene_bounds(views, support_scale=1.0):
     there is one; else the scene is round the cameras' look-at point, as far as they see.
     """
     rotations, translations = views.rotations.double().numpy(), views.translations.double().numpy()
-    centres = -np.einsum('nji,nj->ni', rotations, translations)
+    centres = camera_center(rotations, translations)
     nearest = float(np.linalg.norm(centres, axis=1).min())
     if views.volume is not None:
         centre = np.asarray(views.volume.centre, float)

@@ -28,7 +28,6 @@ import time
 
 from head_capture.avatar import TrainingError
 from head_capture.avatar.barf import perturb, PoseCorrections
-from head_capture.avatar.config import AvatarConfig
 from head_capture.avatar.evaluate import evaluate_held_out
 from head_capture.avatar.export import render_view, write_mesh, write_turntable
 from head_capture.avatar.fields import make_field
@@ -36,11 +35,12 @@ from head_capture.avatar.rays import foreground_pixels, holdout_split, load_view
     pixel_rays, sample_pixels
 from head_capture.avatar.render import render_rays, squared_error
 from head_capture.avatar.scene import fit_scene, scene_bounds
+from head_capture.avatar.training_config import AvatarConfig
 from head_capture.avatar.visual_hull import VisualHull
-from head_capture.config import build
+from head_capture.config_files import build
+from head_capture.files import write_bytes_atomic, write_image_atomic
 from head_capture.geometry import pose_errors, w2c_to_c2w_opengl
-from head_capture.session import (Transforms, write_bytes_atomic, write_image_atomic,
-                                  write_transforms)
+from head_capture.session import Transforms, write_transforms
 import numpy as np
 import torch
 

@@ -14,7 +14,7 @@ import math
 import re
 
 import cv2
-from head_capture.landmarks.metrics import view_angles
+from head_capture.geometry import c2w_opengl_to_w2c, camera_center, view_angles
 import numpy as np
 
 
@@ -54,9 +54,9 @@ class View:
     @classmethod
     def of_pose(cls, rotation, translation):
         """Return the view of a world-to-camera pose in the head frame."""
-        azimuth, elevation = view_angles(np.asarray(rotation)[None], np.asarray(translation)[None])
-        distance = float(np.linalg.norm(np.asarray(rotation).T @ np.asarray(translation)))
-        return cls(float(azimuth[0]), float(elevation[0]), distance)
+        azimuth, elevation = view_angles(rotation, translation)
+        distance = float(np.linalg.norm(camera_center(rotation, translation)))
+        return cls(float(azimuth), float(elevation), distance)
 
 
 def _wrap_deg(angle):
@@ -216,9 +216,6 @@ def session_coverage(frames, config=CoverageConfig()):
     Each frame counts with its pose confidence, as the live guide counts keyframes: the report
     and ``reconstruct`` see the coverage the guide would have shown.
     """
-    # geometry brings torch, which the camera and keyframe nodes (via CoverageConfig) never need.
-    from head_capture.geometry import c2w_opengl_to_w2c
-
     coverage, views = Coverage(config), []
     for frame in frames:
         if frame.c2w is None:

@@ -20,6 +20,7 @@ neck makes haze there, so the avatar's turntable and mesh end at the neck (``Nec
 from dataclasses import dataclass
 from typing import Optional
 
+from head_capture.geometry import camera_center
 import numpy as np
 
 # Hair and the real head's misfit to the average template (m) beyond the landmarks' extent.
@@ -197,7 +198,7 @@ class HeadVolume:
         # In the frame where the ellipsoid is the unit sphere, pixel (u, v)'s ray is
         # o + s (x ex + y ey + ez) with x, y its normalised image coordinates: it meets the
         # sphere for some s > 0 when a s² + 2 b s + c = 0 has a positive root.
-        position = -rotation.T @ np.asarray(translation, np.float64)
+        position = camera_center(rotation, translation)
         origin = (position - self.centre) / self.semi_axes
         ex, ey, ez = rotation / self.semi_axes
         vectors = np.stack([ex, ey, ez, origin])

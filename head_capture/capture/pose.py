@@ -14,6 +14,7 @@ distance) is refused with the reason, so one bad frame never reaches the trainer
 from dataclasses import dataclass
 
 import cv2
+from head_capture.geometry import camera_center
 import numpy as np
 
 SOLVERS = {'epnp': cv2.SOLVEPNP_EPNP, 'sqpnp': cv2.SOLVEPNP_SQPNP,
@@ -78,7 +79,7 @@ class PoseEstimate:
     @property
     def centre(self):
         """Return the camera centre in the head frame (metres)."""
-        return -self.rotation.T @ self.translation
+        return camera_center(self.rotation, self.translation)
 
     def to_json(self):
         """Plain dict for JSON files and ROS String messages."""
@@ -212,7 +213,7 @@ def implausible(rotation, translation, inliers, share, config):
                 f'template (needs {config.min_inlier_share:.0%} and {config.min_inliers})')
     if translation[2] <= 0:
         return 'the head would be behind the camera'
-    distance = float(np.linalg.norm(rotation.T @ translation))
+    distance = float(np.linalg.norm(camera_center(rotation, translation)))
     near, far = config.distance_m
     if distance < near:
         return f'the camera would be inside the head ({distance * 100:.0f} cm from its centre)'

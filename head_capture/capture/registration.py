@@ -15,14 +15,13 @@ from pathlib import Path
 
 from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
 from head_capture.capture.pose import PoseConfig, refused, solve_pose
+from head_capture.files import list_images, output_file, write_bytes_atomic
 from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.landmarks.template import mirrored
-from head_capture.session import (FrameRecord, output_file, read_image, read_transforms,
-                                  resolve_inside, SessionError, Transforms, TRANSFORMS_FILE,
-                                  write_bytes_atomic, write_transforms)
+from head_capture.session import (FrameRecord, read_image, read_transforms, resolve_inside,
+                                  SessionError, Transforms, TRANSFORMS_FILE, write_transforms)
 import numpy as np
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 # Segmented views (RGBA) are seen over this grey, as the detector's plainest background.
 ALPHA_BACKGROUND = 128
 NO_HEAD = 'no head found (landmarks too unsure or no head mask)'
@@ -77,12 +76,6 @@ def find_images(source, intrinsics_file=None, fov_deg=None):
         intrinsics = Intrinsics.from_fov(width, height, fov)
         origin = f'{fov:g}° horizontal field of view' + (' (default)' if fov_deg is None else '')
     return ImageSet(paths, [p.name for p in paths], intrinsics, origin)
-
-
-def list_images(folder):
-    """Return the image files of ``folder``, sorted; hidden ones (macOS ``._`` copies) are not."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith('.') and p.is_file())
 
 
 def written_by_poses(transforms):

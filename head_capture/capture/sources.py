@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import av
 import cv2
 from head_capture.capture.image_encoding import decode_compressed, decode_raw, ImageDecodeError
+from head_capture.files import IMAGE_SUFFIXES, list_images
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import ReaderError
@@ -34,7 +35,6 @@ from rosbags.typesys import get_typestore, Stores
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 BAG_SUFFIXES = ('.mcap', '.db3')
 URL_SCHEMES = ('rtsp', 'rtsps', 'http', 'https', 'rtmp', 'udp', 'tcp')
 RAW_IMAGE = 'sensor_msgs/msg/Image'
@@ -212,8 +212,7 @@ class ImageFolderSource(FrameSource):
         folder = _existing(path)
         super().__init__(folder)
         self.fps = float(fps)
-        self.files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-                             and not p.name.startswith('.') and p.is_file()), key=_natural_key)
+        self.files = list_images(folder, _natural_key)
         if not self.files:
             raise SourceOpenError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {folder}')
         self.expected_frames = len(self.files)

@@ -7,6 +7,7 @@ and reused (the report draws the same dome) without ROS.
 
 import cv2
 from head_capture.capture.coverage import BAND_COLOURS, coverage_image
+from head_capture.geometry import camera_center, sphere_point
 from head_capture.landmarks.overlay import draw_detection
 import numpy as np
 
@@ -25,7 +26,7 @@ def frustum_segments(rotation, translation, intrinsics, depth=0.06):
     corners = np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
     rays = intrinsics.rays(corners[:, 0], corners[:, 1])
     rotation = np.asarray(rotation, float)
-    centre = -rotation.T @ np.asarray(translation, float)
+    centre = camera_center(rotation, translation)
     far = (rays * depth) @ rotation + centre  # camera -> world: R^T x + centre
     apex = np.repeat(centre[None], 4, 0)
     sides = np.stack([far, np.roll(far, -1, 0)], 1).reshape(-1, 3)
@@ -49,9 +50,7 @@ def dome_triangles(coverage, radius=0.5, steps=3):
         for sector in range(coverage.quality.shape[1]):
             azimuth = np.radians(centres[band, sector, 0] - half + 2 * half * t)
             elevation = np.radians(low + (high - low) * t)
-            az, el = np.meshgrid(azimuth, elevation)
-            grid = radius * np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az),
-                                      np.sin(el)], -1)
+            grid = sphere_point(radius, *np.meshgrid(azimuth, elevation))
             a, b = grid[:-1, :-1].reshape(-1, 3), grid[:-1, 1:].reshape(-1, 3)
             c, d = grid[1:, 1:].reshape(-1, 3), grid[1:, :-1].reshape(-1, 3)
             quads = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])

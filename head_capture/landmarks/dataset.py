@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import cv2
-from head_capture.session import write_bytes_atomic, write_npz_atomic
+from head_capture.files import write_bytes_atomic, write_npz_atomic
 import numpy as np
 
 MANIFEST = 'manifest.json'

@@ -208,12 +208,12 @@ def _apply(warp, points):
 
 
 class LandmarkDetector:
-    """onnxruntime session of a landmark model with the two-pass head crop."""
+    """onnxruntime session of a landmark model (the shipped one unless named), two-pass crop."""
 
-    def __init__(self, model_path, threads=2, providers=None):
+    def __init__(self, model_path=None, threads=2, providers=None):
         import onnxruntime as ort
 
-        model_path = Path(model_path)
+        model_path = Path(model_path) if model_path else default_model_path()
         if not model_path.is_file():
             raise ModelError(f'landmark model not found: {model_path} (make it with '
                              "'head-capture train-landmarks' or use the shipped "

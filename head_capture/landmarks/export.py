@@ -12,9 +12,9 @@ statistics frozen.
 import json
 from pathlib import Path
 
+from head_capture.files import write_bytes_atomic
 from head_capture.landmarks.detector import MODEL_INPUT, OUTPUT_NAMES
 from head_capture.landmarks.model import LandmarkNet, ModelConfig
-from head_capture.session import write_bytes_atomic
 import numpy as np
 import onnx
 import torch

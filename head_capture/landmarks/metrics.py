@@ -1,17 +1,10 @@
 """Landmark accuracy the way the paper's pose estimation needs it: by viewing direction."""
 
+from head_capture.geometry import view_angles
 import numpy as np
 
 AZIMUTH_BIN_DEG = 30
 ELEVATION_BANDS_DEG = (-90, -30, 0, 30, 90)
-
-
-def view_angles(rotations, translations):
-    """Return the camera's azimuth and elevation (degrees) around the head; 0 = in front."""
-    centres = -np.einsum('nji,nj->ni', rotations, translations)
-    azimuth = np.degrees(np.arctan2(centres[:, 1], centres[:, 0]))
-    elevation = np.degrees(np.arcsin(centres[:, 2] / np.linalg.norm(centres, axis=1)))
-    return azimuth, elevation
 
 
 def binned_view_angles(rotations, translations):

@@ -2,17 +2,18 @@
 
 import cv2
 from head_capture.landmarks.template import HeadTemplate
-from head_capture.resources import share_path
-from head_capture.synth.preview import REGION_COLOURS
 import numpy as np
 
+# The colour of each template region's landmarks, in every picture of them.
+REGION_COLOURS = {'face': (235, 70, 70), 'ear_left': (70, 220, 70), 'ear_right': (70, 220, 70),
+                  'scalp': (80, 120, 255), 'back': (250, 220, 60), 'neck': (230, 80, 230)}
 _REGIONS = None
 
 
 def _region_colours(count):
     global _REGIONS
     if _REGIONS is None:
-        regions = HeadTemplate.load(share_path('models', 'head_template.json')).regions
+        regions = HeadTemplate.load().regions
         _REGIONS = np.array([REGION_COLOURS[r] for r in regions], np.uint8)
     return _REGIONS if len(_REGIONS) == count else np.full((count, 3), 255, np.uint8)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import json
 from pathlib import Path
 
+from head_capture.resources import share_path
 import numpy as np
 
 TEMPLATE_FILE = 'head_template.json'
@@ -55,9 +56,9 @@ class HeadTemplate:
         Path(path).write_text(text + ',\n  '.join(rows) + '\n ]\n}\n')
 
     @classmethod
-    def load(cls, path):
-        """Read a template written by ``save``."""
-        path = Path(path)
+    def load(cls, path=None):
+        """Read a template written by ``save``; without ``path``, the shipped one."""
+        path = Path(path) if path else share_path('models', TEMPLATE_FILE)
         if not path.is_file():
             raise FileNotFoundError(f'head template not found: {path}')
         entries = json.loads(path.read_text())['landmarks']

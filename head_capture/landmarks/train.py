@@ -20,13 +20,13 @@ import math
 from pathlib import Path
 import time
 
-from head_capture.config import build, ConfigError, load_yaml
+from head_capture.config_files import build, ConfigError, load_yaml
+from head_capture.files import write_bytes_atomic
 from head_capture.landmarks.augment import augment_batch, AugmentConfig
 from head_capture.landmarks.dataset import read_samples
 from head_capture.landmarks.metrics import (accuracy_report, in_window,
                                             sigma_error_correlation)
 from head_capture.landmarks.model import gaussian_nll, LandmarkNet, ModelConfig
-from head_capture.session import write_bytes_atomic
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -23,7 +23,7 @@ from head_capture.avatar import TrainingError
 from head_capture.avatar.export import mesh_triangles
 from head_capture.avatar.job import LOG, PROGRESS_FIELDS, progress_values, TrainingJob
 from head_capture.avatar.trainer import PREVIEW
-from head_capture.node_settings import NODE_SETTINGS
+from head_capture.node_parameters import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker
 from head_capture.nodes.ros_image import to_image
 from head_capture.nodes.support import (AVATAR_MESH_TOPIC, declare_config, HeadCaptureNode,

@@ -13,8 +13,8 @@ import time
 
 from head_capture.camera import Intrinsics
 from head_capture.capture.sources import open_source, SourceError
-from head_capture.graph import not_subscribed
-from head_capture.node_settings import NODE_SETTINGS
+from head_capture.node_graph import not_subscribed
+from head_capture.node_parameters import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_compressed, to_image
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header,
                                         published_unless_shut_down, run_node, SOURCE_QOS,

@@ -15,7 +15,7 @@ from geometry_msgs.msg import PoseStamped
 from head_capture.capture.coverage import Coverage, guidance, View
 from head_capture.capture.visuals import dome_triangles
 from head_capture.geometry import ros_pose_to_w2c
-from head_capture.node_settings import NODE_SETTINGS
+from head_capture.node_parameters import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker
 from head_capture.nodes.support import declare_config, HeadCaptureNode, RELIABLE_QOS, run_node
 import numpy as np

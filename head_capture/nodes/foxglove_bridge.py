@@ -10,7 +10,7 @@ Connect Foxglove to ``ws://localhost:8765``.
 
 from geometry_msgs.msg import PoseArray, PoseStamped
 from head_capture.capture.image_encoding import encode_compressed, ImageDecodeError
-from head_capture.node_settings import NODE_SETTINGS
+from head_capture.node_parameters import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_rgb
 from head_capture.nodes.support import (AVATAR_MESH_TOPIC, declare_config, HeadCaptureNode,
                                         LATCHED_QOS, run_node, StartupError)

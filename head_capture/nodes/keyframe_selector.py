@@ -11,12 +11,13 @@ to ``frame_status`` for the guidance.
 from head_capture.capture.image_encoding import ImageDecodeError
 from head_capture.capture.keyframes import OnlineKeyframeSelector
 from head_capture.capture.sources import Frame
-from head_capture.node_settings import NODE_SETTINGS
+from head_capture.files import write_image_atomic
+from head_capture.node_parameters import NODE_SETTINGS
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
                                         published_unless_shut_down, RELIABLE_QOS, run_node,
                                         SENSOR_QOS, session_root, stamp_msg, stamp_ns)
-from head_capture.session import keyframe_file, SessionError, write_image_atomic
+from head_capture.session import keyframe_file, SessionError
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 

@@ -30,7 +30,7 @@ from head_capture.capture.visuals import frustum_segments, guidance_image
 from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl, w2c_to_ros_pose
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
 from head_capture.landmarks.template import HeadTemplate
-from head_capture.node_settings import NODE_SETTINGS
+from head_capture.node_parameters import NODE_SETTINGS
 from head_capture.nodes.markers import list_marker, ros_points
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,

@@ -7,7 +7,7 @@ their receive time, as ``ros2 bag record`` does.
 
 from dataclasses import dataclass
 
-from head_capture.capture.recording import BagRecorder, CAMERA_INFO, RecordingError
+from head_capture.capture.bag_writer import BagRecorder, CAMERA_INFO, RecordingError
 from head_capture.capture.sources import COMPRESSED_IMAGE, RAW_IMAGE
 from head_capture.nodes.support import declare_config, HeadCaptureNode, image_input, SENSOR_QOS, \
     StartupError

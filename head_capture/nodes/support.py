@@ -15,10 +15,10 @@ import sys
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from head_capture.config import build, ConfigError
+from head_capture.config_files import build, ConfigError
 from head_capture.health import Health
 from head_capture.image_buffers import reuse_image_buffers
-from head_capture.node_settings import changed_configs, parameter_info
+from head_capture.node_parameters import changed_configs, parameter_info
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
@@ -82,7 +82,7 @@ def declare_config(node, *classes):
     """
     Declare the fields of each dataclass as parameters; return the validated configs.
 
-    Each comes with its descriptor (``node_settings``: description, range, read-only unless a
+    Each comes with its descriptor (``node_parameters``: description, range, read-only unless a
     running node takes it), and ``ros2 param set`` goes through ``node.reconfigure``: a change
     the node cannot take is refused with the reason, one it can take is in effect on success.
     """

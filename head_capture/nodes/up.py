@@ -19,7 +19,7 @@ import time
 import traceback
 
 from diagnostic_msgs.msg import DiagnosticArray
-from head_capture.graph import ros_parameters, transport_environment, write_parameters_file
+from head_capture.node_graph import ros_parameters, transport_environment, write_parameters_file
 from head_capture.nodes.support import StartupError
 from head_capture.supervisor import (CANNOT_START, FAILED, RunEnd, stop_signals,
                                      wait_for_end)
@@ -219,7 +219,7 @@ def run_graph(nodes, until=None, timeout_s=None, report=print, until_avatar=Fals
     It runs until ``until(built_nodes)`` is true, or with ``until_avatar`` until the avatar
     is finished (``GraphWatch.avatar_finished``, as in the per-process graph), ``timeout_s``
     passes, SIGINT or SIGTERM, or the executor fails. A node that cannot start: 2. The nodes
-    run under ``namespace`` ('' or '/NS', as ``graph.check_namespace`` returns it).
+    run under ``namespace`` ('' or '/NS', as ``node_graph.check_namespace`` returns it).
     """
     with stop_signals() as stop:
         rclpy.init(signal_handler_options=SignalHandlerOptions.NO)

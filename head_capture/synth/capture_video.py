@@ -17,11 +17,12 @@ from pathlib import Path
 
 import cv2
 from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
-from head_capture.geometry import look_at_w2c, so3_exp, w2c_to_c2w_opengl
+from head_capture.geometry import look_at_w2c, sphere_point, w2c_from_center, w2c_to_c2w_opengl
+from head_capture.lie_groups import so3_exp
 from head_capture.session import FrameRecord, Transforms, write_transforms
 from head_capture.synth.degrade import blur_runs, motion_blur
-from head_capture.synth.recordings import write_video
 from head_capture.synth.workers import run_tasks
+from head_capture.video_writer import write_video
 import numpy as np
 
 GROUND_TRUTH = 'ground_truth.json'
@@ -63,15 +64,12 @@ def phone_path(cfg, rng):
     elevation = heights[orbit] + ramp * (heights[orbit + 1] - heights[orbit])
     t = np.arange(count) / cfg.fps
     distance = cfg.distance_m * (1 + 0.06 * np.sin(2 * np.pi * 0.13 * t + rng.uniform(0, 6)))
-    centres = distance[:, None] * np.stack([np.cos(elevation) * np.cos(azimuth),
-                                            np.cos(elevation) * np.sin(azimuth),
-                                            np.sin(elevation)], 1)
+    centres = sphere_point(distance, azimuth, elevation)
     shake = _smooth_noise(rng, count, 3, cfg.fps / 4) * np.radians(1.5)
     poses = []
     for centre, wobble in zip(centres, shake):
         rotation, _ = look_at_w2c(centre, [0.0, 0.0, 0.02])
-        rotation = so3_exp(wobble) @ rotation
-        poses.append((rotation, -rotation @ centre))
+        poses.append(w2c_from_center(so3_exp(wobble) @ rotation, centre))
     return poses
 
 

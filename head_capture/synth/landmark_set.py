@@ -15,9 +15,10 @@ import json
 from pathlib import Path
 
 from head_capture.camera import Intrinsics
-from head_capture.geometry import look_at_w2c, so3_exp
+from head_capture.files import write_bytes_atomic, write_npz_atomic
+from head_capture.geometry import look_at_w2c
 from head_capture.landmarks.dataset import MANIFEST
-from head_capture.session import write_bytes_atomic, write_npz_atomic
+from head_capture.lie_groups import so3_exp
 from head_capture.synth.backdrops import sample_backdrop
 from head_capture.synth.render import Lighting
 from head_capture.synth.studio import HeadStudio

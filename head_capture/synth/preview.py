@@ -1,12 +1,10 @@
 """Contact sheets: a grid of samples with their visible landmarks drawn on, by region."""
 
 import cv2
-from head_capture.landmarks.metrics import view_angles
+from head_capture.geometry import view_angles
+from head_capture.landmarks.overlay import REGION_COLOURS
 from head_capture.synth.appearance import HAIR_STYLES, SKIN_TONES
 import numpy as np
-
-REGION_COLOURS = {'face': (235, 70, 70), 'ear_left': (70, 220, 70), 'ear_right': (70, 220, 70),
-                  'scalp': (80, 120, 255), 'back': (250, 220, 60), 'neck': (230, 80, 230)}
 
 
 def contact_sheet(images, landmarks, visible, regions, columns=8, labels=None):

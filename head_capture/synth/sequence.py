@@ -20,9 +20,9 @@ from pathlib import Path
 
 import cv2
 from head_capture.camera import Intrinsics
-from head_capture.geometry import look_at_w2c, w2c_to_c2w_opengl
-from head_capture.session import (FrameRecord, read_transforms, Transforms, write_image_atomic,
-                                  write_npz_atomic, write_transforms)
+from head_capture.files import write_image_atomic, write_npz_atomic
+from head_capture.geometry import look_at_w2c, sphere_point, w2c_to_c2w_opengl
+from head_capture.session import FrameRecord, read_transforms, Transforms, write_transforms
 import numpy as np
 
 SPLITS = ('train', 'test')
@@ -56,10 +56,8 @@ def orbit_poses(rng, count, cfg):
     azimuth = rng.permutation(azimuth)
     elevation = np.radians(rng.uniform(*cfg.elevation_deg, count))
     distance = rng.uniform(*cfg.distance_m, count)
-    centres = distance[:, None] * np.stack([np.cos(elevation) * np.cos(azimuth),
-                                            np.cos(elevation) * np.sin(azimuth),
-                                            np.sin(elevation)], 1)
-    return [look_at_w2c(centre, np.zeros(3)) for centre in centres]
+    return [look_at_w2c(centre, np.zeros(3))
+            for centre in sphere_point(distance, azimuth, elevation)]
 
 
 def write_sequences(out_dir, cfg, progress=None):

@@ -10,7 +10,6 @@ camera into a ``View``: RGB, mask, depth, and every landmark's pixel and visibil
 from dataclasses import dataclass
 
 from head_capture.landmarks.template import HeadTemplate
-from head_capture.resources import share_path
 from head_capture.synth.appearance import (Appearance, hair_displacement, paint_texture,
                                            sample_appearance, UvAtlas)
 from head_capture.synth.bust import BustModel, garment_colours, sample_garment
@@ -52,7 +51,7 @@ class HeadStudio:
         self.model = HeadModel()
         self.bust = BustModel(self.model)
         self.atlas = UvAtlas(self.model, atlas_size)
-        self.template = HeadTemplate.load(share_path('models', 'head_template.json'))
+        self.template = HeadTemplate.load()
         self.renderer = HeadRenderer(width, height)
         self._eye_height = float(np.mean([e[2] for e in self.atlas.eyes.values()]))
         # Closed shoulders, collars, hoods and hanging hair (``figure``) are new to the

@@ -13,9 +13,9 @@ import importlib
 import os
 from pathlib import Path
 
-from head_capture.config import (ConfigError, DEFAULT_PARAMS_FILE, load_yaml,
-                                 parameters_section)
-from head_capture.node_settings import check_parameters, NODE_SETTINGS
+from head_capture.config_files import (build, ConfigError, DEFAULT_PARAMS_FILE, load_yaml,
+                                       node_section, parameters_section, parse_overrides)
+from head_capture.node_parameters import check_parameters, NODE_SETTINGS
 from head_capture.resources import share_path
 import yaml
 
@@ -112,10 +112,28 @@ def file_parameters(path, names, namespace=''):
     return result
 
 
+def load_node_config(cls, node, path=None, overrides=None):
+    """
+    Load ``cls`` for ``node`` from ``path`` (the shipped defaults when None).
+
+    The node's own settings (topics, files, rates: ``node_parameters``) share the section and
+    are left to the node; any other key that ``cls`` does not know is refused. The file is read
+    as rcl reads it for the graph (``/**`` first, then the node's section), so ``--params``
+    means the same offline as live.
+    """
+    path = Path(path) if path is not None else share_path('config', DEFAULT_PARAMS_FILE)
+    if node in NODE_SETTINGS:
+        node_keys = {f.name for f in dataclasses.fields(NODE_SETTINGS[node][0])}
+        section = file_parameters(path, [node])[node]
+    else:
+        node_keys, section = set(), node_section(path, node)
+    values = {k: v for k, v in section.items() if k not in node_keys}
+    values.update(overrides or {})
+    return build(cls, values, f'{path}:{node}')
+
+
 def node_overrides(items):
     """Return ``NODE.KEY=VALUE`` strings (YAML values) as {node: {key: value}}."""
-    from head_capture.avatar.config import parse_overrides
-
     overrides = {}
     for key, value in parse_overrides(items).items():
         node, dot, name = key.partition('.')

@@ -1,12 +1,12 @@
 """
-The graph of ``graph.py`` as a ROS 2 launch description (needs ``launch`` and ``launch_ros``).
+The graph of ``node_graph`` as a ROS 2 launch description (needs ``launch`` and ``launch_ros``).
 
 Both launch files call ``describe``; the launch arguments are the capture settings of
-``graph.CAPTURE_SETTINGS`` plus ``params_file``, ``namespace`` and ``use_rviz``.
+``node_graph.CAPTURE_SETTINGS`` plus ``params_file``, ``namespace`` and ``use_rviz``.
 """
 
-from head_capture.config import DEFAULT_PARAMS_FILE
-from head_capture.graph import check_namespace, graph, ros_parameters, transport_environment
+from head_capture.config_files import DEFAULT_PARAMS_FILE
+from head_capture.node_graph import check_namespace, graph, ros_parameters, transport_environment
 from head_capture.resources import share_path
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction

@@ -2,7 +2,7 @@
 The settings of each node beyond its ROS-free module's own config: topics, files, rates.
 
 Kept apart from the rclpy nodes so the offline CLI can read the same parameters file without
-ROS: ``config.load_node_config`` knows these keys belong to the node, not to the module. Each
+ROS: ``node_graph.load_node_config`` knows these keys belong to the node, not to the module. Each
 field says in its metadata what it means, its range and whether a running node takes a change
 (``setting``): the nodes declare their ROS parameters from it and the dataclasses validate
 against it, so a range is written once.
@@ -11,12 +11,12 @@ against it, so a range is written once.
 import dataclasses
 from dataclasses import dataclass
 
-from head_capture.avatar.config import load_avatar_config, parse_overrides
+from head_capture.avatar.training_config import load_avatar_config
 from head_capture.camera import check_fov, DEFAULT_FOV_DEG
 from head_capture.capture.coverage import CoverageConfig
 from head_capture.capture.keyframes import KeyframeConfig
 from head_capture.capture.pose import PoseConfig
-from head_capture.config import build, ConfigError
+from head_capture.config_files import build, ConfigError, parse_overrides
 
 # pose_estimator's tf_child: the frame its transform makes the child (see tf_frames).
 TF_CHILDREN = ('head', 'camera')

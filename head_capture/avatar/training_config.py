@@ -3,9 +3,8 @@
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from head_capture.config import build, ConfigError, load_yaml
+from head_capture.config_files import build, ConfigError, load_yaml
 from head_capture.resources import share_path
-import yaml
 
 NAMES = ('paper', 'fast', 'cpu_preview')
 
@@ -146,14 +145,3 @@ def chosen_keys(name_or_path, overrides=None):
     if Path(name_or_path).suffix:  # not one of the shipped NAMES
         keys.update(load_yaml(Path(name_or_path)))
     return frozenset(keys)
-
-
-def parse_overrides(items):
-    """Turn ``KEY=VALUE`` strings (values in YAML) into a dict of config overrides."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise ConfigError(f'--set wants KEY=VALUE, got {item!r}')
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides

@@ -10,7 +10,6 @@ import dataclasses
 from pathlib import Path
 import typing
 
-from head_capture.resources import share_path
 import yaml
 
 DEFAULT_PARAMS_FILE = 'head_capture.yaml'
@@ -64,29 +63,6 @@ def build(cls, values, where='config'):
         raise ConfigError(f'{where}: {exc}') from exc
 
 
-def load_node_config(cls, node, path=None, overrides=None):
-    """
-    Load ``cls`` for ``node`` from ``path`` (the shipped defaults when None).
-
-    The node's own settings (topics, files, rates: ``node_settings``) share the section and
-    are left to the node; any other key that ``cls`` does not know is refused. The file is read
-    as rcl reads it for the graph (``/**`` first, then the node's section), so ``--params``
-    means the same offline as live.
-    """
-    from head_capture.graph import file_parameters
-    from head_capture.node_settings import NODE_SETTINGS
-
-    path = Path(path) if path is not None else share_path('config', DEFAULT_PARAMS_FILE)
-    if node in NODE_SETTINGS:
-        node_keys = {f.name for f in dataclasses.fields(NODE_SETTINGS[node][0])}
-        section = file_parameters(path, [node])[node]
-    else:
-        node_keys, section = set(), node_section(path, node)
-    values = {k: v for k, v in section.items() if k not in node_keys}
-    values.update(overrides or {})
-    return build(cls, values, f'{path}:{node}')
-
-
 def _coerce(value, kind, where):
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -97,3 +73,14 @@ def _coerce(value, kind, where):
     if kind not in (int, float, str, bool):
         return value
     raise ConfigError(f'{where} must be {kind.__name__}, got {value!r}')
+
+
+def parse_overrides(items):
+    """Turn ``KEY=VALUE`` strings (values in YAML) into a dict of config overrides."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise ConfigError(f'--set wants KEY=VALUE, got {item!r}')
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
