@@ -19,7 +19,7 @@ from pathlib import Path
 import time
 
 from head_capture.avatar import TrainingError
-from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.camera import DEFAULT_FOV_DEG, image_intrinsics
 from head_capture.capture.coverage import CoverageConfig, session_coverage
 from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_KEY as HEAD_VOLUME
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
@@ -82,8 +82,7 @@ def extract_keyframes(source, out_dir, count, size=1280, intrinsics=None, fov_de
     session = None
     for keyframe in selection.keyframes:
         image = keyframe.frame.image
-        fov = DEFAULT_FOV_DEG if fov_deg is None else fov_deg
-        camera = intrinsics or Intrinsics.from_fov(image.shape[1], image.shape[0], fov)
+        camera = image_intrinsics(image, intrinsics, fov_deg)
         view, view_camera = shrink_keyframe(image, camera, size)
         if session is None:
             # Unfinished until every keyframe is in: a rerun after a failure just replaces it.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import os
 from pathlib import Path
 
-from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.camera import DEFAULT_FOV_DEG, image_intrinsics, Intrinsics
 from head_capture.capture.pose import PoseConfig, refused, solve_pose
 from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.landmarks.template import mirrored
@@ -66,17 +66,13 @@ def find_images(source, intrinsics_file=None, fov_deg=None):
     first = next((image for _, image, _ in read_images(paths) if image is not None), None)
     if first is None:
         raise FileNotFoundError(f'none of the {len(paths)} images in {source} can be read')
-    height, width = first.shape[:2]
+    fov = DEFAULT_FOV_DEG if fov_deg is None else fov_deg
     if intrinsics_file is not None:
-        intrinsics = read_transforms(intrinsics_file).intrinsics
-        if (intrinsics.width, intrinsics.height) != (width, height):
-            intrinsics = intrinsics.resized(width, height)
-        origin = str(intrinsics_file)
+        known, origin = read_transforms(intrinsics_file).intrinsics, str(intrinsics_file)
     else:
-        fov = DEFAULT_FOV_DEG if fov_deg is None else fov_deg
-        intrinsics = Intrinsics.from_fov(width, height, fov)
+        known = None
         origin = f'{fov:g}° horizontal field of view' + (' (default)' if fov_deg is None else '')
-    return ImageSet(paths, [p.name for p in paths], intrinsics, origin)
+    return ImageSet(paths, [p.name for p in paths], image_intrinsics(first, known, fov), origin)
 
 
 def list_images(folder):

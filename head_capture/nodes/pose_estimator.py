@@ -21,7 +21,7 @@ import time
 import traceback
 
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TransformStamped
-from head_capture.camera import Intrinsics
+from head_capture.camera import image_intrinsics, Intrinsics
 from head_capture.capture.coverage import Coverage, View
 from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_KEY as HEAD_VOLUME
 from head_capture.capture.image_encoding import ImageDecodeError
@@ -400,18 +400,13 @@ class PoseEstimator(HeadCaptureNode):
         return detection, estimate, camera
 
     def _camera_for(self, image):
-        height, width = image.shape[:2]
         camera = self.camera
-        if camera is None:
-            if not self._fov_warned:
-                self._fov_warned = True
-                info = self.resolve_topic_name(self.config.camera_info_topic)
-                self.get_logger().warning(f'no camera_info on {info}: assuming'
-                                          f' a {self.config.fov_deg:g}° field of view')
-            return Intrinsics.from_fov(width, height, self.config.fov_deg)
-        if (camera.width, camera.height) != (width, height):
-            return camera.resized(width, height)
-        return camera
+        if camera is None and not self._fov_warned:
+            self._fov_warned = True
+            info = self.resolve_topic_name(self.config.camera_info_topic)
+            self.get_logger().warning(f'no camera_info on {info}: assuming'
+                                      f' a {self.config.fov_deg:g}° field of view')
+        return image_intrinsics(image, camera, self.config.fov_deg)
 
     # -- the session -------------------------------------------------------------------------
 
