@@ -25,10 +25,9 @@ from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_K
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.preprocess import shrink_keyframe
-from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
+from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_record
 from head_capture.capture.sources import open_source
 from head_capture.config import ConfigError, load_node_config
-from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.session import output_folder, Session, write_bytes_atomic, write_transforms
 
 STATE_FILE = 'reconstruction.json'
@@ -115,12 +114,9 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
                                                template.positions, config, mirror=True)
         if detection.usable:
             session.write_mask(index, keyframe_mask(detection, estimate, camera, volume))
-        frame.c2w = (w2c_to_c2w_opengl(estimate.rotation, estimate.translation)
-                     if estimate.registered else None)
-        frame.meta['pose_quality'] = pose_quality(estimate)
-        frame.meta.pop('unregistered', None)
-        if not estimate.registered:
-            frame.meta['unregistered'] = estimate.reason
+        frame.c2w, pose = pose_record(estimate)
+        frame.meta.pop('unregistered', None)  # the reason of an earlier run
+        frame.meta.update(pose)
         registered += estimate.registered
         if progress is not None:
             progress()

@@ -188,6 +188,19 @@ def pose_quality(estimate):
             if k in ('inlier_share', 'reprojection_px', 'confidence')}
 
 
+def pose_record(estimate):
+    """
+    Return what a frame's record keeps of ``estimate``: its c2w, and meta to go with it.
+
+    The meta says how far to trust the pose, or why there is none (``unregistered``), as the
+    trainer, the coverage and the report read them from every session and poses file.
+    """
+    meta = {'pose_quality': pose_quality(estimate)}
+    if not estimate.registered:
+        return None, {**meta, 'unregistered': estimate.reason}
+    return w2c_to_c2w_opengl(estimate.rotation, estimate.translation), meta
+
+
 def registered_transforms(images, estimates, out_path, meta=None):
     """
     Return the Transforms of the registered frames, paths relative to ``out_path``'s folder.
@@ -197,12 +210,11 @@ def registered_transforms(images, estimates, out_path, meta=None):
     """
     frames, unregistered = [], []
     for relative, estimate in zip(placed_paths(images, out_path), estimates):
+        c2w, pose = pose_record(estimate)
         if estimate.registered:
-            frames.append(FrameRecord(relative, w2c_to_c2w_opengl(estimate.rotation,
-                                                                  estimate.translation),
-                                      meta={'pose_quality': pose_quality(estimate)}))
+            frames.append(FrameRecord(relative, c2w, meta=pose))
         else:
-            unregistered.append({'file_path': relative, 'reason': estimate.reason})
+            unregistered.append({'file_path': relative, 'reason': pose['unregistered']})
     info = {'poses': 'head landmarks + RANSAC PnP (head frame, metres)',
             'intrinsics': images.intrinsics_source, 'frames': len(estimates),
             'registered': len(frames), 'unregistered': unregistered, **(meta or {})}

@@ -25,9 +25,9 @@ from head_capture.camera import image_intrinsics, Intrinsics
 from head_capture.capture.coverage import Coverage, View
 from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_KEY as HEAD_VOLUME
 from head_capture.capture.image_encoding import ImageDecodeError
-from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
+from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_record
 from head_capture.capture.visuals import frustum_segments, guidance_image
-from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_c2w_opengl, w2c_to_ros_pose
+from head_capture.geometry import c2w_opengl_to_w2c, w2c_to_ros_pose
 from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.node_settings import NODE_SETTINGS
@@ -442,10 +442,10 @@ class PoseEstimator(HeadCaptureNode):
             elif self.session.transforms.intrinsics != camera:
                 self.drop('keyframe from another camera', f"{camera} vs the session's")
                 return False
-            self.session.add_record(relative, w2c_to_c2w_opengl(estimate.rotation,
-                                                                estimate.translation),
+            c2w, pose = pose_record(estimate)
+            self.session.add_record(relative, c2w,
                                     keyframe_mask(detection, estimate, camera, self.volume),
-                                    {'stamp_ns': stamp, 'pose_quality': pose_quality(estimate)})
+                                    {'stamp_ns': stamp, **pose})
         except (OSError, SessionError) as exc:
             self.drop('keyframe not recorded', exc)
             return False
