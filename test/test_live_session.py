@@ -19,17 +19,10 @@ from head_capture.session import keyframe_file, read_image, read_transforms, Ses
     write_image_atomic
 import numpy as np
 import pytest
+from test_pacing import FakeClock
 
 CAMERA = Intrinsics.from_fov(320, 240, 60.0)
 LOGGER = logging.getLogger('test_live_session')
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 class ProjectingDetector:
@@ -208,6 +201,7 @@ def test_the_camera_is_camera_info_s_resized_or_an_assumed_field_of_view(tmp_pat
 
 def test_live_frames_are_posed_newest_first_at_the_rate(tmp_path, template, truth):
     clock, drops = FakeClock(), Drops()
+    clock.now = 100.0  # as a monotonic clock is: far past the first frame's due time
 
     def decode(message):
         if isinstance(message, bytes):
