@@ -17,10 +17,9 @@ import time
 from common import save
 from geometry_msgs.msg import PoseArray, PoseStamped
 from head_capture.camera import Intrinsics
-from head_capture.capture.visuals import frustum_segments
-from head_capture.nodes.markers import ros_points
-from head_capture.nodes.pose_estimator import (line_marker, PATH_LENGTH, PERIODIC_SHARE,
-                                               ros_pose, SESSION_PERIOD_S)
+from head_capture.capture.live_session import PERIODIC_SHARE, SESSION_PERIOD_S
+from head_capture.nodes.markers import KeyframeMarkers
+from head_capture.nodes.pose_estimator import PATH_LENGTH
 from head_capture.nodes.support import LATCHED_QOS
 from head_capture.pacing import Pacer
 from head_capture.session import keyframe_file, keyframe_stamps, Session
@@ -74,12 +73,10 @@ def main():
         with tempfile.TemporaryDirectory() as root:
             session, rotations = grown_session(root, count, camera, rng)
             translations = np.full((count, 3), [0.0, 0.0, 0.5])
-            poses = [ros_pose(r, t) for r, t in zip(rotations, translations)]
-            frustums = line_marker(np.zeros((0, 3)), 'keyframe_frustums', (0.2, 0.6, 1.0),
-                                   'head', node.get_clock().now().to_msg())
+            view = KeyframeMarkers(np.zeros((0, 3)), 'head', node.get_clock().now().to_msg())
             for rotation, translation in zip(rotations, translations):
-                frustums.points.extend(ros_points(frustum_segments(rotation, translation,
-                                                                   camera)))
+                view.add(rotation, translation, camera)
+            poses, frustums = view.poses, view.frustums
             trail = [PoseStamped(pose=p) for p in poses[:PATH_LENGTH]]
             row = {'keyframes': count,
                    'transforms_json_ms': median_ms(session.save),

@@ -31,6 +31,21 @@ def check_fov(fov_deg):
         raise ValueError(f'field of view must be in ({low:g}, {high:g}) degrees, got {fov_deg}')
 
 
+def image_intrinsics(image, known=None, fov_deg=None):
+    """
+    Return the camera of ``image``: ``known`` resized to it, else one spanning ``fov_deg``.
+
+    Streams and folders are often scaled from the size a camera was calibrated at; a camera
+    nobody described is taken to see ``fov_deg`` (by default a phone's) across its long side.
+    """
+    height, width = image.shape[:2]
+    if known is None:
+        return Intrinsics.from_fov(width, height, DEFAULT_FOV_DEG if fov_deg is None else fov_deg)
+    if (known.width, known.height) == (width, height):
+        return known
+    return known.resized(width, height)
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Focal lengths and principal point in pixels, image size, and lens distortion."""

@@ -19,13 +19,13 @@ from pathlib import Path
 import time
 
 from head_capture.avatar import TrainingError
-from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.camera import DEFAULT_FOV_DEG, image_intrinsics
 from head_capture.capture.coverage import CoverageConfig, session_coverage
 from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_KEY as HEAD_VOLUME
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.preprocess import shrink_keyframe
-from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_quality
+from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_record
 from head_capture.capture.sources import open_source
 from head_capture.config_files import ConfigError
 from head_capture.files import output_folder, write_bytes_atomic
@@ -84,8 +84,7 @@ def extract_keyframes(source, out_dir, count, size=1280, intrinsics=None, fov_de
     session = None
     for keyframe in selection.keyframes:
         image = keyframe.frame.image
-        fov = DEFAULT_FOV_DEG if fov_deg is None else fov_deg
-        camera = intrinsics or Intrinsics.from_fov(image.shape[1], image.shape[0], fov)
+        camera = image_intrinsics(image, intrinsics, fov_deg)
         view, view_camera = shrink_keyframe(image, camera, size)
         if session is None:
             # Unfinished until every keyframe is in: a rerun after a failure just replaces it.
@@ -118,12 +117,9 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
                                                template.positions, config, mirror=True)
         if detection.usable:
             session.write_mask(index, keyframe_mask(detection, estimate, camera, volume))
-        frame.c2w = (w2c_to_c2w_opengl(estimate.rotation, estimate.translation)
-                     if estimate.registered else None)
-        frame.meta['pose_quality'] = pose_quality(estimate)
-        frame.meta.pop('unregistered', None)
-        if not estimate.registered:
-            frame.meta['unregistered'] = estimate.reason
+        frame.c2w, pose = pose_record(estimate)
+        frame.meta.pop('unregistered', None)  # the reason of an earlier run
+        frame.meta.update(pose)
         registered += estimate.registered
         if progress is not None:
             progress()

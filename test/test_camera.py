@@ -2,7 +2,7 @@
 
 import math
 
-from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.camera import DEFAULT_FOV_DEG, image_intrinsics, Intrinsics
 import numpy as np
 import pytest
 
@@ -61,3 +61,13 @@ def test_intrinsics_from_camera_info_fields():
         Intrinsics(500.0, 505.0, 319.5, 239.5, 640, 480, (0.1, 0.0, 0.0, 0.0, 0.0))
     with pytest.raises(ValueError, match='equidistant'):
         Intrinsics.from_camera_info(640, 480, k, [0.1, 0.0, 0.0, 0.0], 'equidistant')
+
+
+def test_an_image_s_camera_is_the_known_one_resized_or_a_field_of_view():
+    image = np.zeros((360, 640, 3), np.uint8)
+    known = Intrinsics(910.0, 905.0, 639.5, 359.5, 1280, 720, (0.1, 0.0, 0.0, 0.0))
+    assert image_intrinsics(image, known, 40.0) == known.resized(640, 360)
+    same = np.zeros((720, 1280), np.uint8)
+    assert image_intrinsics(same, known) is known  # not rescaled by 1: compared as is
+    assert image_intrinsics(image, None, 40.0) == Intrinsics.from_fov(640, 360, 40.0)
+    assert image_intrinsics(image).fov_x_deg == pytest.approx(DEFAULT_FOV_DEG)

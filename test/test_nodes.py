@@ -520,7 +520,7 @@ def test_coverage_guide_triggers_training_once_and_guides(ros_context):
 def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_context):
     from head_capture.camera import Intrinsics
     from head_capture.nodes.camera_source import camera_info
-    from head_capture.nodes.pose_estimator import QUEUED_IMAGES
+    from head_capture.capture.live_session import QUEUED_IMAGES
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg, stamp_ns
     from head_capture.session import keyframe_file
@@ -538,13 +538,13 @@ def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_c
             stamp = stamp_msg(10**9 + k)
             write_image_atomic(session / keyframe_file(stamp_ns(stamp)), image)
             estimator.on_keyframe(to_image(image, header(stamp, 'camera_optical')))
-        held = sum(isinstance(item, Image) for item in estimator._waiting)
-        assert held == QUEUED_IMAGES and len(estimator._waiting) == count
+        held = sum(isinstance(item, Image) for item in estimator.live.waiting)
+        assert held == QUEUED_IMAGES and len(estimator.live.waiting) == count
         estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
                                              'camera_optical'))
         # The keyframe thread takes them now; every one decoded, from memory or disk.
         assert wait_until(lambda: estimator.health.handled == count, 30.0)
-        assert estimator.keyframes == count
+        assert estimator.live.keyframes == count
         assert not estimator.health.dropped
     finally:
         close_nodes([estimator])
@@ -577,14 +577,14 @@ def test_a_live_frame_is_posed_while_a_keyframe_runs(tmp_path, ros_context):
     # on 2 cores beside the other nodes, the mirror pass included).
     estimator = _estimator_with_camera(tmp_path, ros_context)
     started, release = threading.Event(), threading.Event()
-    run_keyframe = estimator.process_keyframe
+    run_keyframe = estimator.live.register_keyframe
 
-    def slow_keyframe(keyframe):
+    def slow_keyframe(*keyframe):
         started.set()
         release.wait(10.0)
-        run_keyframe(keyframe)
+        return run_keyframe(*keyframe)
 
-    estimator.process_keyframe = slow_keyframe
+    estimator.live.register_keyframe = slow_keyframe
     try:
         keyframe, first, newest = _frames(3)
         estimator.on_keyframe(keyframe)
@@ -592,12 +592,13 @@ def test_a_live_frame_is_posed_while_a_keyframe_runs(tmp_path, ros_context):
         estimator.on_live(first)
         estimator.on_live(newest)  # only the newest frame waits
         estimator.process_live_if_due()  # what the executor's live timer runs
-        assert estimator.health.handled == 1 and estimator._latest is None
+        assert estimator.health.handled == 1 and estimator.live.newest is None
         status = estimator.status_values()
         assert status['live_frames'] == 1 and status['live_posed'] <= 1
-        assert estimator.keyframes == 0  # still running
+        assert estimator.live.keyframes == 0  # still running
         release.set()
-        assert wait_until(lambda: estimator.keyframes == 1 and estimator.health.handled == 2)
+        assert wait_until(lambda: estimator.live.keyframes == 1
+                          and estimator.health.handled == 2)
     finally:
         release.set()
         close_nodes([estimator])
@@ -605,19 +606,19 @@ def test_a_live_frame_is_posed_while_a_keyframe_runs(tmp_path, ros_context):
 
 def test_a_keyframe_that_fails_is_counted_and_the_next_one_runs(tmp_path, ros_context):
     estimator = _estimator_with_camera(tmp_path, ros_context)
-    run_keyframe, calls = estimator.process_keyframe, []
+    run_keyframe, calls = estimator.live.register_keyframe, []
 
-    def failing_once(keyframe):
+    def failing_once(*keyframe):
         calls.append(keyframe)
         if len(calls) == 1:
             raise RuntimeError('a bug in keyframe code')
-        run_keyframe(keyframe)
+        return run_keyframe(*keyframe)
 
-    estimator.process_keyframe = failing_once
+    estimator.live.register_keyframe = failing_once
     try:
         for frame in _frames(2):
             estimator.on_keyframe(frame)
-        assert wait_until(lambda: estimator.keyframes == 1)
+        assert wait_until(lambda: estimator.live.keyframes == 1)
         assert estimator.health.dropped['keyframe failed'] == 1
         assert 'a bug in keyframe code' in estimator.health.notes['keyframe failed']
     finally:
@@ -630,7 +631,7 @@ def test_keyframes_sent_before_the_detector_started_are_read_from_the_session(tm
     # load its model, and a keyframe published before it subscribed never reaches it.
     from head_capture.camera import Intrinsics
     from head_capture.nodes.camera_source import camera_info
-    from head_capture.nodes.pose_estimator import CAMERA_INFO_WAIT_S
+    from head_capture.capture.live_session import CAMERA_INFO_WAIT_S
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg
     from head_capture.session import keyframe_file, Session
@@ -656,14 +657,14 @@ def test_keyframes_sent_before_the_detector_started_are_read_from_the_session(tm
                                        header(stamp_msg(stamps[-1]), 'camera_optical')))
         # The backlog waits for the camera's intrinsics instead of registering with a guess.
         time.sleep(CAMERA_INFO_WAIT_S / 2)
-        assert estimator.keyframes == 0
+        assert estimator.live.keyframes == 0
         estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
                                              'camera_optical'))
-        wait_until(lambda: estimator.keyframes >= len(stamps) - 1, 30.0)
+        wait_until(lambda: estimator.live.keyframes >= len(stamps) - 1, 30.0)
         time.sleep(2.5)  # two more looks at the session: nothing is queued again
-        assert estimator.keyframes == len(stamps) - 1
-        assert estimator.read_from_session == len(stamps) - 2
-        assert not estimator._waiting and not estimator.health.dropped
+        assert estimator.live.keyframes == len(stamps) - 1
+        assert estimator.live.read_from_session == len(stamps) - 2
+        assert not estimator.live.waiting and not estimator.health.dropped
     finally:
         executor.shutdown()
         close_nodes([estimator])
@@ -680,7 +681,7 @@ def test_a_continued_session_gains_the_head_volume_it_lacked(tmp_path, ros_conte
     estimator, = build_nodes(nodes, context=ros_context)
     try:
         meta = read_transforms(session / 'transforms.json').meta
-        assert meta[HEAD_VOLUME] == estimator.volume.as_meta() and meta['kept'] == 1
+        assert meta[HEAD_VOLUME] == estimator.live.volume.as_meta() and meta['kept'] == 1
     finally:
         close_nodes([estimator])
 
@@ -814,7 +815,7 @@ def test_the_backlog_waits_for_camera_info_from_the_first_image_on(
         tmp_path, ros_context, monkeypatch):
     # Under load the processes can take seconds to find each other; camera_info comes with
     # every frame, so the wait for it starts when images do, not when the node starts.
-    import head_capture.nodes.pose_estimator as module
+    import head_capture.capture.live_session as module
     from head_capture.nodes.ros_image import to_image
     from head_capture.nodes.support import header, stamp_msg
     from head_capture.session import keyframe_file
@@ -831,15 +832,15 @@ def test_the_backlog_waits_for_camera_info_from_the_first_image_on(
         overrides={'pose_estimator': {'live_rate_hz': 0.0}}) if spec.name == 'pose_estimator']
     estimator, = build_nodes(nodes, context=ros_context)
     try:
-        assert wait_until(lambda: len(estimator._waiting) == len(stamps), 5.0)
+        assert wait_until(lambda: len(estimator.live.waiting) == len(stamps), 5.0)
         time.sleep(1.0)  # more than the wait, but no image came yet
-        assert estimator.keyframes == 0 and estimator.camera is None
+        assert estimator.live.keyframes == 0 and estimator.live.camera is None
         # The last one's message comes at last (it is queued once, from the session).
         estimator.on_keyframe(to_image(np.zeros((48, 64, 3), np.uint8),
                                        header(stamp_msg(stamps[-1]), 'camera_optical')))
         # Images without camera_info: the field of view is assumed once the wait is over.
         assert wait_until(lambda: estimator.health.handled == len(stamps), 10.0)
-        assert estimator.keyframes == len(stamps) and estimator._fov_warned
+        assert estimator.live.keyframes == len(stamps) and estimator.live.fov_assumed
     finally:
         close_nodes([estimator])
 
@@ -1289,10 +1290,10 @@ def test_a_calibrated_camera_info_with_k3_is_used(tmp_path, ros_context, monkeyp
         message = camera_info(lens, stamp_msg(0), 'phone_optical')
         assert list(message.d) == [0.12, -0.31, 0.001, -0.002, 0.27]  # plumb_bob's D
         deadline = time.monotonic() + 10.0
-        while estimator.camera is None and time.monotonic() < deadline:
+        while estimator.live.camera is None and time.monotonic() < deadline:
             infos.publish(message)
             time.sleep(0.2)
-        assert estimator.camera == lens, estimator.health.notes
+        assert estimator.live.camera == lens, estimator.health.notes
         assert not estimator.health.dropped
         status = estimator.status_values()
         assert status['camera'] == 'camera_info'

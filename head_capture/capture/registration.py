@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import os
 from pathlib import Path
 
-from head_capture.camera import DEFAULT_FOV_DEG, Intrinsics
+from head_capture.camera import DEFAULT_FOV_DEG, image_intrinsics, Intrinsics
 from head_capture.capture.pose import PoseConfig, refused, solve_pose
 from head_capture.files import list_images, output_file, write_bytes_atomic
 from head_capture.geometry import w2c_to_c2w_opengl
@@ -65,17 +65,13 @@ def find_images(source, intrinsics_file=None, fov_deg=None):
     first = next((image for _, image, _ in read_images(paths) if image is not None), None)
     if first is None:
         raise FileNotFoundError(f'none of the {len(paths)} images in {source} can be read')
-    height, width = first.shape[:2]
+    fov = DEFAULT_FOV_DEG if fov_deg is None else fov_deg
     if intrinsics_file is not None:
-        intrinsics = read_transforms(intrinsics_file).intrinsics
-        if (intrinsics.width, intrinsics.height) != (width, height):
-            intrinsics = intrinsics.resized(width, height)
-        origin = str(intrinsics_file)
+        known, origin = read_transforms(intrinsics_file).intrinsics, str(intrinsics_file)
     else:
-        fov = DEFAULT_FOV_DEG if fov_deg is None else fov_deg
-        intrinsics = Intrinsics.from_fov(width, height, fov)
+        known = None
         origin = f'{fov:g}° horizontal field of view' + (' (default)' if fov_deg is None else '')
-    return ImageSet(paths, [p.name for p in paths], intrinsics, origin)
+    return ImageSet(paths, [p.name for p in paths], image_intrinsics(first, known, fov), origin)
 
 
 def written_by_poses(transforms):
@@ -185,6 +181,19 @@ def pose_quality(estimate):
             if k in ('inlier_share', 'reprojection_px', 'confidence')}
 
 
+def pose_record(estimate):
+    """
+    Return what a frame's record keeps of ``estimate``: its c2w, and meta to go with it.
+
+    The meta says how far to trust the pose, or why there is none (``unregistered``), as the
+    trainer, the coverage and the report read them from every session and poses file.
+    """
+    meta = {'pose_quality': pose_quality(estimate)}
+    if not estimate.registered:
+        return None, {**meta, 'unregistered': estimate.reason}
+    return w2c_to_c2w_opengl(estimate.rotation, estimate.translation), meta
+
+
 def registered_transforms(images, estimates, out_path, meta=None):
     """
     Return the Transforms of the registered frames, paths relative to ``out_path``'s folder.
@@ -194,12 +203,11 @@ def registered_transforms(images, estimates, out_path, meta=None):
     """
     frames, unregistered = [], []
     for relative, estimate in zip(placed_paths(images, out_path), estimates):
+        c2w, pose = pose_record(estimate)
         if estimate.registered:
-            frames.append(FrameRecord(relative, w2c_to_c2w_opengl(estimate.rotation,
-                                                                  estimate.translation),
-                                      meta={'pose_quality': pose_quality(estimate)}))
+            frames.append(FrameRecord(relative, c2w, meta=pose))
         else:
-            unregistered.append({'file_path': relative, 'reason': estimate.reason})
+            unregistered.append({'file_path': relative, 'reason': pose['unregistered']})
     info = {'poses': 'head landmarks + RANSAC PnP (head frame, metres)',
             'intrinsics': images.intrinsics_source, 'frames': len(estimates),
             'registered': len(frames), 'unregistered': unregistered, **(meta or {})}

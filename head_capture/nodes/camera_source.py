@@ -11,7 +11,7 @@ fast as they decode. A file starts once the nodes named in ``wait_for_subscriber
 import threading
 import time
 
-from head_capture.camera import Intrinsics
+from head_capture.camera import image_intrinsics
 from head_capture.capture.sources import open_source, SourceError
 from head_capture.node_graph import not_subscribed
 from head_capture.node_parameters import NODE_SETTINGS
@@ -57,14 +57,6 @@ class CameraSource(HeadCaptureNode):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._publish_all, daemon=True)
         self._thread.start()
-
-    def _intrinsics(self, image):
-        height, width = image.shape[:2]
-        if self._camera is None:
-            return Intrinsics.from_fov(width, height, self.config.fov_deg)
-        if (self._camera.width, self._camera.height) != (width, height):
-            return self._camera.resized(width, height)
-        return self._camera
 
     def _topics(self):
         """Return {topic: publisher} of what goes out."""
@@ -149,7 +141,8 @@ class CameraSource(HeadCaptureNode):
     def _publish(self, image, stamp):
         cfg = self.config
         msg_header = header(stamp.to_msg(), cfg.frame_id)
-        self._info.publish(camera_info(self._intrinsics(image), msg_header.stamp, cfg.frame_id))
+        self._info.publish(camera_info(image_intrinsics(image, self._camera, cfg.fov_deg),
+                                       msg_header.stamp, cfg.frame_id))
         if cfg.publish_raw:
             self._raw.publish(to_image(image, msg_header))
         if cfg.publish_compressed:
