@@ -44,7 +44,6 @@ demo: setup
 	$(VENV)/bin/head-capture demo --out $(DEMO_DIR)
 
 bench: setup peer-venv
-	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) bench/keyframes.py --out bench/results/keyframes.json
 	$(PY) bench/keyframe_throughput.py --out bench/results/keyframe_throughput.json
 	$(PY) bench/render.py --out bench/results/render.json

@@ -172,6 +172,7 @@ def _parser():
     poses.add_argument('--config', type=Path,
                        help='parameters file (default: the shipped config/head_capture.yaml)')
     poses.add_argument('--threads', type=POSITIVE, default=2)
+    _add_refine_option(poses)
     poses.add_argument('--overwrite', action='store_true',
                        help='replace an existing --out (and images put beside it)')
     poses.set_defaults(run=_run_poses)
@@ -194,6 +195,9 @@ def _parser():
                         help='BARF protocol: se(3) noise N(0, SIGMA^2) on the starting poses')
     avatar.add_argument('--seed', type=int, default=0)
     avatar.add_argument('--resume', action='store_true', help='continue the run in --out')
+    avatar.add_argument('--refine', action='store_true',
+                        help="first bundle-adjust the cameras of a session's transforms file "
+                        '(frames with landmarks in the session), in place; not on --resume')
     avatar.add_argument('--set', action='append', default=[], dest='overrides',
                         metavar='KEY=VALUE', help='override one config key (YAML value)')
     avatar.set_defaults(run=_run_train_avatar)
@@ -220,6 +224,7 @@ def _parser():
     _add_keyframe_options(whole)
     whole.add_argument('--params', type=Path,
                        help='parameters file (default: the shipped config/head_capture.yaml)')
+    _add_refine_option(whole)
     whole.set_defaults(run=_run_reconstruct)
 
     up = commands.add_parser(
@@ -454,8 +459,15 @@ def _report_unreadable(unreadable):
             console.print(f'  {name}: {reason}')
 
 
+def _add_refine_option(parser):
+    parser.add_argument('--refine', action=argparse.BooleanOptionalAction, default=True,
+                        help='bundle-adjust the landmark cameras with SIFT features inside the '
+                        'head masks, landmarks held in (default; --no-refine keeps PnP)')
+
+
 def _run_poses(args):
     from head_capture.capture.pose import PoseConfig
+    from head_capture.capture.refine import refine_registered
     from head_capture.capture.registration import (check_poses_output, find_images,
                                                    register_images, registered_transforms,
                                                    write_registered)
@@ -473,14 +485,24 @@ def _run_poses(args):
     detector = LandmarkDetector(args.model, threads=args.threads)
     template = HeadTemplate.load().positions
     with _progress('landmarks + PnP', len(images.paths)) as advance:
-        estimates = register_images(images, detector, template, config, advance)
-    transforms = registered_transforms(images, estimates, args.out)
+        estimates, observations = register_images(images, detector, template, config,
+                                                  advance)
+    refinement = None
+    if args.refine:
+        args.out.resolve().parent.mkdir(parents=True, exist_ok=True)
+        with console.status('refining the cameras (features + landmarks, bundle adjustment)'):
+            estimates, refinement = refine_registered(
+                images, estimates, observations, template, args.out.resolve().parent,
+                log=console.print)
+    transforms = registered_transforms(images, estimates, args.out, refinement=refinement)
     write_registered(images, transforms, args.out)
     info = transforms.meta['head_capture']
     console.print(f'[green]{info["registered"]} of {info["frames"]} frames registered[/] '
                   f'(camera: {images.intrinsics_source}) -> {args.out}')
     for miss in info['unregistered']:
         console.print(f'  [yellow]not registered[/] {miss["file_path"]}: {miss["reason"]}')
+    if refinement is not None:
+        console.print(refinement.describe())
     return 0
 
 
@@ -523,6 +545,11 @@ def _run_train_avatar(args):
     if args.perturb < 0:
         raise ValueError(f'--perturb must be >= 0, got {args.perturb}')
     config = load_avatar_config(args.config, overrides)
+    if args.refine and not args.resume:
+        from head_capture.capture.refine import refine_transforms
+
+        with console.status('refining the cameras (features + landmarks, bundle adjustment)'):
+            console.print(refine_transforms(data, log=console.print).describe())
     # SIGTERM (a node cancelling, ``kill``) or Ctrl-C: checkpoint at the next step and stop.
     with stop_signals() as stop:
         metrics = train_avatar(data, args.out, config, args.perturb, args.seed, args.resume,
@@ -578,7 +605,7 @@ def _run_reconstruct(args):
     intrinsics = read_transforms(args.intrinsics).intrinsics if args.intrinsics else None
     summary = reconstruct(args.input, args.out, args.config, parse_overrides(args.overrides),
                           args.count, args.size, intrinsics, args.fov, args.params,
-                          progress=_progress, log=console.print)
+                          refine=args.refine, progress=_progress, log=console.print)
     console.print(f'[bold green]avatar ready[/] in {summary["seconds"]:.0f} s: '
                   f'{summary["registered"]} of {summary["keyframes"]} keyframes registered, '
                   f'{summary["coverage"]["score"]:.0%} of the view bins covered, held-out '

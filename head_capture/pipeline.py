@@ -25,13 +25,13 @@ from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_K
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.preprocess import shrink_keyframe
+from head_capture.capture.refine import refine_transforms
 from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_record
 from head_capture.capture.sources import open_source
 from head_capture.config_files import ConfigError
 from head_capture.files import output_folder, write_bytes_atomic
-from head_capture.geometry import w2c_to_c2w_opengl
 from head_capture.node_graph import load_node_config
-from head_capture.session import Session, write_transforms
+from head_capture.session import Session, TRANSFORMS_FILE, write_transforms
 
 STATE_FILE = 'reconstruction.json'
 # A file's content is told by its size and a hash of this much at its start and its end.
@@ -117,6 +117,8 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
                                                template.positions, config, mirror=True)
         if detection.usable:
             session.write_mask(index, keyframe_mask(detection, estimate, camera, volume))
+            session.write_landmarks(index, detection.landmarks, detection.sigma,
+                                    detection.visibility > 0.5)
         frame.c2w, pose = pose_record(estimate)
         frame.meta.pop('unregistered', None)  # the reason of an earlier run
         frame.meta.update(pose)
@@ -194,7 +196,7 @@ class Reconstruction:
 
 
 def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100, size=1280,
-                intrinsics=None, fov_deg=None, params=None, model=None,
+                intrinsics=None, fov_deg=None, params=None, model=None, refine=True,
                 progress=no_progress, log=print):
     """
     Run (or resume) the whole offline job on ``source``; return the summary.
@@ -202,7 +204,8 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     ``config`` names the avatar config (or a YAML path) and ``overrides`` change its keys;
     ``params`` is the nodes' parameters file, for the keyframe and pose settings; ``size`` is
     the long side of the keyframes the landmarks see (the trainer cuts the head's square out
-    of them and shrinks it to its image size).
+    of them and shrinks it to its image size); ``refine``: bundle-adjust the PnP cameras
+    before training (``capture.refine``).
     """
     from head_capture.avatar.job import registered_keyframes, TRAINING_TRANSFORMS
     from head_capture.avatar.trainer import CHECKPOINT
@@ -230,6 +233,7 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
         '--intrinsics': asdict(intrinsics) if intrinsics is not None else None,
         '--config': str(Path(config).resolve()) if Path(config).suffix else str(config),
         '--config/--set': asdict(avatar_config),
+        '--refine': refine,
         '--params': {'keyframe_selector': asdict(keyframe_config),
                      'pose_estimator': asdict(pose_config)},
         'landmark model': content_fingerprint(model)}))
@@ -278,6 +282,14 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
             'holds the one its masks were cut to')
     log(f'poses: {steps["poses"]["registered"]} of {steps["poses"]["keyframes"]} keyframes '
         'registered by landmarks + RANSAC PnP')
+    if refine and 'refine' not in steps:
+        with progress('refining the cameras (bundle adjustment)', None):
+            refinement = refine_transforms(job.session_dir / TRANSFORMS_FILE, template.positions,
+                                           log=log)
+        steps['refine'] = refinement.summary()
+        job.save_state(state)
+        log(refinement.describe())
+        session = Session.load(job.session_dir)
     coverage = session_coverage(session.frames, coverage_config)[0]
     log(f'coverage: {coverage.summary()}')
     if not coverage.complete:

@@ -3,7 +3,8 @@ The capture session directory and its nerfstudio-layout ``transforms.json``.
 
 A session is one folder: ``frames/`` (keyframes as PNG), ``trimaps/`` (the trainer's masks:
 255 head, 0 background, ``MASK_UNSURE`` where the segmentation cannot tell), ``masks/`` (the
-same in nerfstudio's meaning, where 0 is ignored: 255 on the sure head, 0 elsewhere) and
+same in nerfstudio's meaning, where 0 is ignored: 255 on the sure head, 0 elsewhere),
+``landmarks/`` (each registered frame's landmarks, for the pose refinement) and
 ``transforms.json``, which lists every frame with its metadata and, once known, its pose. The
 file is what the avatar trainer reads and what nerfstudio, instant-ngp and other tools read, so
 poses are stored the way they expect: camera-to-world 4x4 in OpenGL camera axes, principal
@@ -31,7 +32,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 from head_capture.camera import DISTORTION_TERMS, Intrinsics
 from head_capture.files import (IMAGE_SUFFIXES, output_folder, SessionError, write_bytes_atomic,
-                                write_image_atomic)
+                                write_image_atomic, write_npz_atomic)
 import numpy as np
 
 TRANSFORMS_FILE = 'transforms.json'
@@ -46,6 +47,8 @@ MASK_UNSURE = 128
 UNPOSED_KEY = 'unregistered_frames'
 # Live captures: every keyframe as taken, named by its stamp (the nodes' shared key).
 KEYFRAMES_DIR = 'keyframes'
+# Each registered frame's landmarks (pixels, sigma, visibility): what pose refinement reads.
+LANDMARKS_DIR = 'landmarks'
 # Present while a session written in one go is incomplete: a rerun may replace it unasked.
 UNFINISHED_FILE = '.unfinished'
 # Keys of transforms.json that describe the camera; everything else at the top level is kept.
@@ -165,15 +168,17 @@ class Session:
         failure replaces it without ``overwrite``; it was this program's, and incomplete.
         """
         root = output_folder(root, 'session folder')
-        for name in (TRANSFORMS_FILE, UNFINISHED_FILE, FRAMES_DIR, MASKS_DIR, TRIMAPS_DIR):
+        for name in (TRANSFORMS_FILE, UNFINISHED_FILE, FRAMES_DIR, MASKS_DIR, TRIMAPS_DIR,
+                     LANDMARKS_DIR):
             resolve_inside(root, name)  # no link out of the session, before anything is touched
         unfinished = (root / UNFINISHED_FILE).is_file()
         if (root / TRANSFORMS_FILE).exists() and not (overwrite or unfinished):
             raise SessionError(f'{root} already holds a session; choose another directory '
                                'or overwrite it explicitly (--overwrite)')
         if (root / TRANSFORMS_FILE).exists() or unfinished:
-            for folder in (FRAMES_DIR, MASKS_DIR, TRIMAPS_DIR):
-                for image in resolve_inside(root, folder).glob('*.png'):
+            for folder, suffix in ((FRAMES_DIR, 'png'), (MASKS_DIR, 'png'), (TRIMAPS_DIR, 'png'),
+                                   (LANDMARKS_DIR, 'npz')):
+                for image in resolve_inside(root, folder).glob(f'*.{suffix}'):
                     image.unlink()
         root.mkdir(parents=True, exist_ok=True)
         session = cls(root, Transforms(intrinsics, [], dict(meta or {})))
@@ -220,6 +225,11 @@ class Session:
         """Store the trimap (uint8: 255 head, 0 background, MASK_UNSURE) of frame ``index``."""
         self._store_mask(self.frames[index], mask)
 
+    def write_landmarks(self, index, landmarks, sigma, visible):
+        """Store frame ``index``'s landmarks (N, 2) px, their sigma (N,) px and visibility."""
+        write_npz_atomic(self.path_of(landmarks_path(self.frames[index].file_path)),
+                         landmarks=landmarks, sigma=sigma, visible=visible)
+
     def _store_mask(self, record, trimap):
         """Write a frame's trimap and its nerfstudio mask, named after the frame's image."""
         name = f'{Path(record.file_path).stem}.png'
@@ -243,6 +253,20 @@ class Session:
         """Save, then drop the unfinished mark: the session is complete."""
         self.save()
         self.path_of(UNFINISHED_FILE).unlink(missing_ok=True)
+
+
+def landmarks_path(file_path):
+    """Return where a session keeps the landmarks of the frame at ``file_path``."""
+    return f'{LANDMARKS_DIR}/{Path(file_path).stem}.npz'
+
+
+def read_landmarks(root, file_path):
+    """Return (landmarks, sigma, visible) of a frame of the session at ``root``, or None."""
+    path = resolve_inside(root, landmarks_path(file_path))
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        return stored['landmarks'], stored['sigma'], stored['visible'].astype(bool)
 
 
 def nerfstudio_mask(trimap):

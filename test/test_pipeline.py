@@ -30,7 +30,7 @@ def test_reconstruct_runs_every_step_then_resumes_and_skips(capture, tmp_path, t
     command += [f'--set={item}' for item in tiny_avatar.split()]
     assert main(command) == 0
     state = json.loads((out / 'reconstruction.json').read_text())
-    assert set(state['steps']) == {'keyframes', 'poses', 'avatar'}
+    assert set(state['steps']) == {'keyframes', 'poses', 'refine', 'avatar'}
 
     # Keyframes with masks and PnP poses close to the video's ground truth.
     session = read_transforms(out / 'session' / 'transforms.json')
@@ -152,7 +152,7 @@ def test_reconstruct_refuses_to_resume_another_request_and_names_what_changed(
     assert main(command + ['--fov', '60']) == 2
     assert 'at least 8' in capsys.readouterr().err
     assert set(json.loads((out / 'reconstruction.json').read_text())['steps']) == \
-        {'keyframes', 'poses'}
+        {'keyframes', 'poses', 'refine'}
     recorded = (out / 'reconstruction.json').read_bytes()
 
     params = tmp_path / 'params.yaml'

@@ -3,7 +3,8 @@ The avatar trainer as a child process of a live capture, followed through its ev
 
 Training takes minutes to hours; the process that starts it (the ROS node) must keep serving.
 ``TrainingJob`` freezes the session's registered keyframes into ``training_transforms.json``
-(the capture may go on), runs ``head-capture train`` on it in a child process, and reads the
+(the capture may go on), runs ``head-capture train --refine`` on it in a child process
+(which first bundle-adjusts the keyframes' cameras, ``capture.refine``), and reads the
 new lines of its ``events.jsonl`` when polled. ``cancel`` asks the child to stop (SIGTERM: it
 checkpoints at its next step and exits). A run that was stopped or killed is resumed from its
 checkpoint by the next start; a finished one is kept and the next start trains a new one.
@@ -81,6 +82,8 @@ class TrainingJob:
                    '--out', str(self.out)] + [f'--set={o}' for o in self.overrides]
         if resume:
             command.append('--resume')
+        else:  # bundle-adjust the keyframes' PnP cameras before stage 1
+            command.append('--refine')
         self.out.mkdir(parents=True, exist_ok=True)
         # A resumed run appends to its event log: only what this child writes is news.
         events = self.out / EVENTS

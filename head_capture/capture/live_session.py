@@ -320,7 +320,7 @@ class LiveSession:
         """
         Add a registered keyframe to the session; False (counted) if it cannot be.
 
-        Its mask is written now, transforms.json at the next ``flush``.
+        Its mask (and landmarks) are written now, transforms.json at the next ``flush``.
         """
         try:
             if not (self.root / relative).is_file():  # the selector writes before publishing
@@ -337,6 +337,9 @@ class LiveSession:
             self.session.add_record(relative, c2w,
                                     keyframe_mask(detection, estimate, camera, self.volume),
                                     {'stamp_ns': stamp, **pose})
+            if estimate.registered:  # what the trainer's pose refinement reads
+                self.session.write_landmarks(len(self.session.frames) - 1, detection.landmarks,
+                                             detection.sigma, detection.visibility > 0.5)
         except (OSError, SessionError) as exc:
             self._drop('keyframe not recorded', exc)
             return False

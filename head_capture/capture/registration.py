@@ -108,20 +108,46 @@ def read_images(paths, background=None):
 
 
 def register_images(images, detector, template, config=PoseConfig(), progress=None):
-    """Return a PoseEstimate per image, in order (unreadable images are refused, not fatal)."""
-    estimates = []
+    """
+    Return a PoseEstimate per image, in order, and what refinement needs of its landmarks.
+
+    Unreadable images are refused, not fatal. The second list holds an ``Observation`` per
+    registered image, None for the others.
+    """
+    estimates, observations = [], []
     camera = images.intrinsics
     for _, frame, unreadable in read_images(images.paths, ALPHA_BACKGROUND):
+        detection = None
         if unreadable:
             estimates.append(refused(unreadable))
         elif frame.shape[:2] != (camera.height, camera.width):
             estimates.append(refused(f'image is {frame.shape[1]}x{frame.shape[0]}, the camera '
                                      f'{camera.width}x{camera.height}'))
         else:
-            estimates.append(pose_of_frame(frame, camera, detector, template, config))
+            detection, estimate = detect_and_solve(frame, camera, detector, template, config,
+                                                   mirror=True)
+            estimates.append(estimate)
+        observations.append(Observation.of(detection) if estimates[-1].registered else None)
         if progress is not None:
             progress()
-    return estimates
+    return estimates, observations
+
+
+@dataclass
+class Observation:
+    """A registered frame's landmarks, their sigma (px) and visibility, and its head mask."""
+
+    landmarks: np.ndarray
+    sigma: np.ndarray
+    visible: np.ndarray
+    # uint8 as sessions store it (255 head, MASK_UNSURE, 0 background).
+    mask: np.ndarray
+
+    @classmethod
+    def of(cls, detection):
+        """Return what a detection tells the pose refinement (its float mask is dropped)."""
+        return cls(detection.landmarks, detection.sigma, detection.visibility > 0.5,
+                   detection.head_mask())
 
 
 def pose_of_frame(frame, intrinsics, detector, template, config=PoseConfig()):
@@ -194,23 +220,30 @@ def pose_record(estimate):
     return w2c_to_c2w_opengl(estimate.rotation, estimate.translation), meta
 
 
-def registered_transforms(images, estimates, out_path, meta=None):
+def registered_transforms(images, estimates, out_path, meta=None, refinement=None):
     """
     Return the Transforms of the registered frames, paths relative to ``out_path``'s folder.
 
     Frames without a pose go to ``meta['head_capture']['unregistered']`` with the reason. An
     image outside that folder is listed where ``write_registered`` puts it (``placed_paths``).
+    ``refinement``: the ``Refinement`` of the registered frames, in order, when they were
+    refined; each frame then says whether its pose is the refined one.
     """
     frames, unregistered = [], []
+    refined = iter(refinement.refined if refinement is not None else ())
     for relative, estimate in zip(placed_paths(images, out_path), estimates):
         c2w, pose = pose_record(estimate)
         if estimate.registered:
+            if refinement is not None:
+                pose['pose_refined'] = bool(next(refined))
             frames.append(FrameRecord(relative, c2w, meta=pose))
         else:
             unregistered.append({'file_path': relative, 'reason': pose['unregistered']})
     info = {'poses': 'head landmarks + RANSAC PnP (head frame, metres)',
             'intrinsics': images.intrinsics_source, 'frames': len(estimates),
             'registered': len(frames), 'unregistered': unregistered, **(meta or {})}
+    if refinement is not None:
+        info['pose_refinement'] = refinement.summary()
     return Transforms(images.intrinsics, frames, {'head_capture': info})
 
 
