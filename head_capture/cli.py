@@ -528,6 +528,7 @@ def _run_evaluate_poses(args):
 
 
 def _run_train_avatar(args):
+    from head_capture.avatar.trainer import CHECKPOINT
     from head_capture.avatar.training_config import chosen_keys, load_avatar_config
     from head_capture.pipeline import train_avatar
     from head_capture.supervisor import signal_name, stop_signals
@@ -545,19 +546,21 @@ def _run_train_avatar(args):
     if args.perturb < 0:
         raise ValueError(f'--perturb must be >= 0, got {args.perturb}')
     config = load_avatar_config(args.config, overrides)
-    if args.refine and not args.resume:
-        from head_capture.capture.refine import refine_transforms
-
-        with console.status('refining the cameras (features + landmarks, bundle adjustment)'):
-            console.print(refine_transforms(data, log=console.print).describe())
     # SIGTERM (a node cancelling, ``kill``) or Ctrl-C: checkpoint at the next step and stop.
     with stop_signals() as stop:
-        metrics = train_avatar(data, args.out, config, args.perturb, args.seed, args.resume,
-                               _progress, console.print, chosen_keys(args.config, overrides),
-                               lambda: stop.signal is not None)
+        if args.refine and not args.resume:
+            from head_capture.capture.refine import refine_transforms
+
+            with console.status('refining the cameras (features + landmarks, bundle '
+                                'adjustment)'):
+                console.print(refine_transforms(data, log=console.print).describe())
+        metrics = None if stop.signal else train_avatar(
+            data, args.out, config, args.perturb, args.seed, args.resume, _progress,
+            console.print, chosen_keys(args.config, overrides), lambda: stop.signal is not None)
     if metrics is None:
-        console.print(f'[yellow]training stopped[/] ({signal_name(stop.signal)}): the checkpoint '
-                      f'in {args.out} keeps it; --resume continues it')
+        kept = (f'the checkpoint in {args.out} keeps it; --resume continues it'
+                if (args.out / CHECKPOINT).is_file() else 'before its first checkpoint')
+        console.print(f'[yellow]training stopped[/] ({signal_name(stop.signal)}): {kept}')
         return 128 + stop.signal
     console.print(f'[green]avatar trained[/] in {metrics["seconds"]:.0f} s -> {args.out}')
     return 0

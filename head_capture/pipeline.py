@@ -31,7 +31,7 @@ from head_capture.capture.sources import open_source
 from head_capture.config_files import ConfigError
 from head_capture.files import output_folder, write_bytes_atomic
 from head_capture.node_graph import load_node_config
-from head_capture.session import Session, TRANSFORMS_FILE, write_transforms
+from head_capture.session import Session, TRAINING_TRANSFORMS, TRANSFORMS_FILE, write_transforms
 
 STATE_FILE = 'reconstruction.json'
 # A file's content is told by its size and a hash of this much at its start and its end.
@@ -207,13 +207,12 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     of them and shrinks it to its image size); ``refine``: bundle-adjust the PnP cameras
     before training (``capture.refine``).
     """
-    from head_capture.avatar.job import registered_keyframes, TRAINING_TRANSFORMS
+    from head_capture.avatar.job import registered_keyframes
     from head_capture.avatar.trainer import CHECKPOINT
     from head_capture.avatar.training_config import load_avatar_config
     from head_capture.landmarks.detector import default_model_path, LandmarkDetector
     from head_capture.landmarks.template import HeadTemplate
     from head_capture.report import write_report
-    from head_capture.resources import share_path
 
     started = time.monotonic()
     avatar_config = load_avatar_config(config, overrides)
@@ -270,7 +269,7 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     log(f'keyframes: {steps["keyframes"]["keyframes"]} in {job.session_dir}')
 
     session = Session.load(job.session_dir)
-    template = HeadTemplate.load(share_path('models', 'head_template.json'))
+    template = HeadTemplate.load()
     if 'poses' not in steps:
         detector = LandmarkDetector(model)
         with progress('landmarks, masks + PnP', len(session.frames)) as advance:

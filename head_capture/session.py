@@ -47,6 +47,8 @@ MASK_UNSURE = 128
 UNPOSED_KEY = 'unregistered_frames'
 # Live captures: every keyframe as taken, named by its stamp (the nodes' shared key).
 KEYFRAMES_DIR = 'keyframes'
+# The keyframes a training run was given (frozen from transforms.json, cameras refined).
+TRAINING_TRANSFORMS = 'training_transforms.json'
 # Each registered frame's landmarks (pixels, sigma, visibility): what pose refinement reads.
 LANDMARKS_DIR = 'landmarks'
 # Present while a session written in one go is incomplete: a rerun may replace it unasked.

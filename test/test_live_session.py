@@ -1,6 +1,7 @@
 """The live registration session without ROS: queue, camera fallback, records, flushes."""
 
 import logging
+import os
 import time
 
 import cv2
@@ -11,12 +12,13 @@ from head_capture.capture.live_session import (CAMERA_INFO_WAIT_S, LiveSession,
                                                NO_STREAM_WAIT_S, QUEUED_IMAGES)
 from head_capture.capture.pose import PoseConfig, PoseEstimate, refused
 from head_capture.capture.registration import pose_record
-from head_capture.geometry import c2w_opengl_to_w2c, look_at_w2c, rotation_angle_deg
+from head_capture.geometry import (c2w_opengl_to_w2c, look_at_w2c, rotation_angle_deg,
+                                   w2c_to_c2w_opengl)
 from head_capture.landmarks.detector import Detection
 from head_capture.landmarks.template import HeadTemplate, mirrored
 from head_capture.resources import share_path
-from head_capture.session import keyframe_file, read_image, read_transforms, Session, \
-    write_image_atomic
+from head_capture.session import keyframe_file, read_image, read_landmarks, read_transforms, \
+    Session, TRAINING_TRANSFORMS, write_image_atomic, write_transforms
 import numpy as np
 import pytest
 from test_pacing import FakeClock
@@ -113,6 +115,33 @@ def test_a_registered_keyframe_is_recorded_with_its_pose_mask_and_quality(
     trimap = read_image(tmp_path / frame.trimap_path)[..., 0]
     assert trimap.shape == (240, 320) and (trimap == 255).any() and (trimap == 0).any()
     assert (tmp_path / frame.mask_path).is_file()
+    # Its landmarks stay in the session, for the trainer's pose refinement.
+    landmarks, sigma, visible = read_landmarks(tmp_path, frame.file_path)
+    assert landmarks.shape == (len(template), 2) and sigma.shape == visible.shape == (
+        len(template),)
+
+
+def test_the_trainer_s_refined_keyframe_poses_are_sent_once_they_exist(tmp_path, template,
+                                                                       truth):
+    live = _live(tmp_path, template, truth)
+    live.camera = CAMERA
+    assert live.refined_poses() is None  # no training yet
+    _keep(tmp_path, 10**9)
+    live.register_keyframe(10**9)
+    live.flush()
+    frozen = read_transforms(tmp_path / 'transforms.json')
+    write_transforms(tmp_path / TRAINING_TRANSFORMS, frozen)
+    os.utime(tmp_path / TRAINING_TRANSFORMS, ns=(1, 1))
+    assert live.refined_poses() is None  # frozen, not refined yet
+    moved = look_at_w2c(np.array([0.5, 0.3, 0.1]), np.zeros(3))
+    frozen.frames[0].c2w = w2c_to_c2w_opengl(*moved)
+    frozen.meta['head_capture']['pose_refinement'] = {'refined': 1}
+    write_transforms(tmp_path / TRAINING_TRANSFORMS, frozen)
+    os.utime(tmp_path / TRAINING_TRANSFORMS, ns=(2, 2))
+    (rotation, translation), = live.refined_poses()
+    assert rotation_angle_deg(rotation, moved[0]) < 1e-6
+    np.testing.assert_allclose(translation, moved[1], atol=1e-9)
+    assert live.refined_poses() is None  # sent once
 
 
 def test_keyframes_that_cannot_be_recorded_are_counted_not_kept(tmp_path, template, truth):

@@ -540,8 +540,8 @@ def test_keyframes_wait_as_stamps_when_the_detector_falls_behind(tmp_path, ros_c
             estimator.on_keyframe(to_image(image, header(stamp, 'camera_optical')))
         held = sum(isinstance(item, Image) for item in estimator.live.waiting)
         assert held == QUEUED_IMAGES and len(estimator.live.waiting) == count
-        estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
-                                             'camera_optical'))
+        estimator.live.offer_camera_info(
+            camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0), 'camera_optical'))
         # The keyframe thread takes them now; every one decoded, from memory or disk.
         assert wait_until(lambda: estimator.health.handled == count, 30.0)
         assert estimator.live.keyframes == count
@@ -558,8 +558,8 @@ def _estimator_with_camera(tmp_path, ros_context):
     nodes = [(spec, params) for spec, params in graph(
         settings={'session_dir': str(tmp_path / 'session')}) if spec.name == 'pose_estimator']
     estimator, = build_nodes(nodes, context=ros_context)
-    estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
-                                         'camera_optical'))
+    estimator.live.offer_camera_info(
+        camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0), 'camera_optical'))
     return estimator
 
 
@@ -658,8 +658,8 @@ def test_keyframes_sent_before_the_detector_started_are_read_from_the_session(tm
         # The backlog waits for the camera's intrinsics instead of registering with a guess.
         time.sleep(CAMERA_INFO_WAIT_S / 2)
         assert estimator.live.keyframes == 0
-        estimator.on_camera_info(camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0),
-                                             'camera_optical'))
+        estimator.live.offer_camera_info(
+            camera_info(Intrinsics.from_fov(64, 48, 60.0), stamp_msg(0), 'camera_optical'))
         wait_until(lambda: estimator.live.keyframes >= len(stamps) - 1, 30.0)
         time.sleep(2.5)  # two more looks at the session: nothing is queued again
         assert estimator.live.keyframes == len(stamps) - 1

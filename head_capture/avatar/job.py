@@ -18,10 +18,9 @@ import sys
 
 from head_capture.avatar import TrainingError
 from head_capture.avatar.trainer import CHECKPOINT, EVENTS
-from head_capture.session import read_transforms, SessionError, TRANSFORMS_FILE, \
-    write_transforms
+from head_capture.session import read_transforms, SessionError, TRAINING_TRANSFORMS, \
+    TRANSFORMS_FILE, write_transforms
 
-TRAINING_TRANSFORMS = 'training_transforms.json'
 METRICS = 'metrics.json'
 LOG = 'trainer.log'
 # The progress a step event carries, in this order: what the ROS node publishes as numbers.

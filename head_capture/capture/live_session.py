@@ -31,8 +31,9 @@ from head_capture.capture.image_encoding import ImageDecodeError
 from head_capture.capture.pose import PoseEstimate
 from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_record
 from head_capture.pacing import Pacer
+from head_capture.geometry import c2w_opengl_to_w2c
 from head_capture.session import keyframe_file, keyframe_stamp, keyframe_stamps, read_image, \
-    Session, SessionError, TRANSFORMS_FILE
+    read_transforms, Session, SessionError, TRAINING_TRANSFORMS, TRANSFORMS_FILE
 import numpy as np
 
 # Keyframes waiting for the detector with their pixels in memory; the rest wait as stamps.
@@ -99,7 +100,7 @@ class LiveSession:
         # Every keyframe stamp queued once, whether its message came or the session had it.
         self._queued = {keyframe_stamp(f.file_path) for f in self.frames}
         self._ready, self._stopping, self._thread = threading.Condition(), False, None
-        self._saved = None
+        self._saved, self._refined_seen = None, None
         self._started, self._first_image, self._live_due = clock(), None, 0.0
 
     @property
@@ -137,6 +138,14 @@ class LiveSession:
             self._waiting.append((stamp, message if len(self._waiting) < QUEUED_IMAGES
                                   else None))
             self._ready.notify()
+
+    def offer_camera_info(self, message):
+        """Keep the newest usable intrinsics of a camera_info message."""
+        try:
+            self.camera = Intrinsics.from_camera_info(
+                message.width, message.height, message.k, message.d, message.distortion_model)
+        except ValueError as exc:
+            self._drop('unusable camera_info', exc)
 
     def offer_live(self, message):
         """Keep only the newest live frame: ``pose_newest`` takes it when the rate allows."""
@@ -299,6 +308,26 @@ class LiveSession:
         return PosedKeyframe(report, estimate, camera, recorded)
 
     # -- the session -------------------------------------------------------------------------
+
+    def refined_poses(self):
+        """
+        Return the keyframe poses (R, t) the trainer refined, once per new refinement; or None.
+
+        The trainer freezes the keyframes into ``training_transforms.json`` and bundle-adjusts
+        their cameras in place before stage 1 (``capture.refine``); the file says so when done.
+        """
+        path = self.root / TRAINING_TRANSFORMS
+        try:
+            changed = path.stat().st_mtime_ns
+            if changed == self._refined_seen:
+                return None
+            self._refined_seen = changed
+            transforms = read_transforms(path)
+        except (OSError, SessionError):  # none yet (or gone): nothing to send
+            return None
+        if 'pose_refinement' not in transforms.meta.get('head_capture', {}):
+            return None
+        return [c2w_opengl_to_w2c(f.c2w) for f in transforms.frames if f.c2w is not None]
 
     def _open(self):
         """Return the session already in ``root`` (given a head volume if it had none), or None."""

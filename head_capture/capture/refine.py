@@ -150,11 +150,12 @@ def refine_poses(views, image_dir, intrinsics, template, work_dir, config=Refine
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     pycolmap.logging.minloglevel = pycolmap.logging.ERROR
+    pycolmap.set_random_seed(0)
     database = work_dir / 'database.db'
     _write_masks(views, work_dir / 'masks')
     _extract(pycolmap, views, image_dir, intrinsics, database, work_dir / 'masks', config)
     pairs = view_pairs(views, config)
-    _match(pycolmap, database, pairs, work_dir / 'pairs.txt', config)
+    _match(pycolmap, database, [v.name for v in views], pairs, work_dir / 'pairs.txt', config)
     stats = {'pairs': len(pairs), 'seconds_features': round(time.perf_counter() - started, 2)}
     reconstruction, ids = _posed_reconstruction(pycolmap, database, views)
     for round_index in range(config.rounds):
@@ -250,9 +251,8 @@ def _extract(pycolmap, views, image_dir, intrinsics, database, mask_dir, config)
                               extraction_options=options, device=pycolmap.Device.cpu)
 
 
-def _match(pycolmap, database, pairs, pairs_file, config):
-    """Match and verify the chosen pairs only."""
-    names = _database_names(pycolmap, database)
+def _match(pycolmap, database, names, pairs, pairs_file, config):
+    """Match and verify the chosen pairs (indices into ``names``) only."""
     pairs_file.write_text(''.join(f'{names[i]} {names[j]}\n' for i, j in pairs))
     options = pycolmap.FeatureMatchingOptions()
     options.num_threads = config.threads
@@ -261,13 +261,6 @@ def _match(pycolmap, database, pairs, pairs_file, config):
     pairing.match_list_path = pairs_file
     pycolmap.match_image_pairs(database, matching_options=options, pairing_options=pairing,
                                device=pycolmap.Device.cpu)
-
-
-def _database_names(pycolmap, database):
-    """Return the image names of ``database`` in the order the views were given (by id)."""
-    with pycolmap.Database.open(database) as db:
-        images = sorted(db.read_all_images(), key=lambda image: image.image_id)
-    return [image.name for image in images]
 
 
 def _posed_reconstruction(pycolmap, database, views):
@@ -299,7 +292,7 @@ def _rigid(pycolmap, rotation, translation):
 
 
 def _triangulation_options(pycolmap, config):
-    """Options of COLMAP's point triangulator: poses held, two threads, seeded."""
+    """Options of COLMAP's point triangulator: poses held, seeded."""
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads = config.threads
     options.random_seed = 0

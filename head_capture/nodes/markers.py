@@ -72,6 +72,11 @@ def head_transform(rotation, translation, head_frame, camera_frame_id, tf_child,
                                                 rotation=Quaternion(x=qx, y=qy, z=qz, w=qw)))
 
 
+def pose_array(poses, frame_id, stamp):
+    """Return world-to-camera ``poses`` (R, t) as a PoseArray of camera poses in the frame."""
+    return PoseArray(header=header(stamp, frame_id), poses=[ros_pose(*pose) for pose in poses])
+
+
 class KeyframeMarkers:
     """
     The registered keyframes as rviz shows them: their poses, a frustum each, the template.

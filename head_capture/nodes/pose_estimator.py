@@ -2,8 +2,9 @@
 pose_estimator: landmarks and a camera pose for every keyframe, and live at a set rate.
 
 The ROS side of ``capture.live_session``. Published: the live pose, TF (the image's camera frame
--> ``head`` by default, see ``tf_frames``), the keyframe poses, the path, frustum and landmark
-markers, a per-keyframe JSON report for the coverage guide, and the annotated guidance image.
+-> ``head`` by default, see ``tf_frames``), the keyframe poses (PnP, and once the trainer has
+bundle-adjusted them, refined), the path, frustum and landmark markers, a per-keyframe JSON
+report for the coverage guide, and the annotated guidance image.
 """
 
 from collections import deque
@@ -11,23 +12,21 @@ import json
 import time
 
 from geometry_msgs.msg import PoseArray, PoseStamped
-from head_capture.camera import Intrinsics
 from head_capture.capture.coverage import Coverage, View
-from head_capture.capture.live_session import LiveSession, PERIODIC_SHARE
+from head_capture.capture.live_session import LiveSession, PERIODIC_SHARE, SESSION_PERIOD_S
 from head_capture.capture.visuals import frustum_segments, guidance_image
 from head_capture.geometry import c2w_opengl_to_w2c
-from head_capture.landmarks.detector import default_model_path, LandmarkDetector, ModelError
+from head_capture.landmarks.detector import LandmarkDetector, ModelError
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.node_parameters import NODE_SETTINGS
-from head_capture.nodes.markers import (head_transform, KeyframeMarkers, line_marker, ros_pose,
-                                        TransformBroadcaster)
+from head_capture.nodes.markers import (head_transform, KeyframeMarkers, line_marker,
+                                        pose_array, ros_pose, TransformBroadcaster)
 from head_capture.nodes.ros_image import to_image, to_rgb
 from head_capture.nodes.support import (declare_config, HeadCaptureNode, header, image_input,
                                         LATCHED_QOS, NEWEST_QOS, published_unless_shut_down,
                                         RELIABLE_QOS, run_node, SENSOR_QOS, session_root,
                                         stamp_ns, StartupError)
 from head_capture.pacing import Pacer
-from head_capture.resources import share_path
 from head_capture.session import SessionError
 from head_capture.tf_frames import camera_frame
 from nav_msgs.msg import Path as PathMsg
@@ -51,13 +50,11 @@ class PoseEstimator(HeadCaptureNode):
         self.config, pose_config = declare_config(self, *NODE_SETTINGS[self.NAME])
         cfg, self.root = self.config, session_root(self.config.session_dir)
         try:
-            self.detector = LandmarkDetector(cfg.model_path or default_model_path(),
-                                             threads=cfg.threads)
+            self.detector = LandmarkDetector(cfg.model_path, threads=cfg.threads)
             self.live = LiveSession(
-                self.root, self.detector, HeadTemplate.load(share_path('models',
-                                                                       'head_template.json')),
-                pose_config, fov_deg=cfg.fov_deg, decode=to_rgb, logger=self.get_logger(),
-                drop=self.drop, camera_info_topic=self.resolve_topic_name(cfg.camera_info_topic))
+                self.root, self.detector, HeadTemplate.load(), pose_config, fov_deg=cfg.fov_deg,
+                decode=to_rgb, logger=self.get_logger(), drop=self.drop,
+                camera_info_topic=self.resolve_topic_name(cfg.camera_info_topic))
         except (ModelError, SessionError) as exc:
             raise StartupError(str(exc)) from exc
         self.coverage, self.guidance = None, 'point the phone at the head to start'
@@ -72,11 +69,14 @@ class PoseEstimator(HeadCaptureNode):
                                       'none); the camera pose is on head_capture/camera_pose')
         self._pose = self.create_publisher(PoseStamped, 'head_capture/camera_pose', 10)
         self._poses = self.create_publisher(PoseArray, 'head_capture/keyframe_poses', LATCHED_QOS)
+        self._refined = self.create_publisher(PoseArray, 'head_capture/refined_keyframe_poses',
+                                              LATCHED_QOS)
+        self.create_timer(SESSION_PERIOD_S, self._send_refined_poses)
         self._path = self.create_publisher(PathMsg, 'head_capture/camera_path', 10)
         self._markers = self.create_publisher(MarkerArray, 'head_capture/markers', 10)
         self._report = self.create_publisher(String, 'head_capture/keyframe_report', RELIABLE_QOS)
         self._image = self.create_publisher(Image, 'head_capture/guidance_image', 2)
-        self.create_subscription(CameraInfo, cfg.camera_info_topic, self.on_camera_info,
+        self.create_subscription(CameraInfo, cfg.camera_info_topic, self.live.offer_camera_info,
                                  SENSOR_QOS)
         self.create_subscription(Image, KEYFRAMES, self.on_keyframe, RELIABLE_QOS)
         self.create_subscription(Float32MultiArray, 'head_capture/coverage', self.on_coverage, 10)
@@ -94,14 +94,6 @@ class PoseEstimator(HeadCaptureNode):
                         lambda: published_unless_shut_down(self, self._send_keyframe_poses))
         self.get_logger().info(f'landmarks + PnP on {self.resolve_topic_name(KEYFRAMES)} into '
                                f'{self.root} (onnxruntime: {self.detector.provider})')
-
-    def on_camera_info(self, message):
-        """Keep the newest usable intrinsics."""
-        try:
-            self.live.camera = Intrinsics.from_camera_info(
-                message.width, message.height, message.k, message.d, message.distortion_model)
-        except ValueError as exc:
-            self.drop('unusable camera_info', exc)
 
     def on_keyframe(self, message):
         """Queue a keyframe for the detector: none is skipped."""
@@ -158,6 +150,12 @@ class PoseEstimator(HeadCaptureNode):
                                       posed.camera)
         published_unless_shut_down(
             self, lambda: self._report.publish(String(data=json.dumps(posed.report))))
+
+    def _send_refined_poses(self):
+        poses = self.live.refined_poses()
+        if poses is not None:
+            self._refined.publish(pose_array(poses, self.config.frame_id,
+                                             self.get_clock().now().to_msg()))
 
     def _send_keyframe_poses(self):
         poses, markers = self.keyframe_markers.messages(self.get_clock().now().to_msg())
