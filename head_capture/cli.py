@@ -467,7 +467,7 @@ def _add_refine_option(parser):
 
 def _run_poses(args):
     from head_capture.capture.pose import PoseConfig
-    from head_capture.capture.refine import refine_registered
+    from head_capture.capture.refine import refine_registered, RefineConfig
     from head_capture.capture.registration import (check_poses_output, find_images,
                                                    register_images, registered_transforms,
                                                    write_registered)
@@ -480,6 +480,7 @@ def _run_poses(args):
                         'holding one)', f'head-capture keyframes {args.input} --out SESSION '
                         'picks its keyframes into a session; then head-capture poses SESSION')
     config = load_node_config(PoseConfig, 'pose_estimator', args.config)
+    refine_config = load_node_config(RefineConfig, 'pose_refinement', args.config)
     images = find_images(args.input, args.intrinsics, args.fov)
     check_poses_output(images, args.out, args.overwrite)
     detector = LandmarkDetector(args.model, threads=args.threads)
@@ -493,7 +494,7 @@ def _run_poses(args):
         with console.status('refining the cameras (features + landmarks, bundle adjustment)'):
             estimates, refinement = refine_registered(
                 images, estimates, observations, template, args.out.resolve().parent,
-                log=console.print)
+                refine_config, console.print)
     transforms = registered_transforms(images, estimates, args.out, refinement=refinement)
     write_registered(images, transforms, args.out)
     info = transforms.meta['head_capture']
@@ -549,11 +550,13 @@ def _run_train_avatar(args):
     # SIGTERM (a node cancelling, ``kill``) or Ctrl-C: checkpoint at the next step and stop.
     with stop_signals() as stop:
         if args.refine and not args.resume:
-            from head_capture.capture.refine import refine_transforms
+            from head_capture.capture.refine import refine_transforms, RefineConfig
 
             with console.status('refining the cameras (features + landmarks, bundle '
                                 'adjustment)'):
-                console.print(refine_transforms(data, log=console.print).describe())
+                config = load_node_config(RefineConfig, 'pose_refinement')
+                console.print(refine_transforms(data, config=config,
+                                                log=console.print).describe())
         metrics = None if stop.signal else train_avatar(
             data, args.out, config, args.perturb, args.seed, args.resume, _progress,
             console.print, chosen_keys(args.config, overrides), lambda: stop.signal is not None)

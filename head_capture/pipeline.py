@@ -25,7 +25,7 @@ from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_K
 from head_capture.capture.keyframes import KeyframeConfig, select_offline, select_online
 from head_capture.capture.pose import PoseConfig
 from head_capture.capture.preprocess import shrink_keyframe
-from head_capture.capture.refine import refine_transforms
+from head_capture.capture.refine import refine_transforms, RefineConfig
 from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_record
 from head_capture.capture.sources import open_source
 from head_capture.config_files import ConfigError
@@ -219,6 +219,7 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     keyframe_config = load_node_config(KeyframeConfig, 'keyframe_selector', params)
     pose_config = load_node_config(PoseConfig, 'pose_estimator', params)
     coverage_config = load_node_config(CoverageConfig, 'coverage_guide', params)
+    refine_config = load_node_config(RefineConfig, 'pose_refinement', params)
     job = Reconstruction(Path(out_dir).resolve())
     output_folder(job.root)
     where = Path(str(source))
@@ -234,7 +235,8 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
         '--config/--set': asdict(avatar_config),
         '--refine': refine,
         '--params': {'keyframe_selector': asdict(keyframe_config),
-                     'pose_estimator': asdict(pose_config)},
+                     'pose_estimator': asdict(pose_config),
+                     **({'pose_refinement': asdict(refine_config)} if refine else {})},
         'landmark model': content_fingerprint(model)}))
     state = job.state()
     if not state and job.root.is_dir() and any(job.root.iterdir()):
@@ -284,7 +286,7 @@ def reconstruct(source, out_dir, config='cpu_preview', overrides=None, count=100
     if refine and 'refine' not in steps:
         with progress('refining the cameras (bundle adjustment)', None):
             refinement = refine_transforms(job.session_dir / TRANSFORMS_FILE, template.positions,
-                                           log=log)
+                                           refine_config, log)
         steps['refine'] = refinement.summary()
         job.save_state(state)
         log(refinement.describe())

@@ -72,7 +72,16 @@ def test_a_textureless_capture_keeps_its_landmark_poses_and_says_why(tmp_path):
     assert 'at least 3' in two.fallback
 
 
-def test_refine_config_refuses_what_cannot_work():
+def test_refine_config_comes_from_the_parameters_file_and_refuses_what_cannot_work(tmp_path):
+    from head_capture.node_graph import load_node_config
+
+    assert load_node_config(RefineConfig, 'pose_refinement') == RefineConfig()
+    params = tmp_path / 'params.yaml'
+    params.write_text('pose_refinement:\n  rounds: 5\n')
+    assert load_node_config(RefineConfig, 'pose_refinement', params).rounds == 5
+    params.write_text('pose_refinement:\n  round: 5\n')
+    with pytest.raises(ValueError, match='round'):
+        load_node_config(RefineConfig, 'pose_refinement', params)
     with pytest.raises(ValueError, match='rounds'):
         RefineConfig(rounds=0)
     with pytest.raises(ValueError, match='reject_factor'):

@@ -49,8 +49,10 @@ class RefineConfig:
     # skin and hair, which the default (0.0067) leaves nearly blank.
     max_features: int = 8192
     peak_threshold: float = 0.001
-    # Keyframes are shrunk to this long side for SIFT (keypoints come back at full size).
+    # Keyframes are shrunk to this long side for SIFT (keypoints come back at full size), and
+    # SIFT's first octave is doubled (-1) or not (0): small images need it, large ones less.
     max_image_size: int = 1024
+    first_octave: int = -1
     # Each keyframe is matched with this many neighbours by viewing direction, within the angle.
     neighbours: int = 12
     max_pair_angle_deg: float = 60.0
@@ -72,6 +74,8 @@ class RefineConfig:
     def __post_init__(self):
         if self.max_features < 64 or self.neighbours < 1 or self.rounds < 1:
             raise ValueError('need max_features >= 64, neighbours >= 1 and rounds >= 1')
+        if self.max_image_size < 64 or self.first_octave < -1:
+            raise ValueError('need max_image_size >= 64 and first_octave >= -1')
         if not 0 < self.peak_threshold < 1 or not 0 < self.max_pair_angle_deg <= 180:
             raise ValueError('peak_threshold must be in (0, 1), max_pair_angle_deg in (0, 180]')
         if self.loss_scale_px <= 0 or self.landmark_max_sigma_px <= 0 or self.reject_factor < 1:
@@ -246,6 +250,7 @@ def _extract(pycolmap, views, image_dir, intrinsics, database, mask_dir, config)
     options.max_image_size = config.max_image_size
     options.sift.max_num_features = config.max_features
     options.sift.peak_threshold = config.peak_threshold
+    options.sift.first_octave = config.first_octave
     pycolmap.extract_features(database, image_dir, image_names=[v.name for v in views],
                               camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
                               extraction_options=options, device=pycolmap.Device.cpu)
