@@ -86,3 +86,40 @@ def test_refine_config_comes_from_the_parameters_file_and_refuses_what_cannot_wo
         RefineConfig(rounds=0)
     with pytest.raises(ValueError, match='reject_factor'):
         RefineConfig(reject_factor=0.5)
+
+
+def test_an_image_colmap_cannot_read_keeps_the_landmark_poses_and_says_why(tmp_path):
+    camera = Intrinsics.from_fov(160, 160, 50.0)
+    template = HeadTemplate.load().positions
+    views = [RefineView(f'{index}.png', *look_at_w2c(np.array([0.6, 0.1 * index, 0.1]),
+                                                     np.zeros(3)), None,
+                        np.zeros((len(template), 2)), np.ones(len(template)),
+                        np.ones(len(template), bool))
+             for index in range(4)]
+    for view in views:
+        (tmp_path / view.name).write_bytes(b'not a png')
+    refinement = refine_poses(views, tmp_path, camera, template, tmp_path / 'work')
+    assert refinement.fallback and not refinement.refined.any()
+    assert all(np.array_equal(t, v.translation) for t, v in zip(refinement.translations, views))
+
+
+def test_a_keyframe_colmap_cannot_read_keeps_its_pose_and_the_others_are_refined(sequence,
+                                                                                 tmp_path):
+    from head_capture.capture.pose import PoseConfig
+    from head_capture.capture.refine import refine_registered
+    from head_capture.capture.registration import find_images, register_images
+    from head_capture.landmarks.detector import LandmarkDetector
+    import shutil
+
+    views = tmp_path / 'views'
+    shutil.copytree(sequence, views)
+    images = find_images(views / 'transforms_train.json')
+    template = HeadTemplate.load().positions
+    estimates, observations = register_images(images, LandmarkDetector(), template,
+                                              PoseConfig())
+    images.paths[0].write_bytes(b'not a png any more')
+    refined, refinement = refine_registered(images, estimates, observations, template,
+                                            tmp_path)
+    assert refinement.stats['unreadable'] == 1 and not refinement.refined[0]
+    assert np.array_equal(refined[0].rotation, estimates[0].rotation)
+    assert refinement.refined[1:].mean() > 0.8

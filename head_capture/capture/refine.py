@@ -30,6 +30,7 @@ from head_capture.geometry import (c2w_opengl_to_w2c, camera_center, umeyama,
 from head_capture.landmarks.template import HeadTemplate
 from head_capture.session import (LANDMARKS_DIR, read_image, read_landmarks, read_transforms,
                                   resolve_inside, write_transforms)
+from head_capture.supervisor import one_line
 import numpy as np
 
 # COLMAP puts the centre of the top-left pixel at (0.5, 0.5); our pixels have it at (0, 0).
@@ -129,6 +130,17 @@ class Refinement:
                 f'{self.stats["seconds"]:.0f} s')
 
     @classmethod
+    def merged(cls, views, kept, part):
+        """Return ``part`` (the refinement of the ``kept`` views) with the others unchanged."""
+        whole = cls.unchanged(views, part.fallback, {**part.stats, 'unreadable': int(
+            len(kept) - sum(kept))})
+        for index, (rotation, translation, refined) in zip(
+                np.flatnonzero(kept), zip(part.rotations, part.translations, part.refined)):
+            whole.rotations[index], whole.translations[index] = rotation, translation
+            whole.refined[index] = refined
+        return whole
+
+    @classmethod
     def unchanged(cls, views, reason, stats=None):
         """Every view keeps its PnP pose, for ``reason``."""
         return cls([v.rotation for v in views], [v.translation for v in views],
@@ -150,14 +162,33 @@ def refine_poses(views, image_dir, intrinsics, template, work_dir, config=Refine
     if len(views) < 3:
         return Refinement.unchanged(views, f'{len(views)} registered keyframe(s): bundle '
                                     'adjustment needs at least 3')
-    started = time.perf_counter()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     pycolmap.logging.minloglevel = pycolmap.logging.ERROR
     pycolmap.set_random_seed(0)
+    try:
+        return _refine(pycolmap, views, image_dir, intrinsics, template, work_dir, config, log)
+    except RuntimeError as exc:  # COLMAP's checks: an image it cannot read, a broken model
+        return Refinement.unchanged(views, f'COLMAP failed: {one_line(exc)}')
+
+
+def _refine(pycolmap, views, image_dir, intrinsics, template, work_dir, config, log):
+    """``refine_poses`` once its input is checked."""
+    started = time.perf_counter()
+    work_dir.mkdir(parents=True, exist_ok=True)
     database = work_dir / 'database.db'
     _write_masks(views, work_dir / 'masks')
     _extract(pycolmap, views, image_dir, intrinsics, database, work_dir / 'masks', config)
+    with pycolmap.Database.open(database) as db:
+        read = {image.name for image in db.read_all_images()}
+    if len(read) < len(views):  # COLMAP skips an image it cannot read: refine the others
+        kept = [view.name in read for view in views]
+        if sum(kept) < 3:
+            return Refinement.unchanged(views, f'COLMAP could read {sum(kept)} of '
+                                        f'{len(views)} keyframes')
+        return Refinement.merged(views, kept, _refine(
+            pycolmap, [v for v, ok in zip(views, kept) if ok], image_dir, intrinsics, template,
+            work_dir / 'readable', config, log))
     pairs = view_pairs(views, config)
     _match(pycolmap, database, [v.name for v in views], pairs, work_dir / 'pairs.txt', config)
     stats = {'pairs': len(pairs), 'seconds_features': round(time.perf_counter() - started, 2)}
