@@ -30,8 +30,8 @@ from head_capture.capture.head_volume import HeadVolume, keep_in_session, META_K
 from head_capture.capture.image_encoding import ImageDecodeError
 from head_capture.capture.pose import PoseEstimate
 from head_capture.capture.registration import detect_and_solve, keyframe_mask, pose_record
-from head_capture.pacing import Pacer
 from head_capture.geometry import c2w_opengl_to_w2c
+from head_capture.pacing import Pacer
 from head_capture.session import keyframe_file, keyframe_stamp, keyframe_stamps, read_image, \
     read_transforms, Session, SessionError, TRAINING_TRANSFORMS, TRANSFORMS_FILE
 import numpy as np
