@@ -36,8 +36,9 @@ from head_capture.memory import descendants  # noqa: E402
 import numpy as np  # noqa: E402
 
 # Avatar settings that train in seconds (a smoke run, not an avatar).
-QUICK_TRAINING = ['--set=stage1_steps=2', '--set=stage2_steps=0', '--set=test_pose_steps=0',
-                  '--set=turntable_frames=0', '--set=mesh_views=0', '--set=image_size=0']
+QUICK_TRAINING = ['--set=stage1.steps=2', '--set=stage2.steps=0',
+                  '--set=outputs.test_pose_steps=0', '--set=outputs.turntable_frames=0',
+                  '--set=outputs.mesh_views=0', '--set=data.image_size=0']
 USER_NOTE = b'a note the user keeps here\n'
 
 
@@ -451,7 +452,7 @@ CASES = [
     # 9: a scene that is not head-sized is fitted with bounds, or refused with them.
     Case('train a far-away scene (cameras 4 units off)', '9',
          _with(lambda folder: ball_scene(folder / 'far', 4.0, 1.2), 'train', 'far', '--out',
-               'run', *QUICK_TRAINING), codes=(0, 2), says='scene_radius', anywhere=True,
+               'run', *QUICK_TRAINING), codes=(0, 2), says='scene.radius', anywhere=True,
          replaceable=('run',)),
     # 10 and the rest: outputs that are files, unreadable sources.
     Case('keyframes --out a file', '10', _with(_clip_and_images, 'keyframes', 'clip.mp4',

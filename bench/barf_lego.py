@@ -37,8 +37,8 @@ import torch
 
 LEGO = Path(__file__).resolve().parents[1] / '..' / 'shared' / 'data' / 'lego_200'
 # The lego scene: inside a ball of radius 1.5 at the origin, cameras at 4.03, white background.
-SCENE = {'scene_radius': 1.5, 'near': 2.0, 'far': 6.0, 'background': 'white',
-         'pose_translation_unit': 1.0}
+SCENE = {'scene.radius': 1.5, 'scene.near': 2.0, 'scene.far': 6.0,
+         'scene.background': 'white', 'poses.translation_unit': 1.0}
 
 
 def errors(report):
@@ -73,9 +73,9 @@ def fit_to_budget(data, name, overrides, minutes, perturb, seed):
     """Return stage lengths that fit ``minutes`` of training, and the probe's step times."""
     config = load_avatar_config(name, overrides)
     # Each stage runs 2 x PROBE_STEPS; only the second half is timed (warm-up excluded).
-    probe = load_avatar_config(name, {**overrides, 'stage1_steps': 2 * PROBE_STEPS,
-                                      'stage2_steps': 2 * PROBE_STEPS if config.stage2_steps
-                                      else 0, 'log_every': PROBE_STEPS})
+    probe = load_avatar_config(name, {**overrides, 'stage1.steps': 2 * PROBE_STEPS,
+                                      'stage2.steps': 2 * PROBE_STEPS if config.stage2.steps
+                                      else 0, 'trainer.log_every': PROBE_STEPS})
     with tempfile.TemporaryDirectory() as work:
         trainer = AvatarTrainer(data, Path(work), probe, perturb, seed)
         while True:
@@ -87,11 +87,11 @@ def fit_to_budget(data, name, overrides, minutes, perturb, seed):
             if e['event'] == 'step'}
     seconds = [(times[stage, 2 * PROBE_STEPS] - times[stage, PROBE_STEPS]) / PROBE_STEPS
                for stage in sorted({stage for stage, _ in times})]
-    ratio = config.stage2_steps / config.stage1_steps
+    ratio = config.stage2.steps / config.stage1.steps
     # The refined run trains both stages, the true-pose reference stage 2 again.
     per_stage1_step = seconds[0] + 2 * ratio * seconds[-1]
-    stage1 = max(1, min(config.stage1_steps, int(minutes * 60 / per_stage1_step)))
-    steps = {'stage1_steps': stage1, 'stage2_steps': round(ratio * stage1)}
+    stage1 = max(1, min(config.stage1.steps, int(minutes * 60 / per_stage1_step)))
+    steps = {'stage1.steps': stage1, 'stage2.steps': round(ratio * stage1)}
     print(f'probe: {seconds} s/step -> {steps} for {minutes} min', flush=True)
     return steps, {'minutes': minutes, 'probe_seconds_per_step': [round(t, 5) for t in seconds]}
 
@@ -160,8 +160,8 @@ def main():
         print('true cameras, not refined:', flush=True)
         # Stage 1 only refines cameras and its field is thrown away: with the cameras fixed at
         # the truth it changes nothing, so the reference trains stage 2 alone (stage 1: 1 step).
-        reference_config = load_avatar_config(args.config, {**overrides, 'stage1_steps': 1,
-                                                            'refine_poses': False})
+        reference_config = load_avatar_config(args.config, {**overrides, 'stage1.steps': 1,
+                                                            'poses.refine': False})
         reference, reference_renders, _ = train_and_measure(
             args.data, Path(work) / 'reference', reference_config, 0.0, args.seed, 0)
     rows = [np.hstack(images) for images in (truths, renders, reference_renders)]

@@ -60,7 +60,7 @@ VARIANTS = ('true_poses', 'pnp', 'optimised', 'refined')
 # No visual hull unless asked for: the masks are cut to a cube, so a part of the subject outside
 # it that hides a part inside shows as background, and the hull would cut the hidden part away
 # (holes in the chest of subject_01's true-camera run: 27.92 -> 26.99 dB).
-UNCUT = {'hull_min_views': 0}
+UNCUT = {'hull.min_views': 0}
 
 
 def landmark_cameras(subject, detector, template, pnp_out, refined_out):
@@ -100,7 +100,7 @@ def train_variant(data, folder, config, truth):
     stages = []
     while True:
         trainer.run_stage()
-        if config.refine_poses:
+        if config.poses.refine:
             now = trainer.refined_transforms()
             stages.append({'stage': trainer.stage, 'steps': trainer.step,
                            **pose_summary(evaluate(now, truth))})
@@ -113,7 +113,7 @@ def train_variant(data, folder, config, truth):
 def scored_with(pose_steps, config):
     """Return the settings a score is measured with (others are not comparable)."""
     return {'test_time_pose_steps': pose_steps, 'test_time_protocol': TEST_TIME_PROTOCOL,
-            'visual_hull': {'min_views': config.hull_min_views, 'margin': config.hull_margin}}
+            'visual_hull': {'min_views': config.hull.min_views, 'margin': config.hull.margin}}
 
 
 def score_variant(trainer, truth, test_path, pose_steps, folder):
@@ -124,7 +124,7 @@ def score_variant(trainer, truth, test_path, pose_steps, folder):
     test = read_transforms(test_path)
     test_given = carry_over(world_to_camera(truth, keys), world_to_camera(given, keys),
                             world_to_camera(test))
-    views = load_views(test_path, trainer.config.image_size)
+    views = load_views(test_path, trainer.config.data.image_size)
     scores = evaluate_views(trainer, views, np.arange(len(views)), test_given, pose_steps)
     first = scores['per_view'][0]
     for name, picture in (('fig4_test0.png', first['image']), ('truth_test0.png',
@@ -160,8 +160,9 @@ def run_variant(subject, variant, data, work, config_name, overrides, pose_steps
     result = json.loads(done.read_text()) if done.exists() else None
     fixed = variant not in ('optimised', 'refined')
     config = load_avatar_config(config_name, {
-        **UNCUT, **overrides, 'holdout_every': 0, 'turntable_frames': 0, 'mesh_views': 0,
-        **({'refine_poses': False, 'stage1_steps': 1} if fixed else {})})
+        **UNCUT, **overrides, 'data.holdout_every': 0, 'outputs.turntable_frames': 0,
+        'outputs.mesh_views': 0,
+        **({'poses.refine': False, 'stage1.steps': 1} if fixed else {})})
     settings = scored_with(pose_steps, config)
     if result is not None and all(result.get(k) == v for k, v in settings.items()):
         return result
@@ -172,8 +173,7 @@ def run_variant(subject, variant, data, work, config_name, overrides, pose_steps
               flush=True)
         trainer = AvatarTrainer.reopen(folder)
         # Scoring settings, not training ones: the run is scored as asked now.
-        trainer.config = replace(trainer.config, hull_min_views=config.hull_min_views,
-                                 hull_margin=config.hull_margin)
+        trainer.config = replace(trainer.config, hull=config.hull)
         result.update(score_variant(trainer, truth, test_path, pose_steps, folder))
     else:
         shutil.rmtree(folder, ignore_errors=True)  # an unfinished run starts over

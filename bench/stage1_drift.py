@@ -16,7 +16,6 @@ kept in WORK: a re-run skips what is done. ``--jobs N`` trains N runs at once (f
 
 import argparse
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 import json
 from multiprocessing import get_context
 from pathlib import Path
@@ -36,22 +35,22 @@ import torch
 # Each variant overrides the config's keys; 'base' is the config as it is.
 VARIANTS = {
     'base': {},
-    'white_background': {'background': 'white'},
-    'no_coarse_to_fine': {'c2f_end': 0.0},
-    'mlp_field': {'field': 'mlp', 'pose_lr': [3.0e-4, 3.0e-6]},
-    'rays_2048': {'rays': 2048},
-    'stage1_9000_steps': {'stage1_steps': 9000},
-    'pose_lr_low': {'pose_lr': [3.0e-4, 3.0e-6]},
-    'pose_lr_constant': {'pose_lr': [3.0e-4, 2.9e-4]},
-    'pose_warmup_0.1': {'pose_warmup': 0.1},
-    'focus_share_0.9': {'focus_share': 0.9},
-    'focus_share_0': {'focus_share': 0.0},
-    'coarse_samples_128': {'coarse_samples': 128},
-    'image_200': {'image_size': 200},
-    'image_200_samples_128': {'image_size': 200, 'coarse_samples': 128},
-    'finer_grid': {'grid_levels': 6, 'grid_top': 128},
-    'gauge_first': {'pose_gauge': 'first'},
-    'scene_radius_0.25': {'scene_radius': 0.25},
+    'white_background': {'scene.background': 'white'},
+    'no_coarse_to_fine': {'c2f.end': 0.0},
+    'mlp_field': {'field.kind': 'mlp', 'stage1.pose_lr': [3.0e-4, 3.0e-6]},
+    'rays_2048': {'sampling.rays': 2048},
+    'stage1_9000_steps': {'stage1.steps': 9000},
+    'pose_lr_low': {'stage1.pose_lr': [3.0e-4, 3.0e-6]},
+    'pose_lr_constant': {'stage1.pose_lr': [3.0e-4, 2.9e-4]},
+    'pose_warmup_0.1': {'poses.warmup': 0.1},
+    'focus_share_0.9': {'sampling.focus_share': 0.9},
+    'focus_share_0': {'sampling.focus_share': 0.0},
+    'coarse_samples_128': {'sampling.coarse': 128},
+    'image_200': {'data.image_size': 200},
+    'image_200_samples_128': {'data.image_size': 200, 'sampling.coarse': 128},
+    'finer_grid': {'grid.levels': 6, 'grid.top': 128},
+    'gauge_first': {'poses.gauge': 'first'},
+    'scene_radius_0.25': {'scene.radius': 0.25},
 }
 STARTS = ('truth', 'pnp')
 SNAPSHOTS = 12
@@ -64,11 +63,11 @@ def run(subject, start, variant, data, work, config_name):
     if done.exists():
         return json.loads(done.read_text())
     shutil.rmtree(folder, ignore_errors=True)  # an unfinished run starts over
-    config = load_avatar_config(config_name, {**VARIANTS[variant], 'stage2_steps': 0,
-                                              'holdout_every': 0, 'turntable_frames': 0,
-                                              'mesh_views': 0})
-    config = replace(config, log_every=max(config.stage1_steps // SNAPSHOTS, 1),
-                     checkpoint_every=config.stage1_steps)
+    config = load_avatar_config(config_name, {
+        **VARIANTS[variant], 'stage2.steps': 0, 'data.holdout_every': 0,
+        'outputs.turntable_frames': 0, 'outputs.mesh_views': 0})
+    config = config.updated({'trainer.log_every': max(config.stage1.steps // SNAPSHOTS, 1),
+                             'trainer.checkpoint_every': config.stage1.steps})
     truth = read_transforms(subject / 'transforms_train.json')
 
     def score(step):
@@ -84,7 +83,7 @@ def run(subject, start, variant, data, work, config_name):
     trace = [score(0)]
     trainer.run_stage()
     result = {'subject': subject.name, 'start': start, 'variant': variant,
-              'overrides': VARIANTS[variant], 'steps': config.stage1_steps,
+              'overrides': VARIANTS[variant], 'steps': config.stage1.steps,
               'rotation_deg': trace[-1][1], 'translation_cm': trace[-1][2],
               'trace_step_rotation_deg_translation_cm': trace,
               'seconds': round(time.monotonic() - started, 1)}

@@ -199,7 +199,8 @@ def _parser():
                         help="first bundle-adjust the cameras of a session's transforms file "
                         '(frames with landmarks in the session), in place; not on --resume')
     avatar.add_argument('--set', action='append', default=[], dest='overrides',
-                        metavar='KEY=VALUE', help='override one config key (YAML value)')
+                        metavar='GROUP.KEY=VALUE',
+                        help='override one config key, e.g. stage1.steps=3000 (YAML value)')
     avatar.set_defaults(run=_run_train_avatar)
 
     scores = commands.add_parser(
@@ -220,7 +221,8 @@ def _parser():
     whole.add_argument('--config', default='cpu_preview',
                        help='avatar config: paper, fast, cpu_preview or a YAML path')
     whole.add_argument('--set', action='append', default=[], dest='overrides',
-                       metavar='KEY=VALUE', help='override one avatar config key (YAML value)')
+                       metavar='GROUP.KEY=VALUE',
+                       help='override one avatar config key, e.g. stage1.steps=3000 (YAML value)')
     _add_keyframe_options(whole)
     whole.add_argument('--params', type=Path,
                        help='parameters file (default: the shipped config/head_capture.yaml)')

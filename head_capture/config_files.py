@@ -49,18 +49,66 @@ def parameters_section(data, key, path):
 
 
 def build(cls, values, where='config'):
-    """Construct dataclass ``cls`` from a mapping, checking names and scalar types."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f'{where}: unknown key(s) {unknown}; known: {sorted(fields)}')
-    hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(value, hints[name], f'{where}.{name}')
-              for name, value in values.items()}
+    """
+    Construct dataclass ``cls`` from a mapping, checking names and scalar types.
+
+    A field whose default is a dataclass (a group of settings) takes a mapping, set over that
+    default; errors name its keys dotted (``stage1.steps``).
+    """
+    kwargs = _arguments(cls, values, where, '')
     try:
         return cls(**kwargs)
     except ValueError as exc:
         raise ConfigError(f'{where}: {exc}') from exc
+
+
+def _arguments(cls, values, where, prefix):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f'{where}: unknown key(s) {[prefix + key for key in unknown]}; known: '
+                          f'{_known(cls, prefix)}')
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        group, key = fields[name].default, prefix + name
+        if not dataclasses.is_dataclass(group):
+            kwargs[name] = _coerce(value, hints[name], f'{where}.{key}')
+        elif isinstance(value, dict):
+            kwargs[name] = dataclasses.replace(
+                group, **_arguments(type(group), value, where, key + '.'))
+        else:
+            raise ConfigError(f'{where}.{key} must be a mapping of {_known(type(group))}, '
+                              f'got {value!r}')
+    return kwargs
+
+
+def _known(cls, prefix=''):
+    """Return the keys of dataclass ``cls``, those of its groups dotted."""
+    return [key for f in dataclasses.fields(cls)
+            for key in (_known(type(f.default), f'{prefix}{f.name}.')
+                        if dataclasses.is_dataclass(f.default) else [prefix + f.name])]
+
+
+def flatten(data, prefix=''):
+    """Return the leaves of a nested mapping by their dotted keys (``{'stage1.steps': 3}``)."""
+    flat = {}
+    for key, value in data.items():
+        flat.update(flatten(value, f'{prefix}{key}.') if isinstance(value, dict)
+                    else {prefix + key: value})
+    return flat
+
+
+def set_dotted(data, values):
+    """Return a copy of nested mapping ``data`` with ``values`` set at their dotted keys."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for key, value in values.items():
+        group, dot, name = key.partition('.')
+        if dot and isinstance(data.setdefault(group, {}), dict):
+            data[group][name] = value
+        else:
+            data[key] = value
+    return data
 
 
 def _coerce(value, kind, where):
@@ -76,7 +124,11 @@ def _coerce(value, kind, where):
 
 
 def parse_overrides(items):
-    """Turn ``KEY=VALUE`` strings (values in YAML) into a dict of config overrides."""
+    """
+    Turn ``KEY=VALUE`` strings (values in YAML) into a dict of config overrides.
+
+    Keys are kept as written: dotted for the avatar config's groups (``stage1.steps``).
+    """
     overrides = {}
     for item in items:
         key, sep, value = item.partition('=')

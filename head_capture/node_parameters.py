@@ -193,8 +193,8 @@ class TrainerNodeConfig:
     session_dir: str = setting('', 'the directory this capture is kept in')
     config: str = setting('cpu_preview', 'avatar config: paper, fast, cpu_preview or a YAML '
                           'path')
-    overrides: str = setting('', 'KEY=VALUE overrides of the avatar config, space-separated: '
-                             "'stage1_steps=500 rays=256'")
+    overrides: str = setting('', 'GROUP.KEY=VALUE overrides of the avatar config, '
+                             "space-separated: 'stage1.steps=500 sampling.rays=256'")
     min_keyframes: int = setting(8, 'refuse to train on fewer registered keyframes', 2, 100000)
     poll_s: float = setting(1.0, 'how often the training child is checked (s)', 1e-3, 3600.0)
     frame_id: str = setting('head', 'the frame of the avatar mesh marker')
@@ -202,7 +202,7 @@ class TrainerNodeConfig:
     def __post_init__(self):
         check_ranges(self)
         if any('=' not in o for o in self.overrides.split()):
-            raise ValueError(f'overrides must be KEY=VALUE words, got {self.overrides!r}')
+            raise ValueError(f'overrides must be GROUP.KEY=VALUE words, got {self.overrides!r}')
         # Checked now, not when training starts after minutes of capture.
         load_avatar_config(self.config, parse_overrides(self.overrides.split()))
 

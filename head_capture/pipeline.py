@@ -140,11 +140,11 @@ def train_avatar(data, out_dir, config, perturb=0.0, seed=0, resume=False,
     """
     from head_capture.avatar.trainer import AvatarTrainer  # torch: only for the jobs that train
 
-    with progress('training the avatar', config.stage1_steps + config.stage2_steps) as advance:
+    with progress('training the avatar', config.stage1.steps + config.stage2.steps) as advance:
         done = {'steps': 0}
 
         def report(event):
-            steps = event['step'] + (config.stage1_steps if event['stage'] == 2 else 0)
+            steps = event['step'] + (config.stage1.steps if event['stage'] == 2 else 0)
             for _ in range(steps - done['steps']):
                 advance()
             done['steps'] = max(done['steps'], steps)

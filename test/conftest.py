@@ -123,9 +123,10 @@ def ros_context():
 @pytest.fixture(scope='session')
 def tiny_avatar():
     """Avatar config overrides (KEY=VALUE, space-separated) that train in seconds."""
-    return ('stage1_steps=30 stage2_steps=10 rays=128 image_size=48 coarse_samples=16 '
-            'fine_samples=16 turntable_frames=3 mesh_views=4 mesh_resolution=32 '
-            'test_pose_steps=2 checkpoint_every=20 log_every=10')
+    return ('stage1.steps=30 stage2.steps=10 sampling.rays=128 data.image_size=48 '
+            'sampling.coarse=16 sampling.fine=16 outputs.turntable_frames=3 '
+            'outputs.mesh_views=4 outputs.mesh_resolution=32 outputs.test_pose_steps=2 '
+            'trainer.checkpoint_every=20 trainer.log_every=10')
 
 
 @pytest.fixture(scope='session')

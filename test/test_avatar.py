@@ -23,12 +23,13 @@ import numpy as np
 import pytest
 import torch
 
-TOY = {'field': 'grid', 'image_size': 0, 'rays': 256, 'coarse_samples': 24, 'fine_samples': 16,
-       'stage1_steps': 30, 'stage2_steps': 10, 'grid_levels': 3, 'grid_base': 8, 'grid_top': 24,
-       'grid_features': 2, 'grid_hidden': 16, 'pe_dir': 2, 'scene_radius': 1.0, 'near': 1.5,
-       'far': 4.0, 'background': 'white', 'holdout_every': 5, 'checkpoint_every': 10,
-       'log_every': 5, 'field_lr': (2e-3, 5e-4), 'grid_lr': (3e-2, 3e-3),
-       'pose_lr': (3e-3, 1e-4), 'test_pose_steps': 5, 'turntable_frames': 0, 'mesh_views': 0}
+TOY = {'field.kind': 'grid', 'data.image_size': 0, 'sampling.rays': 256, 'sampling.coarse': 24,
+       'sampling.fine': 16, 'stage1.steps': 30, 'stage2.steps': 10, 'grid.levels': 3,
+       'grid.base': 8, 'grid.top': 24, 'grid.features': 2, 'grid.hidden': 16, 'field.pe_dir': 2,
+       'scene.radius': 1.0, 'scene.near': 1.5, 'scene.far': 4.0, 'scene.background': 'white',
+       'data.holdout_every': 5, 'trainer.checkpoint_every': 10, 'trainer.log_every': 5,
+       'field.lr': (2e-3, 5e-4), 'grid.lr': (3e-2, 3e-3), 'stage1.pose_lr': (3e-3, 1e-4),
+       'outputs.test_pose_steps': 5, 'outputs.turntable_frames': 0, 'outputs.mesh_views': 0}
 
 
 def test_coarse_to_fine_schedule():
@@ -94,10 +95,10 @@ def test_resampling_puts_samples_where_the_weight_is():
 
 
 def test_perturbed_toy_poses_move_toward_the_truth(toy_scene, tmp_path):
-    config = AvatarConfig(**{**TOY, 'field': 'mlp', 'mlp_depth': 4, 'mlp_width': 64,
-                             'mlp_skip': 2, 'pe_xyz': 6, 'field_lr': (5e-3, 5e-4),
-                             'stage1_steps': 800, 'stage2_steps': 0, 'checkpoint_every': 1000,
-                             'log_every': 100})
+    config = AvatarConfig().updated({
+        **TOY, 'field.kind': 'mlp', 'mlp.depth': 4, 'mlp.width': 64, 'mlp.skip': 2,
+        'mlp.pe_xyz': 6, 'field.lr': (5e-3, 5e-4), 'stage1.steps': 800, 'stage2.steps': 0,
+        'trainer.checkpoint_every': 1000, 'trainer.log_every': 100})
     trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config, perturb_sigma=0.06, seed=1)
     before = trainer.pose_report()['rotation_error_deg']
     metrics = trainer.run()
@@ -108,9 +109,9 @@ def test_perturbed_toy_poses_move_toward_the_truth(toy_scene, tmp_path):
 
 
 def test_kill_stop_and_resume_continue_exactly(toy_scene, tmp_path):
-    config = AvatarConfig(**TOY)
+    config = AvatarConfig().updated(TOY)
     straight = AvatarTrainer(toy_scene, tmp_path / 'a', config, perturb_sigma=0.05, seed=2)
-    assert straight.run()['step'] == config.stage2_steps  # both stages trained
+    assert straight.run()['step'] == config.stage2.steps  # both stages trained
     killed = AvatarTrainer(toy_scene, tmp_path / 'b', config, perturb_sigma=0.05, seed=2)
     for _ in range(17):  # killed after step 17: the checkpoint holds step 10
         killed._train_step()
@@ -134,7 +135,7 @@ def test_kill_stop_and_resume_continue_exactly(toy_scene, tmp_path):
 
 
 def test_a_nan_is_rolled_back_and_the_learning_rate_lowered(toy_scene, tmp_path):
-    config = AvatarConfig(**{**TOY, 'stage2_steps': 0})
+    config = AvatarConfig().updated({**TOY, 'stage2.steps': 0})
     trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config)
     for _ in range(12):
         trainer._train_step()
@@ -149,37 +150,38 @@ def test_a_nan_is_rolled_back_and_the_learning_rate_lowered(toy_scene, tmp_path)
     # The device it trains on is said first (the node logs it and puts it on /diagnostics).
     assert events[0] == {**events[0], 'event': 'device', 'device': device_name(trainer.device)}
     trainer.run()
-    assert trainer.step == config.stage1_steps
+    assert trainer.step == config.stage1.steps
 
 
 def test_a_corrupt_checkpoint_is_a_clear_error(toy_scene, tmp_path):
     (tmp_path / 'run').mkdir()
     (tmp_path / 'run' / CHECKPOINT).write_bytes(b'not a checkpoint')
     with pytest.raises(TrainingError, match='not a usable avatar checkpoint'):
-        AvatarTrainer(toy_scene, tmp_path / 'run', AvatarConfig(**TOY), resume=True)
+        AvatarTrainer(toy_scene, tmp_path / 'run', AvatarConfig().updated(TOY), resume=True)
 
 
 def test_a_checkpoint_from_before_a_new_setting_resumes_but_not_under_other_settings(
         toy_scene, tmp_path):
-    config = AvatarConfig(**{**TOY, 'stage1_steps': 2, 'stage2_steps': 0})
+    config = AvatarConfig().updated({**TOY, 'stage1.steps': 2, 'stage2.steps': 0})
     AvatarTrainer(toy_scene, tmp_path / 'run', config).run_stage()
     path = tmp_path / 'run' / CHECKPOINT
     state = torch.load(path, weights_only=True)
-    del state['config']['focus_margin']  # as if written before the setting existed
+    del state['config']['sampling']['focus_margin']  # as if written before the setting existed
     torch.save(state, path)
     assert AvatarTrainer.reopen(tmp_path / 'run').step == 2  # read as its default
     with pytest.raises(TrainingError, match='another config'):
-        AvatarTrainer(toy_scene, tmp_path / 'run', replace(config, rays=128), resume=True)
+        AvatarTrainer(toy_scene, tmp_path / 'run', config.updated({'sampling.rays': 128}),
+                      resume=True)
 
 
 def test_shipped_configs_load_and_bad_values_are_refused():
     bench = Path(__file__).parents[1] / 'bench' / 'configs'
     for name in (*NAMES, *sorted(bench.glob('avatar_*.yaml'))):
-        assert load_avatar_config(name).stage1_steps > 0
-    with pytest.raises(ValueError, match='field'):
-        AvatarConfig(field='voxels')
+        assert load_avatar_config(name).stage1.steps > 0
+    with pytest.raises(ValueError, match='field.kind'):
+        AvatarConfig().updated({'field.kind': 'voxels'})
     with pytest.raises(ValueError, match='near'):
-        AvatarConfig(near=3.0, far=2.0)
+        AvatarConfig().updated({'scene.near': 3.0, 'scene.far': 2.0})
 
 
 def test_focused_rays_land_on_and_around_the_foreground():
@@ -291,7 +293,7 @@ def test_frames_of_a_distorting_lens_train_undistorted(tmp_path, distortion):
 
 
 def test_cameras_hold_still_while_the_field_warms_up(toy_scene, tmp_path):
-    config = AvatarConfig(**{**TOY, 'pose_warmup': 0.5, 'stage2_steps': 0})
+    config = AvatarConfig().updated({**TOY, 'poses.warmup': 0.5, 'stage2.steps': 0})
     trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config, perturb_sigma=0.05)
     for _ in range(15):
         trainer._train_step()
@@ -299,8 +301,8 @@ def test_cameras_hold_still_while_the_field_warms_up(toy_scene, tmp_path):
     for _ in range(3):
         trainer._train_step()
     assert float(trainer.poses.xi.detach().abs().max()) > 0.0
-    with pytest.raises(ValueError, match='pose_warmup'):
-        AvatarConfig(pose_warmup=1.0)
+    with pytest.raises(ValueError, match='poses.warmup'):
+        AvatarConfig().updated({'poses.warmup': 1.0})
 
 
 def test_perturbation_has_the_asked_spread():
@@ -336,8 +338,8 @@ def test_test_time_optimisation_recovers_a_camera_turned_a_few_degrees(toy_scene
     from head_capture.avatar.export import render_view
     from head_capture.lie_groups import so3_exp
 
-    config = AvatarConfig(**{**TOY, 'stage1_steps': 300, 'stage2_steps': 0,
-                             'refine_poses': False, 'checkpoint_every': 1000})
+    config = AvatarConfig().updated({**TOY, 'stage1.steps': 300, 'stage2.steps': 0,
+                                     'poses.refine': False, 'trainer.checkpoint_every': 1000})
     trainer = AvatarTrainer(toy_scene, tmp_path / 'run', config)
     trainer.run_stage()
     frame = int(trainer.held_ids[0])
@@ -364,7 +366,7 @@ def test_a_head_volume_in_the_data_bounds_the_fields(toy_scene, tmp_path):
     data['head_volume'] = {'centre': [0.0, 0.0, 0.1], 'semi_axes': [0.5, 0.6, 0.4]}
     bounded = toy_scene.with_name('bounded.json')
     bounded.write_text(json.dumps(data))
-    config = AvatarConfig(**{**TOY, 'stage1_steps': 2, 'stage2_steps': 1})
+    config = AvatarConfig().updated({**TOY, 'stage1.steps': 2, 'stage2.steps': 1})
     trainer = AvatarTrainer(bounded, tmp_path / 'run', config)
     trainer.run()
     for field in trainer.fields:  # stage 2 builds both of its fields bounded as well
@@ -384,7 +386,8 @@ def test_fields_train_in_the_scaled_head_volume_and_render_cut_to_it(toy_scene, 
                                     'top': -0.1, 'base': -0.2}}
     bounded = toy_scene.with_name('scaled.json')
     bounded.write_text(json.dumps(data))
-    config = AvatarConfig(**{**TOY, 'stage1_steps': 2, 'stage2_steps': 1, 'support_scale': 1.5})
+    config = AvatarConfig().updated({**TOY, 'stage1.steps': 2, 'stage2.steps': 1,
+                                     'scene.support_scale': 1.5})
     trainer = AvatarTrainer(bounded, tmp_path / 'run', config)
     trainer.run()
     rotation, translation = (p[0] for p in trainer.refined_poses())
@@ -413,8 +416,8 @@ def test_fields_train_in_the_scaled_head_volume_and_render_cut_to_it(toy_scene, 
             for field in trainer.fields:
                 density = field(beside_and_in_the_neck, directions)[1]
                 assert (density > 0).tolist() == expected
-    with pytest.raises(ValueError, match='support_scale'):
-        AvatarConfig(support_scale=0.9)
+    with pytest.raises(ValueError, match='scene.support_scale'):
+        AvatarConfig().updated({'scene.support_scale': 0.9})
 
 
 def test_a_finished_run_renders_cut_to_the_visual_hull_of_its_views(toy_scene, tmp_path):
@@ -434,26 +437,28 @@ def test_a_finished_run_renders_cut_to_the_visual_hull_of_its_views(toy_scene, t
         with trainer.displayed():
             return (trainer.fields[0](in_a_blob_and_in_the_air, directions)[1] > 0).tolist()
 
-    config = AvatarConfig(**{**TOY, 'stage1_steps': 4, 'stage2_steps': 2, 'log_every': 1})
+    config = AvatarConfig().updated({**TOY, 'stage1.steps': 4, 'stage2.steps': 2,
+                                     'trainer.log_every': 1})
     trainer = AvatarTrainer(segmented, tmp_path / 'run', config)
     trainer._train_step()
     assert shown(trainer) == [True, True]  # the cameras still move: no hull yet
     trainer.run()
     assert shown(trainer) == [True, False]
     assert (trainer.fields[0](in_a_blob_and_in_the_air, directions)[1] > 0).all()  # training
-    uncut = AvatarTrainer(segmented, tmp_path / 'uncut', replace(config, hull_min_views=0))
+    uncut = AvatarTrainer(segmented, tmp_path / 'uncut', config.updated({'hull.min_views': 0}))
     uncut.run()
     assert shown(uncut) == [True, True]
-    with pytest.raises(ValueError, match='hull_min_views'):
-        AvatarConfig(hull_margin=-0.01)
+    with pytest.raises(ValueError, match='hull.min_views'):
+        AvatarConfig().updated({'hull.margin': -0.01})
 
 
 def test_outputs_held_out_renders_turntable_and_mesh(toy_scene, tmp_path):
     import av
 
-    config = AvatarConfig(**{**TOY, 'stage1_steps': 300, 'stage2_steps': 0,
-                             'refine_poses': False, 'checkpoint_every': 1000,
-                             'turntable_frames': 4, 'mesh_views': 6, 'mesh_resolution': 48})
+    config = AvatarConfig().updated({
+        **TOY, 'stage1.steps': 300, 'stage2.steps': 0, 'poses.refine': False,
+        'trainer.checkpoint_every': 1000, 'outputs.turntable_frames': 4, 'outputs.mesh_views': 6,
+        'outputs.mesh_resolution': 48})
     metrics = AvatarTrainer(toy_scene, tmp_path / 'run', config).run()
     assert metrics['held_out_psnr'] > 22 and 0.7 < metrics['held_out_ssim'] <= 1
     assert json.loads((tmp_path / 'run' / 'metrics.json').read_text()) == metrics
@@ -513,45 +518,47 @@ def test_a_scene_larger_than_the_field_gets_bounds_from_its_cameras(tmp_path):
     assert 1.15 < bounds.radius < 1.5
     config = load_avatar_config('cpu_preview')
     fitted, note = fit_scene(config, bounds, chosen=frozenset())
-    assert bounds.half_side < fitted.scene_radius < 1.2 * bounds.half_side
+    assert bounds.half_side < fitted.scene.radius < 1.2 * bounds.half_side
     # Lengths in scene units keep their ratio to the field's size.
-    assert fitted.pose_translation_unit / fitted.scene_radius == pytest.approx(
-        config.pose_translation_unit / config.scene_radius, rel=0.01)
-    assert f'scene_radius={fitted.scene_radius:g}' in note and '4 units away' in note
+    assert fitted.poses.translation_unit / fitted.scene.radius == pytest.approx(
+        config.poses.translation_unit / config.scene.radius, rel=0.01)
+    assert f'scene.radius={fitted.scene.radius:g}' in note and '4 units away' in note
     # Bounds a user chose are never changed: refused, with what to set.
-    with pytest.raises(TrainingError, match=f'set scene_radius={fitted.scene_radius:g}'):
-        fit_scene(config, bounds, chosen={'scene_radius'})
+    with pytest.raises(TrainingError, match=f'set scene.radius={fitted.scene.radius:g}'):
+        fit_scene(config, bounds, chosen={'scene.radius'})
     with pytest.raises(TrainingError, match='near=0.1, far=1'):
-        fit_scene(replace(fitted, near=0.1, far=1.0), bounds, chosen={'near', 'far'})
+        fit_scene(fitted.updated({'scene.near': 0.1, 'scene.far': 1.0}), bounds,
+                  chosen={'scene.near', 'scene.far'})
     # A head-sized scene (cameras 0.6 m from a 0.12 m head) keeps the config as it is.
     head = scene_bounds(load_views(_ball_scene(tmp_path / 'head', 0.6, 0.12)))
     assert fit_scene(config, head, chosen=frozenset()) == (config, None)
     # Cameras standing inside the field (a scene in millimetres) are as clearly wrong.
     tiny = scene_bounds(load_views(_ball_scene(tmp_path / 'tiny', 0.04, 0.01)))
-    assert fit_scene(config, tiny, chosen=frozenset())[0].scene_radius < 0.05
+    assert fit_scene(config, tiny, chosen=frozenset())[0].scene.radius < 0.05
 
 
 def test_train_cli_derives_the_bounds_it_was_left_and_refuses_those_set(tmp_path, capsys):
     from head_capture.cli import main
 
     lego = _ball_scene(tmp_path / 'lego', 4.0, 1.2)
-    quick = ['--set=stage1_steps=2', '--set=stage2_steps=0', '--set=test_pose_steps=0',
-             '--set=turntable_frames=0', '--set=mesh_views=0', '--set=image_size=0']
-    assert main(['train', str(lego), '--out', str(tmp_path / 'set'), '--set=scene_radius=0.3',
+    quick = ['--set=stage1.steps=2', '--set=stage2.steps=0', '--set=outputs.test_pose_steps=0',
+             '--set=outputs.turntable_frames=0', '--set=outputs.mesh_views=0',
+             '--set=data.image_size=0']
+    assert main(['train', str(lego), '--out', str(tmp_path / 'set'), '--set=scene.radius=0.3',
                  *quick]) == 2
     err = capsys.readouterr().err
-    assert 'the field reaches only 0.3 round the origin (scene_radius), as set: set ' in err
+    assert 'the field reaches only 0.3 round the origin (scene.radius), as set: set ' in err
     assert not (tmp_path / 'set').exists()
     assert main(['train', str(lego), '--out', str(tmp_path / 'run'), *quick]) == 0
     assert 'warning: the cameras look at a scene' in capsys.readouterr().err
     state = torch.load(tmp_path / 'run' / CHECKPOINT, weights_only=True)
-    assert 1.2 < state['config']['scene_radius'] < 2.0
+    assert 1.2 < state['config']['scene']['radius'] < 2.0
 
 
 def test_resuming_a_run_on_other_data_is_refused_with_the_reason(toy_scene, tmp_path, capsys):
     from head_capture.cli import main
 
-    config = AvatarConfig(**TOY)
+    config = AvatarConfig().updated(TOY)
     AvatarTrainer(toy_scene, tmp_path / 'run', config)
     transforms = read_transforms(toy_scene)
     fewer = replace(transforms, frames=transforms.frames[:12])

@@ -1,7 +1,8 @@
 """Config loading: the shipped parameters file, overrides, and clear errors."""
 
+from head_capture.avatar.training_config import chosen_keys, load_avatar_config
 from head_capture.capture.keyframes import KeyframeConfig
-from head_capture.config_files import ConfigError
+from head_capture.config_files import ConfigError, parse_overrides
 from head_capture.node_graph import load_node_config
 import pytest
 
@@ -43,3 +44,22 @@ def test_bad_config_names_the_problem(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match='not found'):
         load_node_config(KeyframeConfig, 'keyframe_selector', tmp_path / 'nope.yaml')
+
+
+def test_avatar_config_takes_dotted_overrides_and_refuses_the_flat_keys(tmp_path):
+    overrides = parse_overrides(['stage1.steps=7', 'grid.lr=[0.1, 0.01]'])
+    config = load_avatar_config('fast', overrides)
+    assert (config.stage1.steps, config.grid.lr) == (7, (0.1, 0.01))
+    assert config.stage2 == load_avatar_config('fast').stage2  # the rest of the file holds
+    with pytest.raises(ConfigError, match='stage1_steps is stage1.steps'):
+        load_avatar_config('fast', parse_overrides(['stage1_steps=7']))
+    path = tmp_path / 'mine.yaml'
+    path.write_text('field: grid\nstage1:\n  steps: 5\n')
+    with pytest.raises(ConfigError, match='field is field.kind'):
+        load_avatar_config(path)
+    path.write_text('stage1:\n  steps: 5\n  pose_lr: [1.0e-3, 1.0e-5]\n')
+    assert load_avatar_config(path).stage1.steps == 5
+    chosen = chosen_keys(path, {'scene.radius': 1.0})
+    assert chosen == {'stage1.steps', 'stage1.pose_lr', 'scene.radius'}
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['stage1.stepz'\]"):
+        load_avatar_config('fast', {'stage1.stepz': 1})

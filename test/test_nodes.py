@@ -1138,7 +1138,8 @@ def test_training_progress_is_plottable_and_a_cancel_checkpoints_for_the_next_re
     session = toy_scene.parent
     # Far too long to finish: the only checkpoints are at the start and where it is stopped.
     overrides = dict(item.split('=') for item in tiny_avatar.split())
-    overrides.update(stage1_steps='100000', checkpoint_every='100000', log_every='2')
+    overrides.update({'stage1.steps': '100000', 'trainer.checkpoint_every': '100000',
+                      'trainer.log_every': '2'})
     trainer, = build_nodes([(node_spec('avatar_trainer'), {
         'session_dir': str(session), 'poll_s': 0.1,
         'overrides': ' '.join(f'{k}={v}' for k, v in overrides.items())})], context=ros_context)

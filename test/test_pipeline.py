@@ -90,8 +90,8 @@ def test_reconstruct_runs_every_step_then_resumes_and_skips(capture, tmp_path, t
 def test_reconstruct_refuses_a_bad_config_before_any_work(capture, tmp_path, capsys):
     out = tmp_path / 'out'
     assert main(['reconstruct', str(capture / 'capture.mp4'), '--out', str(out),
-                 '--set', 'stage1_steps=0']) == 2
-    assert 'stage1_steps' in capsys.readouterr().err
+                 '--set', 'stage1.steps=0']) == 2
+    assert 'stage1.steps' in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -158,13 +158,14 @@ def test_reconstruct_refuses_to_resume_another_request_and_names_what_changed(
     params = tmp_path / 'params.yaml'
     params.write_text('keyframe_selector:\n  ros__parameters:\n    min_interval_s: 0.5\n')
     write_transforms(tmp_path / 'camera.json', Transforms(Intrinsics.from_fov(240, 160, 50.0)))
-    rays = load_avatar_config('cpu_preview').rays
+    rays = load_avatar_config('cpu_preview').sampling.rays
     for options, change in [
             (['--fov', '70'], '--fov: 60 -> 70'),
             (['--intrinsics', str(tmp_path / 'camera.json')], '--intrinsics: none -> {fx '),
             (['--fov', '60', '--params', str(params)],
              '--params keyframe_selector.min_interval_s: 0.25 -> 0.5'),
-            (['--fov', '60', '--set', 'rays=64'], f'--config/--set rays: {rays} -> 64')]:
+            (['--fov', '60', '--set', 'sampling.rays=64'],
+             f'--config/--set sampling.rays: {rays} -> 64')]:
         assert main(command + options) == 2
         said = capsys.readouterr().err
         assert 'holds a reconstruction of another request' in said and change in said, said

@@ -46,9 +46,10 @@ def reconstruction(tmp_path_factory, blob_views):
     write_transforms(session / 'transforms.json', Transforms(
         blob_views.camera, frames, {'head_capture': {'unregistered': refused}}))
     write_transforms(truth_dir / 'transforms.json', Transforms(blob_views.camera, truth_frames))
-    config = AvatarConfig(**{**TOY, 'stage1_steps': 12, 'stage2_steps': 6, 'log_every': 2,
-                             'checkpoint_every': 1000, 'test_pose_steps': 0,
-                             'turntable_frames': 3})
+    config = AvatarConfig().updated({
+        **TOY, 'stage1.steps': 12, 'stage2.steps': 6, 'trainer.log_every': 2,
+        'trainer.checkpoint_every': 1000, 'outputs.test_pose_steps': 0,
+        'outputs.turntable_frames': 3})
     AvatarTrainer(session / 'transforms.json', session / 'avatar', config).run()
     return session, session / 'avatar', truth_dir / 'transforms.json'
 

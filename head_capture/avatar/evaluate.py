@@ -58,9 +58,9 @@ def optimise_pose(fields, image, rotation, translation, intrinsics, config, back
             u = torch.randint(width, (rays,), generator=generator).to(device)
             r, t = correction(torch.zeros(rays, dtype=torch.long, device=device))
             origins, directions = pixel_rays(intrinsics, r, t, u.float(), v.float())
-            near, far = near_far(origins, config.scene_radius, config.near, config.far)
+            near, far = near_far(origins, config.scene.radius, config.scene.near, config.scene.far)
             outputs = render_rays(fields, origins, directions, near, far,
-                                  (config.coarse_samples, config.fine_samples), background)
+                                  (config.sampling.coarse, config.sampling.fine), background)
             loss = squared_error(outputs[-1][0], image[v, u],
                                  weight[v, u] if weight is not None else None)
             optimiser.zero_grad()
@@ -104,7 +104,7 @@ def evaluate_held_out(trainer, pose_steps=100, background=1.0):
 
 def evaluate_test_set(trainer, transforms_path, pose_steps=100, background=1.0):
     """PSNR and SSIM of the views of another transforms.json, given in the same frame."""
-    views = load_views(transforms_path, trainer.config.image_size)
+    views = load_views(transforms_path, trainer.config.data.image_size)
     if (views.intrinsics.width, views.intrinsics.height) != (trainer.views.intrinsics.width,
                                                              trainer.views.intrinsics.height):
         raise ValueError(f'{transforms_path} has {views.intrinsics.width}x'

@@ -50,9 +50,9 @@ def render_view(fields, rotation, translation, intrinsics, config, background, c
             origins, directions = pixel_rays(intrinsics, rotation.expand(count, 3, 3),
                                              translation.expand(count, 3),
                                              u[start:start + chunk], v[start:start + chunk])
-            near, far = near_far(origins, config.scene_radius, config.near, config.far)
+            near, far = near_far(origins, config.scene.radius, config.scene.near, config.scene.far)
             rgb, opacity, depth = render_rays(fields, origins, directions, near, far,
-                                              (config.coarse_samples, config.fine_samples),
+                                              (config.sampling.coarse, config.sampling.fine),
                                               background, progress, c2f)[-1]
             parts.append(torch.cat([rgb, opacity[:, None], depth[:, None]], -1))
     image = torch.cat(parts).reshape(height, width, 5).cpu().numpy()
@@ -81,8 +81,8 @@ def write_mesh(path, fields, rotations, translations, intrinsics, config, views=
     """
     import open3d as o3d
 
-    voxel = 2.0 * config.scene_radius / resolution
-    radius = config.scene_radius
+    voxel = 2.0 * config.scene.radius / resolution
+    radius = config.scene.radius
     volume = o3d.pipelines.integration.UniformTSDFVolume(
         length=2.0 * radius, resolution=resolution, sdf_trunc=4 * voxel,
         color_type=o3d.pipelines.integration.TSDFVolumeColorType.RGB8,

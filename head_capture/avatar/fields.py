@@ -171,9 +171,9 @@ class GridField(BoundedField):
 
 def make_field(config, support=None):
     """Build the field a config names ('mlp' or 'grid'), within ``support`` when given."""
-    if config.field == 'mlp':
-        return MLPField(config.mlp_depth, config.mlp_width, config.mlp_skip, config.pe_xyz,
-                        config.pe_dir, config.scene_radius, support)
-    return GridField(config.grid_levels, config.grid_base, config.grid_top,
-                     config.grid_features, config.grid_hidden, config.pe_dir,
-                     config.scene_radius, support)
+    if config.field.kind == 'mlp':
+        return MLPField(config.mlp.depth, config.mlp.width, config.mlp.skip, config.mlp.pe_xyz,
+                        config.field.pe_dir, config.scene.radius, support)
+    return GridField(config.grid.levels, config.grid.base, config.grid.top,
+                     config.grid.features, config.grid.hidden, config.field.pe_dir,
+                     config.scene.radius, support)

@@ -1,7 +1,7 @@
 """
 Where the scene is, from its cameras, and whether the avatar's field holds it.
 
-The fields live in a cube of half-side ``scene_radius`` round the origin: 0.3 m in the shipped
+The fields live in a cube of half-side ``scene.radius`` round the origin: 0.3 m in the shipped
 configs, a head. Data of another size, a Blender scene whose cameras stand 4 units from it,
 trains garbage in that cube without a word. The cameras say where the scene is: round the
 point closest to all their optical axes (least squares), reaching as far as the head volume
@@ -11,10 +11,11 @@ user left them to the config, and refused with the numbers and the settings to u
 user chose them.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 import math
 
 from head_capture.avatar import TrainingError
+from head_capture.config_files import flatten
 from head_capture.geometry import camera_center
 import numpy as np
 
@@ -24,9 +25,9 @@ TOO_SMALL = 2.0
 TOO_LARGE = 0.5
 # A derived field holds the scene with this much to spare.
 MARGIN = 1.1
-# Lengths in scene units that follow scene_radius when it is derived (their ratios to it are
+# Lengths in scene units that follow scene.radius when it is derived (their ratios to it are
 # what the shipped configs were tuned with).
-SCENE_LENGTHS = ('pose_translation_unit', 'hull_margin')
+SCENE_LENGTHS = ('poses.translation_unit', 'hull.margin')
 # Optical axes this close to parallel (smallest eigenvalue of the mean of I - d d^T) meet
 # nowhere in particular: a forward-facing capture, whose bounds the cameras cannot tell.
 PARALLEL = 0.01
@@ -157,31 +158,33 @@ def fit_scene(config, bounds, chosen=None):
     """
     if bounds is None:
         return config, None
-    chosen = frozenset(config.as_dict()) if chosen is None else frozenset(chosen)
-    size = config.scene_radius
+    values = flatten(config.as_dict())
+    chosen = frozenset(values if chosen is None else chosen)
+    scene, size = config.scene, config.scene.radius
     changes = {}
-    misfit = (f'the field reaches only {size:g} round the origin (scene_radius)'
+    misfit = (f'the field reaches only {size:g} round the origin (scene.radius)'
               if bounds.half_side > TOO_SMALL * size else
               f'a camera stands {bounds.nearest:.3g} from the origin, inside the field '
-              f'(scene_radius {size:g})' if bounds.nearest < TOO_LARGE * size else None)
+              f'(scene.radius {size:g})' if bounds.nearest < TOO_LARGE * size else None)
     if misfit:
         radius = _round_up(bounds.half_side * MARGIN)
-        if 'scene_radius' in chosen:
+        if 'scene.radius' in chosen:
             raise TrainingError(f'{bounds.describe()}, but {misfit}, as set: set '
-                                f'scene_radius={radius:g}, or leave it out to have it derived '
+                                f'scene.radius={radius:g}, or leave it out to have it derived '
                                 'from the cameras')
-        changes['scene_radius'] = radius
-        changes.update({key: _round_up(getattr(config, key) * radius / size, 3)
+        changes['scene.radius'] = radius
+        changes.update({key: _round_up(values[key] * radius / size, 3)
                         for key in SCENE_LENGTHS if key not in chosen})
-    if config.near > 0 and not config.near < bounds.depths[0] <= bounds.depths[1] < config.far:
-        if {'near', 'far'} & chosen:
-            raise TrainingError(f'{bounds.describe()}, but near={config.near:g}, '
-                                f'far={config.far:g} leave it out of the rays: set near and far '
-                                'round those depths, or 0 to have them follow the cameras')
-        misfit = misfit or f'near={config.near:g}, far={config.far:g} leave it out of the rays'
-        changes.update(near=0.0, far=0.0)
+    if scene.near > 0 and not scene.near < bounds.depths[0] <= bounds.depths[1] < scene.far:
+        if {'scene.near', 'scene.far'} & chosen:
+            raise TrainingError(f'{bounds.describe()}, but near={scene.near:g}, '
+                                f'far={scene.far:g} leave it out of the rays: set scene.near and '
+                                'scene.far round those depths, or 0 to have them follow the '
+                                'cameras')
+        misfit = misfit or f'near={scene.near:g}, far={scene.far:g} leave it out of the rays'
+        changes.update({'scene.near': 0.0, 'scene.far': 0.0})
     if not changes:
         return config, None
     settings = ', '.join(f'{key}={value:g}' for key, value in changes.items())
-    return replace(config, **changes), (f'{bounds.describe()}, but {misfit}: training with '
-                                        f'{settings} (set them to choose otherwise)')
+    return config.updated(changes), (f'{bounds.describe()}, but {misfit}: training with '
+                                     f'{settings} (set them to choose otherwise)')

@@ -5,9 +5,9 @@ Stage 1 is BARF with the coarse field only: the field and every training camera'
 are optimised together, the field's detail faded in coarse to fine; its field is then thrown
 away. Stage 2 trains coarse and fine fields from scratch, the cameras starting where stage 1
 left them and still refined, at a lower rate. In each stage the cameras can be held while the
-new field takes shape (``pose_warmup``). Progress goes to ``events.jsonl`` (one JSON object per
+new field takes shape (``poses.warmup``). Progress goes to ``events.jsonl`` (one JSON object per
 line, what the ROS node publishes) and to an optional callback. A checkpoint is written
-atomically every ``checkpoint_every`` steps and at each stage's start and end; ``resume``
+atomically every ``trainer.checkpoint_every`` steps and at each stage's start and end; ``resume``
 continues from it exactly (same random stream). Asked to stop (``should_stop``: a signal, a
 cancel), a run checkpoints where it is and returns without metrics, to be resumed later. A step
 whose loss or gradients are not finite is undone: the last checkpoint is reloaded and the
@@ -108,8 +108,8 @@ class AvatarTrainer:
         self.out = Path(out_dir)
         self.progress = progress
         self.should_stop = should_stop or (lambda: False)
-        torch.set_num_threads(config.threads)
-        self.device = _device(config.device)
+        torch.set_num_threads(config.trainer.threads)
+        self.device = _device(config.trainer.device)
         if self.device.type == 'cuda':
             # TF32 matrix products: several times faster on the MLP, the same training in practice.
             torch.set_float32_matmul_precision('high')
@@ -118,22 +118,23 @@ class AvatarTrainer:
             raise TrainingError(f'{self.out} already holds a run: pass --resume to continue '
                                 'it, or choose another --out')
         self.data = str(Path(data).resolve())
-        self.views = load_views(data, config.image_size)
-        config, scene_note = fit_scene(config, scene_bounds(self.views, config.support_scale),
-                                       chosen)
+        self.views = load_views(data, config.data.image_size)
+        config, scene_note = fit_scene(
+            config, scene_bounds(self.views, config.scene.support_scale), chosen)
         self.config = config
         # Where the fields may hold density while training, in what they render views, and
         # in what they show as the avatar (the head down to its neck).
         volume = self.views.volume
         self.support = None if volume is None else (volume.centre, volume.semi_axes)
         self.training_support = None if volume is None else (
-            volume.centre, volume.semi_axes * config.support_scale)
+            volume.centre, volume.semi_axes * config.scene.support_scale)
         self.below_neck = None if volume is None or volume.neck is None else \
             volume.neck.holds_body
         self._hull = (None, None)  # (stage, step) it was worked out at, the hull
-        self.train_ids, self.held_ids = holdout_split(len(self.views), config.holdout_every)
-        self.focus = (foreground_pixels(self.views.masks, self.train_ids, config.focus_margin)
-                      if config.focus_share > 0 else None)
+        self.train_ids, self.held_ids = holdout_split(len(self.views), config.data.holdout_every)
+        sampling = config.sampling
+        self.focus = (foreground_pixels(self.views.masks, self.train_ids, sampling.focus_margin)
+                      if sampling.focus_share > 0 else None)
         if len(self.train_ids) < 2:
             raise TrainingError(f'{data} leaves {len(self.train_ids)} training view(s)')
         self.generator = torch.Generator().manual_seed(seed)
@@ -157,7 +158,7 @@ class AvatarTrainer:
         self._event('device', {'device': device_name(self.device)})
         if scene_note:
             self._event('scene_bounds', {'note': scene_note,
-                                         'scene_radius': config.scene_radius})
+                                         'scene_radius': config.scene.radius})
 
     @classmethod
     def reopen(cls, out_dir, progress=None):
@@ -172,32 +173,32 @@ class AvatarTrainer:
     def _build_stage(self, rotations, translations):
         cfg = self.config
         torch.manual_seed(self.seed * 7 + self.stage)
-        count = 1 if self.stage == 1 or cfg.fine_samples == 0 else 2
+        count = 1 if self.stage == 1 or cfg.sampling.fine == 0 else 2
         self.fields = torch.nn.ModuleList(make_field(cfg, self.training_support)
                                           for _ in range(count)).to(self.device)
-        self.poses = PoseCorrections(rotations, translations, cfg.pose_gauge,
-                                     cfg.pose_translation_unit).to(self.device)
+        self.poses = PoseCorrections(rotations, translations, cfg.poses.gauge,
+                                     cfg.poses.translation_unit).to(self.device)
         grid = [p for n, p in self.fields.named_parameters() if '.grids.' in n]
         dense = [p for n, p in self.fields.named_parameters() if '.grids.' not in n]
-        groups = [{'params': dense, 'lr_pair': cfg.field_lr}]
+        groups = [{'params': dense, 'lr_pair': cfg.field.lr}]
         if grid:
-            groups.append({'params': grid, 'lr_pair': cfg.grid_lr})
+            groups.append({'params': grid, 'lr_pair': cfg.grid.lr})
         # One fused kernel per step instead of a loop of tensor ops: the grid's 1.6 M values
         # made Adam a sixth of a cpu_preview step on 2 cores (107 -> 89 ms a step).
-        self.field_optimizer = torch.optim.Adam(groups, lr=cfg.field_lr[0], fused=True)
-        pose_lr = cfg.pose_lr if self.stage == 1 else cfg.stage2_pose_lr
+        self.field_optimizer = torch.optim.Adam(groups, lr=cfg.field.lr[0], fused=True)
+        pose_lr = cfg.stage(self.stage).pose_lr
         self.pose_optimizer = torch.optim.Adam([{'params': self.poses.parameters(),
                                                  'lr_pair': pose_lr}], lr=pose_lr[0])
 
     @property
     def stage_steps(self):
         """Return the length of the current stage."""
-        return self.config.stage1_steps if self.stage == 1 else self.config.stage2_steps
+        return self.config.stage(self.stage).steps
 
     @property
     def done_steps(self):
         """Return the steps trained in both stages so far."""
-        return self.step + (self.config.stage1_steps if self.stage == 2 else 0)
+        return self.step + (self.config.stage1.steps if self.stage == 2 else 0)
 
     def eta_s(self):
         """Return the seconds the steps left should take at this process's pace so far."""
@@ -205,15 +206,15 @@ class AvatarTrainer:
         trained = self.done_steps - done
         if trained <= 0:
             return None
-        left = self.config.stage1_steps + self.config.stage2_steps - self.done_steps
+        left = self.config.stage1.steps + self.config.stage2.steps - self.done_steps
         return round((time.monotonic() - started) / trained * left, 1)
 
     @property
     def c2f(self):
         """Return the coarse-to-fine schedule of the current stage."""
         cfg = self.config
-        on = self.stage == 1 or cfg.stage2_c2f
-        return (cfg.c2f_start, cfg.c2f_end) if on else (0.0, 0.0)
+        on = self.stage == 1 or cfg.c2f.stage2
+        return (cfg.c2f.start, cfg.c2f.end) if on else (0.0, 0.0)
 
     def run(self):
         """
@@ -244,7 +245,7 @@ class AvatarTrainer:
 
     def next_stage(self):
         """Start stage 2 from stage 1's cameras; False when there is none to start."""
-        if self.stage == 2 or self.config.stage2_steps == 0:
+        if self.stage == 2 or self.config.stage2.steps == 0:
             return False
         self._write_refined_transforms(STAGE1_TRANSFORMS)
         rotations, translations = (p.detach().cpu() for p in self.poses())
@@ -256,22 +257,23 @@ class AvatarTrainer:
     def _train_step(self):
         cfg = self.config
         share = self.step / max(self.stage_steps, 1)
-        pose_share = (share - cfg.pose_warmup) / (1.0 - cfg.pose_warmup)
+        pose_share = (share - cfg.poses.warmup) / (1.0 - cfg.poses.warmup)
         for optimizer, at in ((self.field_optimizer, share), (self.pose_optimizer, pose_share)):
             for group in optimizer.param_groups:
                 group['lr'] = decayed(group['lr_pair'], at) * self.lr_scale
         frames, u, v, colour, mask, weight = sample_pixels(
-            self.views, self.train_ids, cfg.rays, self.generator, self.focus, cfg.focus_share)
+            self.views, self.train_ids, cfg.sampling.rays, self.generator, self.focus,
+            cfg.sampling.focus_share)
         local = self._local_index(frames)
         rotations, translations = self.poses(local.to(self.device))
         origins, directions = pixel_rays(self.views.intrinsics, rotations, translations,
                                          u.to(self.device), v.to(self.device))
-        near, far = near_far(origins, cfg.scene_radius, cfg.near, cfg.far)
+        near, far = near_far(origins, cfg.scene.radius, cfg.scene.near, cfg.scene.far)
         background = self._background(len(u)).to(self.device)
         target = (colour * mask[:, None]).to(self.device) + (1 - mask[:, None]).to(
             self.device) * background
         outputs = render_rays(self.fields, origins, directions, near, far,
-                              (cfg.coarse_samples, cfg.fine_samples), background, share,
+                              (cfg.sampling.coarse, cfg.sampling.fine), background, share,
                               self.c2f, self.generator)
         weight = weight.to(self.device) if weight is not None else None
         losses = [squared_error(rgb, target, weight) for rgb, _, _ in outputs]
@@ -283,17 +285,17 @@ class AvatarTrainer:
             self._rollback(float(loss.detach()))
             return
         self.field_optimizer.step()
-        if cfg.refine_poses and pose_share >= 0:
+        if cfg.poses.refine and pose_share >= 0:
             self.pose_optimizer.step()
         self.step += 1
-        if self.step % cfg.log_every == 0 or self.step == self.stage_steps:
+        if self.step % cfg.trainer.log_every == 0 or self.step == self.stage_steps:
             psnr = -10.0 * math.log10(max(float(losses[-1].detach()), 1e-10))
             self._event('step', {'loss': float(loss.detach()), 'psnr': psnr,
                                  'steps': self.stage_steps, 'eta_s': self.eta_s(),
                                  **self.pose_report(),
                                  'lr_field': self.field_optimizer.param_groups[0]['lr'],
                                  'lr_pose': self.pose_optimizer.param_groups[0]['lr']})
-        if self.step % cfg.checkpoint_every == 0:
+        if self.step % cfg.trainer.checkpoint_every == 0:
             self._save()
             self.write_preview()
 
@@ -304,9 +306,9 @@ class AvatarTrainer:
         return lookup[frames]
 
     def _background(self, count):
-        if self.config.background == 'random':
+        if self.config.scene.background == 'random':
             return torch.rand((count, 3), generator=self.generator)
-        return torch.full((count, 3), 1.0 if self.config.background == 'white' else 0.0)
+        return torch.full((count, 3), 1.0 if self.config.scene.background == 'white' else 0.0)
 
     def _finite(self, loss):
         grads = [p.grad for p in itertools.chain(self.fields.parameters(),
@@ -408,15 +410,15 @@ class AvatarTrainer:
 
     def _write_outputs(self):
         """Held-out renders and metrics, turntable video, mesh; return what was made."""
-        cfg, made = self.config, {}
+        cfg, outputs, made = self.config, self.config.outputs, {}
         if len(self.held_ids):
-            held = evaluate_held_out(self, cfg.test_pose_steps)
+            held = evaluate_held_out(self, outputs.test_pose_steps)
             for view in held['per_view']:
                 pair = np.hstack([view['image'], view['truth']])
                 write_image_atomic(self.out / 'held_out' / f'{Path(view["frame"]).stem}.png',
                                    (pair * 255).round().astype(np.uint8))
             made.update(held_out_psnr=held['psnr'], held_out_ssim=held['ssim'],
-                        test_time_pose_steps=cfg.test_pose_steps,
+                        test_time_pose_steps=outputs.test_pose_steps,
                         held_out_views=[{'frame': v['frame'], 'psnr': round(v['psnr'], 3),
                                          'ssim': round(v['ssim'], 4)}
                                         for v in held['per_view']])
@@ -426,14 +428,14 @@ class AvatarTrainer:
         camera = self.views.intrinsics
         orbit_camera = replace(camera, cx=(camera.width - 1) / 2, cy=(camera.height - 1) / 2)
         with self.displayed(bust=True):
-            if cfg.turntable_frames:
+            if outputs.turntable_frames:
                 write_turntable(self.out / 'turntable.mp4', self.fields, *training,
-                                orbit_camera, cfg, cfg.turntable_frames)
+                                orbit_camera, cfg, outputs.turntable_frames)
                 made['turntable'] = 'turntable.mp4'
-            if cfg.mesh_views:
+            if outputs.mesh_views:
                 made['mesh_vertices'] = write_mesh(self.out / 'avatar.ply', self.fields,
-                                                   *training, orbit_camera, cfg, cfg.mesh_views,
-                                                   cfg.mesh_resolution)
+                                                   *training, orbit_camera, cfg,
+                                                   outputs.mesh_views, outputs.mesh_resolution)
                 made['mesh'] = 'avatar.ply' if made['mesh_vertices'] else None
         return made
 
@@ -442,7 +444,7 @@ class AvatarTrainer:
         """
         Cut the fields to what the avatar shows while rendering.
 
-        That is the head volume itself (see ``support_scale``), less the space outside the
+        That is the head volume itself (see ``scene.support_scale``), less the space outside the
         training views' visual hull once a stage has ended. With ``bust``, the fields are cut
         below the neck as well: the avatar's turntable and mesh end there. Views are rendered
         whole, as the masks they are scored on keep the collar.
@@ -465,17 +467,17 @@ class AvatarTrainer:
         Return the training views' hull at the cameras' poses when the stage ended.
 
         None while a stage runs (the cameras still move; working it out takes seconds) and
-        when ``hull_min_views`` switches it off.
+        when ``hull.min_views`` switches it off.
         """
         cfg, at = self.config, (self.stage, self.step)
-        if cfg.hull_min_views == 0 or self.step < self.stage_steps:
+        if cfg.hull.min_views == 0 or self.step < self.stage_steps:
             return None
         if self._hull[0] != at:
-            centre, axes = self.support or (np.zeros(3), np.full(3, cfg.scene_radius))
+            centre, axes = self.support or (np.zeros(3), np.full(3, cfg.scene.radius))
             rotations, translations = (p.detach().cpu() for p in self.poses())
             self._hull = at, VisualHull.of_views(
                 self.views, self.train_ids, rotations, translations, centre - axes,
-                centre + axes, cfg.hull_min_views, cfg.hull_margin).to(self.device)
+                centre + axes, cfg.hull.min_views, cfg.hull.margin).to(self.device)
         return self._hull[1]
 
     def write_preview(self):

@@ -5,7 +5,7 @@ Each subject stands still under fixed light (a static scene, as a NeRF needs) an
 from cameras over the whole azimuth range and elevation -25..45°, looking at the head from
 arm's length. Views are RGBA PNGs whose alpha is the subject's mask cut to a cube of
 ``volume_m`` half-size round the head: the paper trains on segmented heads, and an avatar's
-field holds only its scene cube (``scene_radius`` 0.3 m in the avatar configs; the default
+field holds only its scene cube (``scene.radius`` 0.3 m in the avatar configs; the default
 0.25 m leaves room for the PnP frame's scale error, up to 11% measured). The chest and arms
 below stay in the RGB but are background in the mask: no field could fit them, and trying
 smears them into the head's volume. Cameras go to ``transforms_train.json`` /
