@@ -556,8 +556,8 @@ def _run_train_avatar(args):
 
             with console.status('refining the cameras (features + landmarks, bundle '
                                 'adjustment)'):
-                config = load_node_config(RefineConfig, 'pose_refinement')
-                console.print(refine_transforms(data, config=config,
+                refine_config = load_node_config(RefineConfig, 'pose_refinement')
+                console.print(refine_transforms(data, config=refine_config,
                                                 log=console.print).describe())
         metrics = None if stop.signal else train_avatar(
             data, args.out, config, args.perturb, args.seed, args.resume, _progress,

@@ -44,6 +44,7 @@ class Listener(Node):
         '/head_capture/keyframes': (Image, RELIABLE_QOS),
         '/head_capture/camera_pose': (PoseStamped, 10),
         '/head_capture/keyframe_poses': (PoseArray, LATCHED_QOS),
+        '/head_capture/refined_keyframe_poses': (PoseArray, LATCHED_QOS),
         '/head_capture/keyframe_report': (String, RELIABLE_QOS),
         '/head_capture/coverage': (Float32MultiArray, 10),
         '/head_capture/guidance': (String, 10),
@@ -197,6 +198,12 @@ def test_capture_graph_end_to_end(capture, tmp_path, ros_context, tiny_avatar):
             assert os.path.isfile(path)
         assert {'transforms.json', 'turntable.mp4', 'preview.png'} <= set(avatar['files'])
         assert np.isfinite(avatar['metrics']['held_out_psnr'])
+        # The trainer bundle-adjusted the keyframes first; pose_estimator sends them.
+        trained = read_transforms(session / 'training_transforms.json')
+        refinement = trained.meta['head_capture']['pose_refinement']
+        assert refinement['views'] == len(trained.frames)
+        refined = listener.wait_for('/head_capture/refined_keyframe_poses', 5)[-1]
+        assert len(refined.poses) == len(trained.frames)
         if 'avatar.ply' in avatar['files']:
             assert 'avatar_mesh' in {m.ns for a in listener.wait_for('/head_capture/avatar_mesh',
                                                                      5) for m in a.markers}
