@@ -48,7 +48,7 @@ def main():
             summary[f'{name} {label}'] = {
                 'usable': detection.usable, 'box': [round(v, 1) for v in detection.box],
                 'median_sigma_px': round(float(np.median(detection.sigma)), 2),
-                'visible_share': round(float((detection.visibility > 0.5).mean()), 3)}
+                'visible_share': round(float(detection.visible.mean()), 3)}
     sheet = np.vstack([np.hstack(tiles[:3]), np.hstack(tiles[3:])])
     cv2.imwrite(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     print(summary)

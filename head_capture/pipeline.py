@@ -118,7 +118,7 @@ def register_session(session, detector, template, config=PoseConfig(), progress=
         if detection.usable:
             session.write_mask(index, keyframe_mask(detection, estimate, camera, volume))
             session.write_landmarks(index, detection.landmarks, detection.sigma,
-                                    detection.visibility > 0.5)
+                                    detection.visible)
         frame.c2w, pose = pose_record(estimate)
         frame.meta.pop('unregistered', None)  # the reason of an earlier run
         frame.meta.update(pose)

@@ -368,7 +368,7 @@ class LiveSession:
                                     {'stamp_ns': stamp, **pose})
             if estimate.registered:  # what the trainer's pose refinement reads
                 self.session.write_landmarks(len(self.session.frames) - 1, detection.landmarks,
-                                             detection.sigma, detection.visibility > 0.5)
+                                             detection.sigma, detection.visible)
         except (OSError, SessionError) as exc:
             self._drop('keyframe not recorded', exc)
             return False

@@ -146,7 +146,7 @@ class Observation:
     @classmethod
     def of(cls, detection):
         """Return what a detection tells the pose refinement (its float mask is dropped)."""
-        return cls(detection.landmarks, detection.sigma, detection.visibility > 0.5,
+        return cls(detection.landmarks, detection.sigma, detection.visible,
                    detection.head_mask())
 
 

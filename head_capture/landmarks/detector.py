@@ -24,6 +24,8 @@ CROP_OVER_HEAD = 1.9
 # this share of the box side.
 MIN_MASK_SHARE = 0.25
 MAX_SIGMA_SHARE = 0.08
+# A landmark the network gives this probability of being in sight is taken as seen.
+MIN_VISIBILITY = 0.5
 # At most this many crops after the first pass, each re-centred on the last one's head.
 REFINE_PASSES = 2
 # A crop has settled when the head box it yields moves less than this share of its side.
@@ -70,6 +72,11 @@ class Detection:
         """Return the detection of a frame the network gave nothing usable for, and why."""
         return cls(np.zeros((0, 2)), np.zeros(0), np.zeros(0),
                    np.full(frame_shape[:2], 0.5, np.float32), (0.0, 0.0, 0.0), passes, problem)
+
+    @property
+    def visible(self):
+        """Return which landmarks the network saw (bool, N): the others it guessed."""
+        return self.visibility > MIN_VISIBILITY
 
     @property
     def usable(self):
